@@ -1,0 +1,8 @@
+"""gluon_bertft: BERT fine-tuning on MXNet Gluon, as in Dive into Deep Learning §16.6-16.7."""
+from .data.snli import SNLIBERTDataset, read_snli
+from .heads import BERTClassifier, predict_snli
+from .model import BERTEncoder, BERTModel
+from .pretrained import PRESETS, load_pretrained_model, save_pretrained
+from .train import evaluate_accuracy, train
+
+__version__ = '0.1.0'

@@ -1,0 +1,83 @@
+"""Batching: length buckets and trimming each batch to its longest example.
+
+The book pads every pair to ``max_len`` (128) although SNLI pairs are ~25-30 tokens long;
+trimming a batch to its longest pair gives the same logits (padding is masked out) for a
+fraction of the compute. Trimmed lengths are rounded up to a multiple of ``round_to`` so the
+hybridized graph sees few distinct shapes.
+"""
+import math
+
+import numpy as onp
+from mxnet import np
+
+
+def length_buckets(lengths, batch_size, num_buckets, rng):
+    """Batches of indices drawn from ``num_buckets`` groups of similar length, in random order.
+
+    Examples are shuffled, sorted by length (stable) and cut into ``num_buckets`` equal
+    groups; each group is cut into batches, and the batches of all groups are shuffled.
+    """
+    order = rng.permutation(len(lengths))
+    order = order[onp.argsort(lengths[order], kind='stable')]
+    batches = []
+    for group in onp.array_split(order, max(1, num_buckets)):
+        rng.shuffle(group)
+        batches.extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class BatchIter:
+    """Iterate ``((tokens, segments, valid_lens), labels)`` mini-batches as mxnet np arrays.
+
+    Parameters
+    ----------
+    arrays : (tokens, segments, valid_lens, labels), numpy arrays with one row per example
+    batch_size : examples per batch (the last batch may be smaller)
+    shuffle : new random order each epoch (``seed`` fixes the sequence of orders)
+    trim : cut each batch to its longest example (rounded up to ``round_to``) instead of
+        keeping the padding to ``max_len`` as the book does
+    num_buckets : with ``shuffle``, draw batches from this many length groups (0: plain shuffle)
+    """
+
+    def __init__(self, arrays, batch_size, shuffle=False, trim=True, num_buckets=0, round_to=8,
+                 seed=0):
+        if batch_size <= 0:
+            raise ValueError(f'batch_size={batch_size}: must be positive')
+        if len(arrays[0]) == 0:
+            raise ValueError('BatchIter: the dataset is empty')
+        self.tokens, self.segments, self.valid_lens, self.labels = arrays
+        self.batch_size, self.shuffle, self.trim = batch_size, shuffle, trim
+        self.num_buckets, self.round_to = num_buckets, round_to
+        self.rng = onp.random.RandomState(seed)
+
+    @classmethod
+    def from_dataset(cls, dataset, batch_size, **kwargs):
+        """From a dataset holding ``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels``."""
+        return cls((dataset.all_token_ids, dataset.all_segments, dataset.valid_lens,
+                    dataset.labels), batch_size, **kwargs)
+
+    def __len__(self):
+        n = len(self.labels)
+        if self.shuffle and self.num_buckets > 1:
+            return sum(math.ceil(len(g) / self.batch_size)
+                       for g in onp.array_split(onp.arange(n), self.num_buckets))
+        return math.ceil(n / self.batch_size)
+
+    def _batches(self):
+        n = len(self.labels)
+        if self.shuffle and self.num_buckets > 1:
+            return length_buckets(self.valid_lens, self.batch_size, self.num_buckets, self.rng)
+        order = self.rng.permutation(n) if self.shuffle else onp.arange(n)
+        return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+
+    def __iter__(self):
+        max_len = self.tokens.shape[1]
+        for idx in self._batches():
+            width = max_len
+            if self.trim:
+                longest = int(self.valid_lens[idx].max())
+                width = min(max_len, -(-longest // self.round_to) * self.round_to)
+            yield ((np.array(self.tokens[idx, :width], dtype='int32'),
+                    np.array(self.segments[idx, :width], dtype='int32'),
+                    np.array(self.valid_lens[idx], dtype='float32')),
+                   np.array(self.labels[idx], dtype=self.labels.dtype))

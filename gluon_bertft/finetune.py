@@ -1,0 +1,206 @@
+"""§16.7 end to end: SNLI data, a pretrained (or random) BERT, ``BERTClassifier``, training, checkpoint.
+
+This is what the CLI's ``finetune``/``evaluate``/``predict`` and the notebook call.
+"""
+import json
+import os
+import random
+
+import mxnet as mx
+import numpy as onp
+from d2l import mxnet as d2l
+from mxnet import gluon
+
+from . import pretrained
+from .data.batching import BatchIter
+from .data.snli import DataError, SNLIBERTDataset, find_split, read_snli
+from .heads import BERTClassifier
+from .train import evaluate_accuracy, make_trainer, train
+
+d2l.DATA_HUB.setdefault('SNLI', ('https://nlp.stanford.edu/projects/snli/snli_1.0.zip',
+                                 '9fcde07509c7e87ec61c640c1b2753d9041758e4'))
+RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']
+
+
+def set_seed(seed):
+    random.seed(seed)
+    onp.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def snli_files(data='SNLI'):
+    """(train, test) files of SNLI: the hub name ``'SNLI'`` (downloaded) or a folder."""
+    if data == 'SNLI' and not os.path.exists(data):
+        zip_path = pretrained.download('SNLI')
+        folder = os.path.join(os.path.dirname(zip_path), 'snli_1.0')
+        if not os.path.isdir(folder):
+            d2l.extract(zip_path)
+        data = folder
+    if not os.path.isdir(data):
+        raise DataError(f'{data}: not a folder with snli_1.0_train/_test files (give --train/--test)')
+    return find_split(data, 'train'), find_split(data, 'test')
+
+
+def split_off(dataset, fraction, seed):
+    """Split ``(premises, hypotheses, labels)`` into a random (1 - fraction, fraction) pair."""
+    n = len(dataset[2])
+    order = onp.random.RandomState(seed).permutation(n)
+    cut = n - int(round(n * fraction))
+    pick = lambda idx: tuple([column[i] for i in idx] for column in dataset)
+    return pick(order[:cut]), pick(order[cut:])
+
+
+def head(dataset, n):
+    return dataset if n is None else tuple(column[:n] for column in dataset)
+
+
+def build_vocab(dataset):
+    """A word vocabulary for random initialization: every lower-cased token of the pairs."""
+    tokens = [s.lower().split() for s in dataset[0] + dataset[1]]
+    return d2l.Vocab(tokens, min_freq=1, reserved_tokens=RESERVED_TOKENS)
+
+
+def load_bert(source, preset, devices, dropout=0.1, vocab_data=None):
+    """``(bert, vocab, config)`` from a hub name or path, or ``'random'`` initialization."""
+    if source == 'random':
+        vocab = build_vocab(vocab_data)
+        config = dict(pretrained.PRESETS[preset], vocab_size=len(vocab))
+        bert = pretrained.build_bert(config, dropout)
+        bert.initialize(mx.init.Xavier(), ctx=devices)
+        return bert, vocab, config
+    bert, vocab = pretrained.load_pretrained_model(source, dropout=dropout, devices=devices,
+                                                   preset=preset)
+    return bert, vocab, bert_config(bert)
+
+
+def bert_config(bert):
+    enc = bert.encoder
+    blk = enc.blks[0]
+    return dict(vocab_size=enc.token_embedding._input_dim, num_hiddens=enc.token_embedding._output_dim,
+                ffn_num_hiddens=blk.ffn.dense1._units, num_heads=blk.attention.num_heads,
+                num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1])
+
+
+def make_iter(dataset, batch_size, train_mode, fast, seed=0):
+    """Batches of an ``SNLIBERTDataset``: trimmed and bucketed when ``fast``, else as the book."""
+    return BatchIter.from_dataset(dataset, batch_size, shuffle=train_mode, trim=fast,
+                                  num_buckets=8 if fast and train_mode else 0, seed=seed)
+
+
+def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model='bert.small',
+                  preset='bert.small', num_epochs=5, batch_size=512, max_len=128, lr=1e-4,
+                  max_examples=None, test_fraction=0.1, valid_fraction=0.0,
+                  num_trainable_blocks=None, devices=None, seed=0, out=None, fast=True,
+                  hybridize=True, dropout=0.1, animator=None, log=print):
+    """Fine-tune ``BERTClassifier`` on SNLI as §16.7 does; returns ``(net, vocab, history)``.
+
+    Data: ``train_file``/``test_file`` (``.txt`` or ``.jsonl``); without ``test_file`` a
+    ``test_fraction`` of the training pairs is held back; without ``train_file`` the
+    ``data`` folder or hub name. ``max_examples`` caps the training pairs (after the split).
+    ``pretrained_model``: hub name, path, or ``'random'`` (``preset`` gives its shape).
+    With ``out`` the classifier, ``history.json`` and ``training_curve.png`` are written there.
+    """
+    if batch_size <= 0:
+        raise ValueError(f'batch_size={batch_size}: must be positive')
+    set_seed(seed)
+    devices = devices or d2l.try_all_gpus()
+    if train_file is None:
+        train_file, test_file = snli_files(data)
+    train_data = read_snli(train_file)
+    if test_file is None:
+        train_data, test_data = split_off(train_data, test_fraction, seed)
+    else:
+        test_data = read_snli(test_file)
+    train_data = head(train_data, max_examples)
+    valid_data = None
+    if valid_fraction:
+        train_data, valid_data = split_off(train_data, valid_fraction, seed + 1)
+    bert, vocab, config = load_bert(pretrained_model, preset, devices, dropout, train_data)
+    log(f'BERT: {pretrained_model if pretrained_model != "random" else "random initialization (no pretraining)"}'
+        f', {config["num_blks"]} blocks, {config["num_hiddens"]} hidden, {len(vocab)} tokens; '
+        f'devices {devices}')
+    datasets = [SNLIBERTDataset(d, max_len, vocab) if d else None
+                for d in (train_data, test_data, valid_data)]
+    train_iter = make_iter(datasets[0], batch_size, True, fast, seed)
+    test_iter, valid_iter = (make_iter(d, batch_size, False, fast) if d else None
+                             for d in datasets[1:])
+    net = BERTClassifier(bert)
+    net.output.initialize(ctx=devices)
+    if hybridize:
+        net.hybridize(static_alloc=True, static_shape=True)
+    trainer = make_trainer(net, lr, num_trainable_blocks)
+    history = train(net, train_iter, test_iter, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
+                    num_epochs, devices, valid_iter=valid_iter, animator=animator, log=log)
+    if out:
+        meta = dict(config, max_len=max_len, num_classes=3, pretrained=pretrained_model,
+                    train_file=train_file, test_file=test_file, seed=seed)
+        save_classifier(net, vocab, os.path.join(out, 'classifier'), meta)
+        write_json(os.path.join(out, 'history.json'), history)
+        plot_history(history, os.path.join(out, 'training_curve.png'))
+        log(f'saved the classifier, history.json and training_curve.png in {out}')
+    return net, vocab, history
+
+
+def write_json(path, obj):
+    with pretrained.atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, indent=1)
+
+
+def plot_history(history, path):
+    """The book's train loss / train acc / test acc curves, per epoch, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+    epochs = range(1, len(history['train_loss']) + 1)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for key, style in (('train_loss', '-'), ('train_acc', 'm--'), ('test_acc', 'g-.'),
+                       ('valid_acc', 'r:')):
+        if history.get(key):
+            ax.plot(epochs, history[key], style, label=key.replace('_', ' '))
+    ax.set_xlabel('epoch')
+    ax.grid(True)
+    ax.legend()
+    fig.tight_layout()
+    with pretrained.atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png')
+    plt.close(fig)
+
+
+def save_classifier(net, vocab, path, config):
+    """Write a fine-tuned classifier atomically: ``classifier.params``, ``vocab.json``, ``config.json``."""
+    with pretrained.atomic_path(path) as tmp:
+        os.makedirs(tmp)
+        with open(os.path.join(tmp, 'vocab.json'), 'w', encoding='utf-8') as f:
+            json.dump(vocab.idx_to_token, f)
+        with open(os.path.join(tmp, 'config.json'), 'w', encoding='utf-8') as f:
+            json.dump(config, f, indent=1)
+        net.save_parameters(os.path.join(tmp, 'classifier.params'))
+    return path
+
+
+def load_classifier(path, devices=None):
+    """``(net, vocab, config)`` of a classifier written by :func:`save_classifier`."""
+    devices = devices or d2l.try_all_gpus()
+    for name in ('vocab.json', 'config.json', 'classifier.params'):
+        if not os.path.isfile(os.path.join(path, name)):
+            raise pretrained.PretrainedError(f'{path}: not a saved classifier (no {name})')
+    with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
+        config = json.load(f)
+    with open(os.path.join(path, 'vocab.json'), encoding='utf-8') as f:
+        vocab = pretrained.vocab_from_tokens(json.load(f))
+    if len(vocab) != config['vocab_size']:
+        raise pretrained.PretrainedError(f'{path}: vocab.json has {len(vocab)} tokens, '
+                                         f'config.json says {config["vocab_size"]}')
+    net = BERTClassifier(pretrained.build_bert(config, dropout=0.0), config['num_classes'])
+    pretrained.load_param_dict(net, pretrained.read_params(os.path.join(path, 'classifier.params')),
+                               path, devices)
+    net.hybridize(static_alloc=True)
+    return net, vocab, config
+
+
+def evaluate_file(path, data_file, batch_size=512, devices=None):
+    """Accuracy of a saved classifier on an SNLI file."""
+    devices = devices or d2l.try_all_gpus()
+    net, vocab, config = load_classifier(path, devices)
+    dataset = SNLIBERTDataset(read_snli(data_file), config['max_len'], vocab)
+    return evaluate_accuracy(net, make_iter(dataset, batch_size, False, True), devices)

@@ -1,0 +1,280 @@
+"""Pretrained BERT in the book's format: a zip or directory with ``vocab.json`` + ``pretrained.params``.
+
+Also the downloads (``DATA_HUB``), the presets, and atomic writing of checkpoints.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+
+import mxnet as mx
+import requests
+from d2l import mxnet as d2l
+from mxnet import npx
+
+from .model import BERTModel
+
+d2l.DATA_HUB['bert.small'] = (d2l.DATA_URL + 'bert.small.zip',
+                              'a4e718a47137ccd1809c9107ab4f5edd317bae2c')
+d2l.DATA_HUB['bert.base'] = (d2l.DATA_URL + 'bert.base.zip',
+                             '7b3820b35da691042e5d34c0971ac3edbd80d3f4')
+
+PRESETS = {
+    'bert.small': dict(num_hiddens=256, ffn_num_hiddens=512, num_heads=4, num_blks=2, max_len=512),
+    'bert.base': dict(num_hiddens=768, ffn_num_hiddens=3072, num_heads=12, num_blks=12, max_len=512),
+}
+CONFIG_KEYS = ('vocab_size', 'num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks', 'max_len')
+DATA_DIR_ENV = 'GLUON_BERTFT_DATA'
+LOCAL_HINTS = {'SNLI': 'or give a folder with snli_1.0_train.txt and snli_1.0_test.txt '
+                       '(--data) or the files themselves (--train, --test)'}
+MODEL_HINT = ('or pass the path of a local .zip or of a directory holding vocab.json and '
+              'pretrained.params')
+
+
+class PretrainedError(ValueError):
+    """A pretrained model or checkpoint that cannot be fetched or does not fit."""
+
+
+def data_dir():
+    """Where downloads are cached: ``$GLUON_BERTFT_DATA``, else the book's ``../data``."""
+    return os.environ.get(DATA_DIR_ENV, os.path.join('..', 'data'))
+
+
+def sha1sum(path):
+    sha1 = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            sha1.update(chunk)
+    return sha1.hexdigest()
+
+
+def download(name, folder=None, timeout=10):
+    """Fetch ``d2l.DATA_HUB[name]`` into ``folder`` (default :func:`data_dir`), checked by SHA-1.
+
+    Unlike ``d2l.download`` this times out, verifies the SHA-1 of what it fetched and writes
+    the file atomically, so an offline machine fails in seconds and no partial file is left.
+    """
+    url, sha1_hash = d2l.DATA_HUB[name]
+    folder = data_dir() if folder is None else folder
+    fname = os.path.join(folder, url.split('/')[-1])
+    if os.path.exists(fname) and sha1sum(fname) == sha1_hash:
+        return fname
+    os.makedirs(folder, exist_ok=True)
+    print(f'Downloading {fname} from {url}...')
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as r:
+            r.raise_for_status()
+            with atomic_path(fname) as tmp, open(tmp, 'wb') as f:
+                for chunk in r.iter_content(1 << 20):
+                    f.write(chunk)
+                f.flush()
+                got = sha1sum(tmp)
+                if got != sha1_hash:
+                    raise PretrainedError(f'{url}: SHA-1 {got} does not match the expected '
+                                          f'{sha1_hash}; nothing was written to {fname}')
+    except requests.RequestException as e:
+        raise PretrainedError(
+            f'could not download {name!r} from {url} ({type(e).__name__}). Without internet, '
+            f'fetch that file elsewhere and put it at {fname} (or set ${DATA_DIR_ENV} to its '
+            f'folder), {LOCAL_HINTS.get(name, MODEL_HINT)}.') from None
+    return fname
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.
+
+    Works for a file or a directory; on error the temporary is removed and ``path`` untouched.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
+    target = os.path.join(tmp, 'new')
+    try:
+        yield target
+        if os.path.isdir(target) and os.path.isdir(path):
+            old = os.path.join(tmp, 'old')
+            os.replace(path, old)
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def vocab_from_tokens(idx_to_token):
+    """A ``d2l.Vocab`` holding exactly ``idx_to_token`` (the book's way of loading vocab.json)."""
+    vocab = d2l.Vocab()
+    vocab.idx_to_token = list(idx_to_token)
+    vocab.token_to_idx = {token: idx for idx, token in enumerate(vocab.idx_to_token)}
+    return vocab
+
+
+def read_params(path):
+    """Read a ``.params`` file written with or without numpy semantics into a dict of np arrays."""
+    try:
+        return npx.load(path)
+    except mx.MXNetError as e:
+        if 'is_np_shape' not in str(e):
+            raise PretrainedError(f'{path}: not a readable MXNet parameter file') from None
+    with mx.util.np_array(False), mx.util.np_shape(False):  # saved by legacy mx.nd.save
+        loaded = mx.nd.load(path)
+    return {k: v.as_np_ndarray() for k, v in loaded.items()}
+
+
+def _open_model_files(source):
+    """Return (vocab tokens, params dict, stored config or None) from a .zip or a directory."""
+    if os.path.isdir(source):
+        files = {name: os.path.join(source, name)
+                 for name in ('vocab.json', 'pretrained.params', 'config.json')}
+        for name in ('vocab.json', 'pretrained.params'):
+            if not os.path.isfile(files[name]):
+                raise PretrainedError(f'{source}: directory has no {name}')
+        with open(files['vocab.json'], encoding='utf-8') as f:
+            tokens = _parse_json(f.read(), files['vocab.json'])
+        params = read_params(files['pretrained.params'])
+        config = None
+        if os.path.isfile(files['config.json']):
+            with open(files['config.json'], encoding='utf-8') as f:
+                config = _parse_json(f.read(), files['config.json'])
+        return tokens, params, config
+    try:
+        with zipfile.ZipFile(source) as zf:
+            members = {os.path.basename(n): n for n in zf.namelist()}
+            for name in ('vocab.json', 'pretrained.params'):
+                if name not in members:
+                    raise PretrainedError(f'{source}: zip has no {name}')
+            tokens = _parse_json(zf.read(members['vocab.json']).decode('utf-8'),
+                                 f"{source}:{members['vocab.json']}")
+            config = None
+            if 'config.json' in members:
+                config = _parse_json(zf.read(members['config.json']).decode('utf-8'),
+                                     f"{source}:{members['config.json']}")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = zf.extract(members['pretrained.params'], tmp)
+                params = read_params(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
+        raise PretrainedError(f'{source}: corrupt or unreadable zip ({e})') from None
+    return tokens, params, config
+
+
+def _parse_json(text, where):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PretrainedError(f'{where}: invalid JSON at line {e.lineno}: {e.msg}') from None
+
+
+def config_from_params(params):
+    """The shape part of a BERT config, read off a parameter dict (heads cannot be read)."""
+    try:
+        vocab_size, num_hiddens = params['encoder.token_embedding.weight'].shape
+        return dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
+                    ffn_num_hiddens=params['encoder.blks.0.ffn.dense1.weight'].shape[0],
+                    num_blks=len({m.group(1) for k in params
+                                  for m in [re.match(r'encoder\.blks\.(\d+)\.', k)] if m}),
+                    max_len=params['encoder.pos_embedding'].shape[1])
+    except KeyError as e:
+        raise PretrainedError(f'parameter {e} is missing: not a d2l BERT parameter file') from None
+
+
+def resolve_source(pretrained_model):
+    """Map a hub name (``bert.small``) to its downloaded zip; a path is returned as is."""
+    if os.path.exists(pretrained_model):
+        return pretrained_model
+    if pretrained_model in d2l.DATA_HUB:
+        return download(pretrained_model)
+    raise PretrainedError(f'pretrained model {pretrained_model!r}: no such file or directory, '
+                          f'and not a hub name ({", ".join(sorted(PRESETS))})')
+
+
+def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=None,
+                          num_heads=None, num_blks=None, dropout=0.1, max_len=None,
+                          devices=None, preset=None):
+    """Load a pretrained BERT and its vocabulary, as the book's ``load_pretrained_model``.
+
+    ``pretrained_model`` is a hub name (``'bert.small'``, ``'bert.base'``), a ``.zip`` or a
+    directory holding ``vocab.json`` + ``pretrained.params``. The architecture comes from the
+    arguments given, else ``preset``, else the file's ``config.json``, else the hub name's
+    preset; what the parameter shapes tell is checked against it. Returns ``(bert, vocab)``
+    with the parameters on every device of ``devices`` (default: all GPUs, else the CPU).
+    """
+    source = resolve_source(pretrained_model)
+    tokens, params, stored = _open_model_files(source)
+    found = config_from_params(params)
+    if preset is None and pretrained_model in PRESETS:
+        preset = pretrained_model
+    if preset is not None and preset not in PRESETS:
+        raise PretrainedError(f'preset {preset!r}: unknown (choose from {", ".join(PRESETS)})')
+    config = dict(found, num_heads=None)
+    config.update({k: v for k, v in (stored or {}).items() if k in CONFIG_KEYS})
+    config.update(PRESETS.get(preset, {}))
+    given = dict(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens, num_heads=num_heads,
+                 num_blks=num_blks, max_len=max_len)
+    config.update({k: v for k, v in given.items() if v is not None})
+    if config['num_heads'] is None:
+        config['num_heads'] = next((p['num_heads'] for p in PRESETS.values()
+                                    if p['num_hiddens'] == found['num_hiddens']), None)
+        if config['num_heads'] is None:
+            raise PretrainedError(f'{source}: give num_heads (the file does not tell it)')
+    for key, value in found.items():
+        if config[key] != value:
+            raise PretrainedError(
+                f'{source}: the model configuration ({preset or "arguments"}) has {key}={config[key]}'
+                f' but pretrained.params has {key}={value}')
+    if len(tokens) != found['vocab_size']:
+        raise PretrainedError(f'{source}: vocab.json has {len(tokens)} tokens but '
+                              f'pretrained.params embeds {found["vocab_size"]}')
+    bert = build_bert(config, dropout)
+    load_param_dict(bert, params, source, devices)
+    return bert, vocab_from_tokens(tokens)
+
+
+def build_bert(config, dropout=0.1):
+    """A :class:`BERTModel` from a config dict with the keys of ``CONFIG_KEYS``."""
+    return BERTModel(config['vocab_size'], config['num_hiddens'], config['ffn_num_hiddens'],
+                     config['num_heads'], config['num_blks'], dropout, config['max_len'])
+
+
+def load_param_dict(block, loaded, source, devices=None):
+    """Put ``loaded`` into ``block`` on ``devices``; missing, extra or mis-shaped names are errors."""
+    devices = devices or d2l.try_all_gpus()
+    params = block._collect_params_with_prefix()
+    missing = sorted(set(params) - set(loaded))
+    extra = sorted(set(loaded) - set(params))
+    if missing or extra:
+        raise PretrainedError(f'{source}: parameters do not fit the model: missing {missing[:5]}'
+                              f'{"..." if len(missing) > 5 else ""}, unexpected {extra[:5]}'
+                              f'{"..." if len(extra) > 5 else ""}')
+    for name, param in params.items():
+        want, got = param.shape, loaded[name].shape
+        if want and all(want) and tuple(want) != tuple(got):
+            raise PretrainedError(f'{source}: parameter {name} has shape {got}, model expects {want}')
+        # the same call load_parameters makes, from an in-memory dict
+        param._load_init(loaded[name], devices)
+
+
+def save_pretrained(bert, vocab, path, config):
+    """Write ``bert`` and ``vocab`` in the book's format, atomically, to a directory or ``.zip``.
+
+    Besides ``vocab.json`` and ``pretrained.params`` it writes ``config.json`` (the
+    architecture), which the book's loader ignores and :func:`load_pretrained_model` reads.
+    """
+    config = {k: int(config[k]) for k in CONFIG_KEYS}
+    with atomic_path(path) as tmp:
+        folder = tmp if not path.endswith('.zip') else tmp + '.d'
+        os.makedirs(folder)
+        with open(os.path.join(folder, 'vocab.json'), 'w', encoding='utf-8') as f:
+            json.dump(vocab.idx_to_token, f)
+        with open(os.path.join(folder, 'config.json'), 'w', encoding='utf-8') as f:
+            json.dump(config, f, indent=1)
+        bert.save_parameters(os.path.join(folder, 'pretrained.params'))
+        if path.endswith('.zip'):
+            stem = os.path.basename(path)[:-len('.zip')]
+            with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as zf:
+                for name in ('vocab.json', 'pretrained.params', 'config.json'):
+                    zf.write(os.path.join(folder, name), f'{stem}/{name}')
+    return path

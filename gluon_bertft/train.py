@@ -1,0 +1,173 @@
+"""The fine-tuning loop (the book's ``train_ch13`` over a list of devices) and evaluation.
+
+Differences from ``d2l.train_ch13``, none of which changes what is learned: loss and
+accuracy are summed on the devices and read once per log interval instead of after every
+batch; a validation split can be reported and its best epoch kept; the history is returned.
+"""
+import sys
+import time
+
+import mxnet as mx
+from d2l import mxnet as d2l
+from mxnet import autograd, gluon, np
+
+
+def parse_devices(spec):
+    """Devices from ``'auto'`` (all GPUs, else the CPU), ``'cpu'``, ``'gpu'`` or ``'cpu:0,cpu:1'``."""
+    if spec in (None, '', 'auto'):
+        return d2l.try_all_gpus()
+    if spec == 'gpu':
+        devices = d2l.try_all_gpus()
+        if devices[0].device_type != 'gpu':
+            raise ValueError('devices=gpu: no GPU is usable by this MXNet build')
+        return devices
+    devices = []
+    for item in spec.split(','):
+        kind, _, index = item.strip().partition(':')
+        if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
+            raise ValueError(f'devices={spec!r}: expected auto, cpu, gpu or a list like cpu:0,cpu:1')
+        devices.append(mx.Context(kind, int(index or 0)))
+    return devices
+
+
+def freeze(net, num_trainable_blocks=None):
+    """Train the task layer plus the top ``num_trainable_blocks`` encoder blocks; freeze the rest.
+
+    ``None`` trains everything (the book). Frozen parameters get ``grad_req='null'``: no
+    gradient buffer, no update. Returns the dict of trainable parameters for the Trainer.
+    """
+    params = net._collect_params_with_prefix()
+    if num_trainable_blocks is not None:
+        num_blks = len(net.encoder.blks)
+        if not 0 <= num_trainable_blocks <= num_blks:
+            raise ValueError(f'num_trainable_blocks={num_trainable_blocks}: must be in 0..{num_blks}')
+        trainable = tuple(f'encoder.blks.{i}.' for i in range(num_blks - num_trainable_blocks, num_blks))
+        for name, param in params.items():
+            if name.startswith('encoder.') and not name.startswith(trainable):
+                param.grad_req = 'null'
+    return {name: p for name, p in params.items() if p.grad_req != 'null'}
+
+
+def batch_len(labels):
+    """Examples in a batch whose labels are an array or a tuple of arrays."""
+    return (labels[0] if isinstance(labels, (tuple, list)) else labels).shape[0]
+
+
+def _ratio(numerators, denominators):
+    return sum(float(x) for x in numerators) / max(1.0, sum(float(x) for x in denominators))
+
+
+def _progress(i, total, loss, start):
+    done = int(30 * i / total)
+    sys.stderr.write(f'\r[{"#" * done}{"." * (30 - done)}] {i}/{total} batches, '
+                     f'loss {loss:.3f}, {time.time() - start:.0f}s')
+    if i == total:
+        sys.stderr.write('\n')
+    sys.stderr.flush()
+
+
+def num_correct(y_hat, y):
+    """``(correct, count)`` device scalars: rows of ``y_hat`` whose argmax equals ``y`` (no sync)."""
+    hits = (y_hat.argmax(axis=1).astype('float32') == y.astype('float32')).astype('float32')
+    return hits.sum(), np.array(float(y.shape[0]), ctx=y.ctx)
+
+
+def evaluate_accuracy(net, data_iter, devices, split_f=d2l.split_batch_multi_inputs,
+                      accuracy=num_correct):
+    """Accuracy of ``net`` on ``data_iter``, computed over ``devices`` with one host sync.
+
+    ``accuracy(y_hat, y)`` returns ``(correct, count)`` device scalars for one shard.
+    """
+    correct, count = [], []
+    for features, labels in data_iter:
+        X_shards, y_shards = split_f(features, labels, devices)
+        for X, y in zip(X_shards, y_shards):
+            c, n = accuracy(net(X), y)
+            correct.append(c)
+            count.append(n)
+    return sum(float(c) for c in correct) / sum(float(n) for n in count)
+
+
+def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
+          split_f=d2l.split_batch_multi_inputs, valid_iter=None, keep_best=True,
+          animator=None, progress=None, log=print, accuracy=num_correct):
+    """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
+
+    Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
+    final ``... examples/sec on [...]`` line. With ``valid_iter`` the validation accuracy is
+    reported too and, with ``keep_best``, the parameters of the best validation epoch are
+    restored at the end. ``animator`` is a ``d2l.Animator`` (notebooks); ``progress`` shows a
+    bar on stderr (default: for epochs of 20 batches or more).
+
+    The loop does not know the task: ``loss(y_hat, y)`` gives per-example losses and
+    ``accuracy(y_hat, y)`` ``(correct, count)`` device scalars for one device's shard;
+    ``split_f(features, labels, devices)`` shards a batch.
+    """
+    devices = devices or d2l.try_all_gpus()
+    num_batches = len(train_iter)
+    log_every = max(1, min(50, num_batches // 5))
+    show_progress = num_batches >= 20 if progress is None else progress
+    history = {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid_acc',
+                               'examples_per_sec')}
+    best, best_params = -1.0, None
+    train_time, train_examples = 0.0, 0
+    for epoch in range(num_epochs):
+        loss_sum = [np.zeros((), ctx=d) for d in devices]
+        correct = [np.zeros((), ctx=d) for d in devices]
+        predicted = [np.zeros((), ctx=d) for d in devices]
+        count, start = 0, time.time()
+        for i, (features, labels) in enumerate(train_iter):
+            X_shards, y_shards = split_f(features, labels, devices)
+            with autograd.record():
+                preds = [net(X) for X in X_shards]
+                ls = [loss(p, y) for p, y in zip(preds, y_shards)]
+            autograd.backward(ls)
+            batch_size = batch_len(labels)
+            trainer.step(batch_size, ignore_stale_grad=True)
+            for k, (l, p, y) in enumerate(zip(ls, preds, y_shards)):
+                c, n = accuracy(p, y)
+                loss_sum[k] = loss_sum[k] + l.sum()
+                correct[k] = correct[k] + c
+                predicted[k] = predicted[k] + n
+            count += batch_size
+            if (i + 1) % log_every == 0 or i + 1 == num_batches:
+                # the only host synchronisation inside the epoch
+                running = sum(float(s) for s in loss_sum) / count
+                if show_progress:
+                    _progress(i + 1, num_batches, running, start)
+                if animator is not None:
+                    animator.add(epoch + (i + 1) / num_batches,
+                                 (running, _ratio(correct, predicted), None))
+        mx.nd.waitall()
+        elapsed = time.time() - start
+        train_time, train_examples = train_time + elapsed, train_examples + count
+        history['train_loss'].append(sum(float(s) for s in loss_sum) / count)
+        history['train_acc'].append(_ratio(correct, predicted))
+        history['examples_per_sec'].append(count / elapsed)
+        history['test_acc'].append(evaluate_accuracy(net, test_iter, devices, split_f, accuracy))
+        line = (f'loss {history["train_loss"][-1]:.3f}, train acc {history["train_acc"][-1]:.3f}, '
+                f'test acc {history["test_acc"][-1]:.3f}')
+        if valid_iter is not None:
+            history['valid_acc'].append(evaluate_accuracy(net, valid_iter, devices, split_f, accuracy))
+            line += f', valid acc {history["valid_acc"][-1]:.3f}'
+            if keep_best and history['valid_acc'][-1] > best:
+                best, history['best_epoch'] = history['valid_acc'][-1], epoch + 1
+                best_params = {n: p.data(devices[0]).copy()
+                               for n, p in net._collect_params_with_prefix().items()}
+        if animator is not None:
+            animator.add(epoch + 1, (None, None, history['test_acc'][-1]))
+        log(f'epoch {epoch + 1}/{num_epochs}: {line}')
+    log(f'{train_examples / train_time:.1f} examples/sec on {str(devices)}')
+    if best_params is not None and history['best_epoch'] != num_epochs:
+        for name, param in net._collect_params_with_prefix().items():
+            param.set_data(best_params[name])
+        history['test_acc_best'] = evaluate_accuracy(net, test_iter, devices, split_f, accuracy)
+        log(f'kept epoch {history["best_epoch"]} (best valid acc {best:.3f}): '
+            f'test acc {history["test_acc_best"]:.3f}')
+    return history
+
+
+def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device'):
+    """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable."""
+    return gluon.Trainer(freeze(net, num_trainable_blocks), 'adam', {'learning_rate': lr},
+                         kvstore=kvstore)
