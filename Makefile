@@ -24,6 +24,6 @@ demo: install
 	    --epochs 3 --batch-size 32 --out runs/demo
 
 test: install
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q -W ignore::DeprecationWarning tests $(ARGS)
 
 .PHONY: install finetune demo test

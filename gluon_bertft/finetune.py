@@ -15,7 +15,7 @@ from . import pretrained
 from .data.batching import BatchIter
 from .data.snli import DataError, SNLIBERTDataset, find_split, read_snli
 from .heads import BERTClassifier
-from .train import evaluate_accuracy, make_trainer, train
+from .train import default_devices, evaluate_accuracy, make_trainer, train
 
 d2l.DATA_HUB.setdefault('SNLI', ('https://nlp.stanford.edu/projects/snli/snli_1.0.zip',
                                  '9fcde07509c7e87ec61c640c1b2753d9041758e4'))
@@ -103,7 +103,7 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
     if batch_size <= 0:
         raise ValueError(f'batch_size={batch_size}: must be positive')
     set_seed(seed)
-    devices = devices or d2l.try_all_gpus()
+    devices = devices or default_devices()
     if train_file is None:
         train_file, test_file = snli_files(data)
     train_data = read_snli(train_file)
@@ -132,7 +132,7 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
     history = train(net, train_iter, test_iter, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
                     num_epochs, devices, valid_iter=valid_iter, animator=animator, log=log)
     if out:
-        meta = dict(config, max_len=max_len, num_classes=3, pretrained=pretrained_model,
+        meta = dict(config, seq_len=max_len, num_classes=3, pretrained=pretrained_model,
                     train_file=train_file, test_file=test_file, seed=seed)
         save_classifier(net, vocab, os.path.join(out, 'classifier'), meta)
         write_json(os.path.join(out, 'history.json'), history)
@@ -180,7 +180,7 @@ def save_classifier(net, vocab, path, config):
 
 def load_classifier(path, devices=None):
     """``(net, vocab, config)`` of a classifier written by :func:`save_classifier`."""
-    devices = devices or d2l.try_all_gpus()
+    devices = devices or default_devices()
     for name in ('vocab.json', 'config.json', 'classifier.params'):
         if not os.path.isfile(os.path.join(path, name)):
             raise pretrained.PretrainedError(f'{path}: not a saved classifier (no {name})')
@@ -200,7 +200,7 @@ def load_classifier(path, devices=None):
 
 def evaluate_file(path, data_file, batch_size=512, devices=None):
     """Accuracy of a saved classifier on an SNLI file."""
-    devices = devices or d2l.try_all_gpus()
+    devices = devices or default_devices()
     net, vocab, config = load_classifier(path, devices)
-    dataset = SNLIBERTDataset(read_snli(data_file), config['max_len'], vocab)
+    dataset = SNLIBERTDataset(read_snli(data_file), config['seq_len'], vocab)
     return evaluate_accuracy(net, make_iter(dataset, batch_size, False, True), devices)

@@ -1,4 +1,5 @@
-"""Task layers on a pretrained BERT: the document's ``BERTClassifier`` and its ``predict_snli``."""
+"""Task layers on a pretrained BERT: the document's ``BERTClassifier`` and ``predict_snli``, and
+the other task layers of §16.6: regression, token tagging, span question answering."""
 from mxnet import np
 from mxnet.gluon import nn
 
@@ -15,7 +16,7 @@ class BERTClassifier(nn.Block):
         super(BERTClassifier, self).__init__()
         self.encoder = bert.encoder
         self.hidden = bert.hidden
-        self.output = nn.Dense(num_classes)
+        self.output = nn.Dense(num_classes, in_units=bert.hidden._units)
 
     def forward(self, inputs):
         tokens_X, segments_X, valid_lens_x = inputs
@@ -38,3 +39,79 @@ def predict_snli(net, vocab, premise, hypothesis, max_len=128):
               np.array(segments[:, :width], ctx=device, dtype='int32'),
               np.array(valid_lens, ctx=device))
     return LABELS[int(net(inputs).argmax(axis=1)[0])]
+
+
+class BERTRegressor(nn.Block):
+    """§16.6's text-pair regression (e.g. STS-B scores): the classifier with one output unit.
+
+    ``forward`` takes ``(tokens, segments, valid_lens)`` and returns a score per example.
+    """
+
+    def __init__(self, bert):
+        super(BERTRegressor, self).__init__()
+        self.encoder = bert.encoder
+        self.hidden = bert.hidden
+        self.output = nn.Dense(1)
+
+    def forward(self, inputs):
+        tokens_X, segments_X, valid_lens_x = inputs
+        encoded_X = self.encoder(tokens_X, segments_X, valid_lens_x)
+        # (batch, seq, hidden) -> (batch, hidden) -> (batch, 1) -> (batch,)
+        return self.output(self.hidden(encoded_X[:, 0, :])).reshape(-1)
+
+
+class BERTTagger(nn.Block):
+    """§16.6's text tagging: one Dense over the encoding of every token.
+
+    ``forward`` takes ``(tokens, segments, valid_lens)`` and returns tag scores per position.
+    """
+
+    def __init__(self, bert, num_tags):
+        super(BERTTagger, self).__init__()
+        self.encoder = bert.encoder
+        self.output = nn.Dense(num_tags, flatten=False)
+
+    def forward(self, inputs):
+        tokens_X, segments_X, valid_lens_x = inputs
+        # (batch, seq, hidden) -> (batch, seq, num_tags)
+        return self.output(self.encoder(tokens_X, segments_X, valid_lens_x))
+
+
+class SpanScores(nn.HybridBlock):
+    """Start and end scores of every passage token; other positions score -1e6.
+
+    The passage is segment B without its final ``<sep>``, so the softmax over positions in the
+    loss and the decoding only ever choose passage tokens.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = nn.Dense(2, flatten=False)
+
+    def hybrid_forward(self, F, encoded_X, segments, valid_lens):
+        # (batch, seq, hidden) -> (batch, seq, 2)
+        scores = self.dense(encoded_X)
+        positions = F.npx.arange_like(segments, axis=1).astype('float32')
+        # (seq,) vs (batch, 1) -> (batch, seq): 1 on passage tokens, else 0
+        before_sep = positions.reshape(1, -1) < (valid_lens.astype('float32').reshape(-1, 1) - 1)
+        penalty = (before_sep * segments.astype('float32') - 1) * 1e6
+        # (batch, seq, 2) -> two (batch, seq)
+        return scores[:, :, 0] + penalty, scores[:, :, 1] + penalty
+
+
+class BERTSpanQA(nn.Block):
+    """§16.6's question answering: start and end scores over the passage tokens.
+
+    ``forward`` takes ``(tokens, segments, valid_lens)`` (question as segment A, passage as
+    segment B) and returns ``(start_scores, end_scores)``, each ``(batch, seq)``.
+    """
+
+    def __init__(self, bert):
+        super(BERTSpanQA, self).__init__()
+        self.encoder = bert.encoder
+        self.output = SpanScores()
+
+    def forward(self, inputs):
+        tokens_X, segments_X, valid_lens_x = inputs
+        encoded_X = self.encoder(tokens_X, segments_X, valid_lens_x)
+        return self.output(encoded_X, segments_X, valid_lens_x)

@@ -1,7 +1,8 @@
 """BERT as Gluon HybridBlocks, with the architecture and parameter names of d2l 1.0.3.
 
 A file written by ``d2l.BERTModel.save_parameters`` loads into :class:`BERTModel` and the
-other way round. d2l's versions are ``nn.Block``s that read shapes in Python (``X.shape``);
+other way round. Every layer is given its input size, so no parameter waits for a first
+batch (d2l's do): a BERT can be saved or checked against a file before it has run. d2l's versions are ``nn.Block``s that read shapes in Python (``X.shape``);
 here the same computation uses shape-free operators (``npx.reshape`` codes, ``arange_like``,
 ``softmax(use_length=True)``), so after ``hybridize()`` one compiled graph serves every
 batch shape.
@@ -50,10 +51,8 @@ class MultiHeadAttention(nn.HybridBlock):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.attention = DotProductAttention(num_hiddens // num_heads, dropout)
-        self.W_q = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
-        self.W_k = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
-        self.W_v = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
-        self.W_o = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
+        dense = lambda: nn.Dense(num_hiddens, use_bias=use_bias, flatten=False, in_units=num_hiddens)
+        self.W_q, self.W_k, self.W_v, self.W_o = dense(), dense(), dense(), dense()
 
     def hybrid_forward(self, F, queries, keys, values, valid_lens=None):
         queries = self._split_heads(F, self.W_q(queries))
@@ -76,10 +75,10 @@ class MultiHeadAttention(nn.HybridBlock):
 class PositionWiseFFN(nn.HybridBlock):
     """Position-wise feed-forward network: Dense-ReLU-Dense on the last axis."""
 
-    def __init__(self, ffn_num_hiddens, ffn_num_outputs, **kwargs):
+    def __init__(self, ffn_num_hiddens, ffn_num_outputs, in_units=0, **kwargs):
         super().__init__(**kwargs)
-        self.dense1 = nn.Dense(ffn_num_hiddens, flatten=False, activation='relu')
-        self.dense2 = nn.Dense(ffn_num_outputs, flatten=False)
+        self.dense1 = nn.Dense(ffn_num_hiddens, flatten=False, activation='relu', in_units=in_units)
+        self.dense2 = nn.Dense(ffn_num_outputs, flatten=False, in_units=ffn_num_hiddens)
 
     def hybrid_forward(self, F, X):
         return self.dense2(self.dense1(X))
@@ -88,10 +87,10 @@ class PositionWiseFFN(nn.HybridBlock):
 class AddNorm(nn.HybridBlock):
     """Residual connection then layer normalization (post-LN)."""
 
-    def __init__(self, dropout, **kwargs):
+    def __init__(self, dropout, num_hiddens=0, **kwargs):
         super().__init__(**kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.ln = nn.LayerNorm()
+        self.ln = nn.LayerNorm(in_channels=num_hiddens)
 
     def hybrid_forward(self, F, X, Y):
         return self.ln(self.dropout(Y) + X)
@@ -104,9 +103,9 @@ class TransformerEncoderBlock(nn.HybridBlock):
                  **kwargs):
         super().__init__(**kwargs)
         self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias)
-        self.addnorm1 = AddNorm(dropout)
-        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens)
-        self.addnorm2 = AddNorm(dropout)
+        self.addnorm1 = AddNorm(dropout, num_hiddens)
+        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens)
+        self.addnorm2 = AddNorm(dropout, num_hiddens)
 
     def hybrid_forward(self, F, X, valid_lens):
         Y = self.addnorm1(X, self.attention(X, X, X, valid_lens))
@@ -143,9 +142,9 @@ class MaskLM(nn.HybridBlock):
     def __init__(self, vocab_size, num_hiddens, **kwargs):
         super().__init__(**kwargs)
         self.mlp = nn.HybridSequential()
-        self.mlp.add(nn.Dense(num_hiddens, flatten=False, activation='relu'))
-        self.mlp.add(nn.LayerNorm())
-        self.mlp.add(nn.Dense(vocab_size, flatten=False))
+        self.mlp.add(nn.Dense(num_hiddens, flatten=False, activation='relu', in_units=num_hiddens))
+        self.mlp.add(nn.LayerNorm(in_channels=num_hiddens))
+        self.mlp.add(nn.Dense(vocab_size, flatten=False, in_units=num_hiddens))
 
     def hybrid_forward(self, F, X, pred_positions):
         pred_positions = pred_positions.astype('int32')
@@ -160,9 +159,9 @@ class MaskLM(nn.HybridBlock):
 class NextSentencePred(nn.HybridBlock):
     """Next-sentence-prediction head: a 2-way Dense on the ``<cls>`` representation."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, in_units=0, **kwargs):
         super().__init__(**kwargs)
-        self.output = nn.Dense(2)
+        self.output = nn.Dense(2, in_units=in_units)
 
     def hybrid_forward(self, F, X):
         return self.output(X)
@@ -176,9 +175,9 @@ class BERTModel(nn.HybridBlock):
         super().__init__(**kwargs)
         self.encoder = BERTEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                                    num_blks, dropout, max_len)
-        self.hidden = nn.Dense(num_hiddens, activation='tanh')
+        self.hidden = nn.Dense(num_hiddens, activation='tanh', in_units=num_hiddens)
         self.mlm = MaskLM(vocab_size, num_hiddens)
-        self.nsp = NextSentencePred()
+        self.nsp = NextSentencePred(num_hiddens)
 
     def hybrid_forward(self, F, tokens, segments, valid_lens=None, pred_positions=None):
         encoded_X = self.encoder(tokens, segments, valid_lens)

@@ -241,7 +241,7 @@ def build_bert(config, dropout=0.1):
 
 def load_param_dict(block, loaded, source, devices=None):
     """Put ``loaded`` into ``block`` on ``devices``; missing, extra or mis-shaped names are errors."""
-    devices = devices or d2l.try_all_gpus()
+    devices = devices or d2l.try_all_gpus() or [mx.cpu()]
     params = block._collect_params_with_prefix()
     missing = sorted(set(params) - set(loaded))
     extra = sorted(set(loaded) - set(params))

@@ -12,13 +12,18 @@ from d2l import mxnet as d2l
 from mxnet import autograd, gluon, np
 
 
+def default_devices():
+    """All GPUs, else ``[cpu()]`` (d2l 1.0.3's ``try_all_gpus`` returns ``[]`` without a GPU)."""
+    return d2l.try_all_gpus() or [mx.cpu()]
+
+
 def parse_devices(spec):
     """Devices from ``'auto'`` (all GPUs, else the CPU), ``'cpu'``, ``'gpu'`` or ``'cpu:0,cpu:1'``."""
     if spec in (None, '', 'auto'):
-        return d2l.try_all_gpus()
+        return default_devices()
     if spec == 'gpu':
         devices = d2l.try_all_gpus()
-        if devices[0].device_type != 'gpu':
+        if not devices:
             raise ValueError('devices=gpu: no GPU is usable by this MXNet build')
         return devices
     devices = []
@@ -103,7 +108,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     ``accuracy(y_hat, y)`` ``(correct, count)`` device scalars for one device's shard;
     ``split_f(features, labels, devices)`` shards a batch.
     """
-    devices = devices or d2l.try_all_gpus()
+    devices = devices or default_devices()
     num_batches = len(train_iter)
     log_every = max(1, min(50, num_batches // 5))
     show_progress = num_batches >= 20 if progress is None else progress

@@ -1,0 +1,59 @@
+import numpy as onp
+import pytest
+
+from gluon_bertft.data.batching import BatchIter
+from gluon_bertft.data.snli import SNLIBERTDataset
+
+
+@pytest.fixture(scope='module')
+def dataset(sample, vocab):
+    return SNLIBERTDataset(sample, 128, vocab)
+
+
+def labels_seen(it):
+    return onp.concatenate([y.asnumpy() for _, y in it])
+
+
+@pytest.mark.parametrize('kwargs', [dict(shuffle=False), dict(shuffle=True),
+                                    dict(shuffle=True, num_buckets=8)])
+def test_every_example_once_per_epoch(dataset, kwargs):
+    it = BatchIter.from_dataset(dataset, 64, **kwargs)
+    seen = [x[0].asnumpy()[:, :3].tolist() for x, _ in it]
+    assert sum(len(s) for s in seen) == len(dataset)
+    assert len(seen) == len(it)
+    assert sorted(labels_seen(it)) == sorted(dataset.labels)
+
+
+def test_trim_cuts_to_longest_rounded_and_keeps_content(dataset):
+    for (tokens, segments, valid_lens), _ in BatchIter.from_dataset(dataset, 100, round_to=8):
+        width = tokens.shape[1]
+        assert width % 8 == 0 and width - 8 < valid_lens.max() <= width
+    first = next(iter(BatchIter.from_dataset(dataset, 100)))[0][0].asnumpy()
+    onp.testing.assert_array_equal(first, dataset.all_token_ids[:100, :first.shape[1]])
+    assert (dataset.all_token_ids[:100, first.shape[1]:] == dataset.vocab['<pad>']).all()
+
+
+def test_book_batches_keep_max_len(dataset):
+    (tokens, _, _), _ = next(iter(BatchIter.from_dataset(dataset, 10, trim=False)))
+    assert tokens.shape == (10, 128)
+
+
+def test_buckets_keep_shapes_few_and_batches_similar(dataset):
+    it = BatchIter.from_dataset(dataset, 32, shuffle=True, num_buckets=8)
+    plain = BatchIter.from_dataset(dataset, 32, shuffle=True)
+    widths = lambda it: [x[0].shape[1] for x, _ in it]
+    assert sum(widths(it)) < sum(widths(plain))  # less padding computed
+    assert len(set(widths(it))) <= 8
+
+
+def test_seeded_shuffles_repeat(dataset):
+    order = lambda: labels_seen(BatchIter.from_dataset(dataset, 50, shuffle=True, num_buckets=4, seed=3))
+    onp.testing.assert_array_equal(order(), order())
+
+
+def test_bad_batch_size_and_empty(dataset):
+    with pytest.raises(ValueError, match='batch_size=0: must be positive'):
+        BatchIter.from_dataset(dataset, 0)
+    empty = (onp.zeros((0, 4)), onp.zeros((0, 4)), onp.zeros(0), onp.zeros(0))
+    with pytest.raises(ValueError, match='empty'):
+        BatchIter(empty, 4)

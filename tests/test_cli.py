@@ -1,0 +1,72 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gluon_bertft.data.snli import LABELS
+from conftest import ROOT, SAMPLE
+
+
+def cli(*args, env=None):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
+               **(env or {}))
+    return subprocess.run([sys.executable, '-m', 'gluon_bertft', *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp('run')
+    result = cli('finetune', '--train', SAMPLE, '--pretrained', 'random', '--epochs', '2',
+                 '--batch-size', '64', '--max-examples', '600', '--max-len', '64',
+                 '--valid-fraction', '0.1', '--devices', 'cpu:0,cpu:1', '--out', str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_finetune_prints_the_books_lines_and_saves(trained):
+    out, stdout = trained
+    lines = stdout.splitlines()
+    assert 'random initialization (no pretraining)' in lines[0]
+    assert [l.split(':')[0] for l in lines if l.startswith('epoch')] == ['epoch 1/2', 'epoch 2/2']
+    assert any(l.endswith('examples/sec on [cpu(0), cpu(1)]') for l in lines)
+    assert sorted(os.listdir(out)) == ['classifier', 'history.json', 'training_curve.png']
+    assert open(out / 'training_curve.png', 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_evaluate_and_predict(trained):
+    out, _ = trained
+    result = cli('evaluate', '--model', str(out / 'classifier'), '--data', SAMPLE)
+    assert result.returncode == 0, result.stderr
+    acc = float(result.stdout.split('test acc ')[1].split()[0])
+    assert 0 <= acc <= 1
+    result = cli('predict', '--model', str(out / 'classifier'), '--premise',
+                 'A man is playing a guitar .', '--hypothesis', 'A man plays music .')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in LABELS
+
+
+def test_offline_book_run_fails_fast_and_says_how_to_use_local_files(tmp_path):
+    start = time.time()
+    result = cli('finetune', env={'GLUON_BERTFT_DATA': str(tmp_path)})
+    assert time.time() - start < 30
+    assert result.returncode == 2
+    assert 'http://d2l-data.s3-accelerate.amazonaws.com/bert.small.zip' in result.stderr \
+        or 'https://nlp.stanford.edu/projects/snli/snli_1.0.zip' in result.stderr
+    assert str(tmp_path) in result.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--batch-size', '0'], "argument --batch-size: 0: must be a positive integer"),
+    (['--train', 'missing.jsonl'], "missing.jsonl"),
+    (['--pretrained', 'no/such/model'], "'no/such/model': no such file or directory"),
+    (['--devices', 'tpu'], "devices='tpu'"),
+])
+def test_bad_arguments_are_one_clear_line(args, message, tmp_path):
+    result = cli('finetune', '--train', SAMPLE, '--out', str(tmp_path / 'o'), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not os.path.exists(tmp_path / 'o')
