@@ -14,7 +14,7 @@ def labels_seen(it):
     return onp.concatenate([y.asnumpy() for _, y in it])
 
 
-@pytest.mark.parametrize('kwargs', [dict(shuffle=False), dict(shuffle=True),
+@pytest.mark.parametrize('kwargs', [dict(shuffle=False), dict(shuffle=True), dict(sort=True),
                                     dict(shuffle=True, num_buckets=8)])
 def test_every_example_once_per_epoch(dataset, kwargs):
     it = BatchIter.from_dataset(dataset, 64, **kwargs)
@@ -44,6 +44,13 @@ def test_buckets_keep_shapes_few_and_batches_similar(dataset):
     widths = lambda it: [x[0].shape[1] for x, _ in it]
     assert sum(widths(it)) < sum(widths(plain))  # less padding computed
     assert len(set(widths(it))) <= 8
+
+
+def test_sorted_batches_grow_in_width_and_only_the_last_bucket_batch_is_short(dataset):
+    widths = [x[0].shape[1] for x, _ in BatchIter.from_dataset(dataset, 64, sort=True)]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+    sizes = [len(y) for _, y in BatchIter.from_dataset(dataset, 64, shuffle=True, num_buckets=8)]
+    assert sorted(sizes)[1:] == [64] * (len(sizes) - 1) and sum(sizes) == len(dataset)
 
 
 def test_seeded_shuffles_repeat(dataset):
