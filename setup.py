@@ -15,6 +15,7 @@ setup(
         'd2l==1.0.3',
         'requests',
         'matplotlib',
+        'scipy',  # Pearson and Spearman (metrics.py); d2l 1.0.3 pins it too
     ],
     extras_require={
         'cpu': ['mxnet==1.9.1'],

@@ -5,4 +5,7 @@ from .model import BERTEncoder, BERTModel
 from .pretrained import PRESETS, load_pretrained_model, save_pretrained
 from .train import evaluate_accuracy, train
 
+__all__ = ['BERTClassifier', 'BERTEncoder', 'BERTModel', 'PRESETS', 'SNLIBERTDataset',
+           'evaluate_accuracy', 'load_pretrained_model', 'predict_snli', 'read_snli',
+           'save_pretrained', 'train']
 __version__ = '0.1.0'

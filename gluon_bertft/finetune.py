@@ -11,7 +11,7 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon
 
-from . import pretrained
+from . import distributed, pretrained
 from .data.batching import BatchIter
 from .data.snli import DataError, SNLIBERTDataset, find_split, read_snli
 from .heads import BERTClassifier
@@ -76,22 +76,28 @@ def load_bert(source, preset, devices, dropout=0.1, vocab_data=None):
 def bert_config(bert):
     enc = bert.encoder
     blk = enc.blks[0]
-    return dict(vocab_size=enc.token_embedding._input_dim, num_hiddens=enc.token_embedding._output_dim,
-                ffn_num_hiddens=blk.ffn.dense1._units, num_heads=blk.attention.num_heads,
+    vocab_size, num_hiddens = enc.token_embedding.weight.shape
+    return dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
+                ffn_num_hiddens=blk.ffn.dense1.weight.shape[0], num_heads=blk.attention.num_heads,
                 num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1])
 
 
-def make_iter(dataset, batch_size, train_mode, fast, seed=0):
-    """Batches of an ``SNLIBERTDataset``: trimmed and bucketed when ``fast``, else as the book."""
+def make_iter(dataset, batch_size, train_mode, fast, seed=0, sort=False):
+    """Batches of an ``SNLIBERTDataset``: trimmed and bucketed when ``fast``, else as the book.
+
+    ``sort`` (fast evaluation only) batches examples by length: for metrics that ignore order.
+    """
     return BatchIter.from_dataset(dataset, batch_size, shuffle=train_mode, trim=fast,
-                                  num_buckets=8 if fast and train_mode else 0, seed=seed)
+                                  num_buckets=8 if fast and train_mode else 0, seed=seed,
+                                  sort=sort and fast and not train_mode)
 
 
 def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model='bert.small',
                   preset='bert.small', num_epochs=5, batch_size=512, max_len=128, lr=1e-4,
                   max_examples=None, test_fraction=0.1, valid_fraction=0.0,
                   num_trainable_blocks=None, devices=None, seed=0, out=None, fast=True,
-                  hybridize=True, dropout=0.1, animator=None, log=print):
+                  hybridize=True, dropout=0.1, animator=None, log=print, kvstore=None,
+                  checkpoint_every=None, resume=False):
     """Fine-tune ``BERTClassifier`` on SNLI as §16.7 does; returns ``(net, vocab, history)``.
 
     Data: ``train_file``/``test_file`` (``.txt`` or ``.jsonl``); without ``test_file`` a
@@ -99,9 +105,16 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
     ``data`` folder or hub name. ``max_examples`` caps the training pairs (after the split).
     ``pretrained_model``: hub name, path, or ``'random'`` (``preset`` gives its shape).
     With ``out`` the classifier, ``history.json`` and ``training_curve.png`` are written there.
+    With ``checkpoint_every`` a :class:`TrainingCheckpoint` goes to ``out/checkpoint`` every
+    that many steps and after every epoch; ``resume`` continues from it if there is one.
+    ``kvstore``: ``'device'``, or ``'dist_sync'``/``'dist_device_sync'`` in a worker started by
+    the launcher (the default there), which trains on its shard of the training pairs with
+    ``batch_size`` as the global batch; only rank 0 evaluates and writes (:mod:`.distributed`).
     """
     if batch_size <= 0:
         raise ValueError(f'batch_size={batch_size}: must be positive')
+    if checkpoint_every and not out:
+        raise ValueError('checkpoint_every: give the output folder (out) to write checkpoints in')
     set_seed(seed)
     devices = devices or default_devices()
     if train_file is None:
@@ -119,19 +132,43 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
     log(f'BERT: {pretrained_model if pretrained_model != "random" else "random initialization (no pretraining)"}'
         f', {config["num_blks"]} blocks, {config["num_hiddens"]} hidden, {len(vocab)} tokens; '
         f'devices {devices}')
+    kv, watchdog, rank, local_batch = kvstore or distributed.default_kvstore(), None, 0, batch_size
+    if distributed.is_distributed(kv):
+        kv, watchdog, train_data, local_batch = distributed.join(kv, train_data, batch_size)
+        rank = kv.rank
+        log(f'worker {rank} of {kv.num_workers} ({kv.type}): {len(train_data[0])} training pairs, '
+            f'{local_batch} of each global batch of {batch_size}')
     datasets = [SNLIBERTDataset(d, max_len, vocab) if d else None
                 for d in (train_data, test_data, valid_data)]
-    train_iter = make_iter(datasets[0], batch_size, True, fast, seed)
-    test_iter, valid_iter = (make_iter(d, batch_size, False, fast) if d else None
+    train_iter = make_iter(datasets[0], local_batch, True, fast, seed)
+    test_iter, valid_iter = (make_iter(d, batch_size, False, fast, sort=True) if d and rank == 0 else None
                              for d in datasets[1:])
     net = BERTClassifier(bert)
     net.output.initialize(ctx=devices)
     if hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
-    trainer = make_trainer(net, lr, num_trainable_blocks)
+    trainer = make_trainer(net, lr, num_trainable_blocks, kv)
+    ckpt = TrainingCheckpoint(os.path.join(out, 'checkpoint') if out else None, dict(
+        train_file=train_file, test_file=test_file, data=data, pretrained=pretrained_model,
+        preset=preset, max_len=max_len, batch_size=batch_size, max_examples=max_examples,
+        test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed, fast=fast,
+        num_trainable_blocks=num_trainable_blocks, num_workers=kv.num_workers if watchdog else 1))
+    resume_at, history = (0, 0), None
+    if resume and ckpt.exists():
+        resume_at, history = ckpt.load(net, trainer, devices, num_epochs, lr, log)
+    if watchdog:
+        distributed.agree(kv, batches=len(train_iter), epoch=resume_at[0], batch=resume_at[1])
+    step_done = _step_hook(ckpt, checkpoint_every, net, trainer, len(train_iter), seed, rank,
+                           watchdog, resume_at)
     history = train(net, train_iter, test_iter, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
-                    num_epochs, devices, valid_iter=valid_iter, animator=animator, log=log)
-    if out:
+                    num_epochs, devices, valid_iter=valid_iter, animator=animator, log=log,
+                    keep_best=watchdog is None, resume_at=resume_at, history=history,
+                    step_done=step_done)
+    if watchdog:
+        log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(net)}, '
+            f'{kv.num_workers * history["examples_per_sec"][-1]:.1f} examples/sec in all')
+        distributed.finish()
+    if out and rank == 0:
         meta = dict(config, seq_len=max_len, num_classes=3, pretrained=pretrained_model,
                     train_file=train_file, test_file=test_file, seed=seed)
         save_classifier(net, vocab, os.path.join(out, 'classifier'), meta)
@@ -139,6 +176,67 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
         plot_history(history, os.path.join(out, 'training_curve.png'))
         log(f'saved the classifier, history.json and training_curve.png in {out}')
     return net, vocab, history
+
+
+class TrainingCheckpoint:
+    """A resumable fine-tuning state in the folder ``path``, written atomically.
+
+    Holds ``model.params``, ``trainer.states`` (Adam's moments) and ``state.json``: the ``run``
+    settings it must be resumed with, the position ``(epoch, batch)`` and the history so far.
+    """
+
+    def __init__(self, path, run):
+        self.path, self.run = path, run
+
+    def exists(self):
+        return self.path is not None and os.path.isfile(os.path.join(self.path, 'state.json'))
+
+    def save(self, net, trainer, epoch, batch, history):
+        with pretrained.atomic_path(self.path) as tmp:
+            os.makedirs(tmp)
+            net.save_parameters(os.path.join(tmp, 'model.params'))
+            trainer.save_states(os.path.join(tmp, 'trainer.states'))
+            with open(os.path.join(tmp, 'state.json'), 'w', encoding='utf-8') as f:
+                json.dump(dict(run=self.run, epoch=epoch, batch=batch, history=history), f)
+
+    def load(self, net, trainer, devices, num_epochs, lr, log=print):
+        """Load into ``net`` and ``trainer`` (learning rate ``lr``) to train up to ``num_epochs``;
+        returns ``((epoch, batch), history)``."""
+        with open(os.path.join(self.path, 'state.json'), encoding='utf-8') as f:
+            state = json.load(f)
+        diff = [f'{k}={v!r} (now {self.run.get(k)!r})' for k, v in state['run'].items()
+                if self.run.get(k) != v]
+        if diff:
+            raise pretrained.PretrainedError(
+                f'{self.path}: cannot resume, the checkpoint was written with {"; ".join(diff)}. '
+                'Use the same settings, or another output folder to start over')
+        if state['epoch'] >= num_epochs:
+            raise ValueError(f'{self.path}: all {state["epoch"]} epochs are done; ask for more '
+                             'epochs to train on')
+        net.load_parameters(os.path.join(self.path, 'model.params'), ctx=devices)
+        trainer.load_states(os.path.join(self.path, 'trainer.states'))
+        trainer.set_learning_rate(lr)  # the saved optimizer comes back with its own
+        log(f'resumed from {self.path}: {state["epoch"]} epochs and {state["batch"]} batches done')
+        return (state['epoch'], state['batch']), state['history']
+
+
+def _step_hook(ckpt, every, net, trainer, num_batches, seed, rank, watchdog, resume_at):
+    """``train``'s ``step_done``: feed the watchdog; every ``every`` steps and after every epoch
+    rank 0 saves ``ckpt`` and all reseed dropout, so a resumed run equals an uninterrupted one."""
+    if every or watchdog:
+        distributed.reseed(seed, rank, resume_at[0] * num_batches + resume_at[1])
+
+    def step_done(epoch, batch, history):
+        if watchdog:
+            watchdog.beat()
+        step = epoch * num_batches + batch
+        # the end of an epoch is saved after its evaluation, as (epoch + 1, 0)
+        if not every or batch == num_batches or (batch and step % every):
+            return
+        if rank == 0:
+            ckpt.save(net, trainer, epoch, batch, history)
+        distributed.reseed(seed, rank, step)
+    return step_done
 
 
 def write_json(path, obj):
@@ -203,4 +301,4 @@ def evaluate_file(path, data_file, batch_size=512, devices=None):
     devices = devices or default_devices()
     net, vocab, config = load_classifier(path, devices)
     dataset = SNLIBERTDataset(read_snli(data_file), config['seq_len'], vocab)
-    return evaluate_accuracy(net, make_iter(dataset, batch_size, False, True), devices)
+    return evaluate_accuracy(net, make_iter(dataset, batch_size, False, True, sort=True), devices)

@@ -51,7 +51,7 @@ class BERTRegressor(nn.Block):
         super(BERTRegressor, self).__init__()
         self.encoder = bert.encoder
         self.hidden = bert.hidden
-        self.output = nn.Dense(1)
+        self.output = nn.Dense(1, in_units=bert.hidden._units)
 
     def forward(self, inputs):
         tokens_X, segments_X, valid_lens_x = inputs
@@ -69,7 +69,7 @@ class BERTTagger(nn.Block):
     def __init__(self, bert, num_tags):
         super(BERTTagger, self).__init__()
         self.encoder = bert.encoder
-        self.output = nn.Dense(num_tags, flatten=False)
+        self.output = nn.Dense(num_tags, flatten=False, in_units=bert.hidden._units)
 
     def forward(self, inputs):
         tokens_X, segments_X, valid_lens_x = inputs
@@ -84,9 +84,9 @@ class SpanScores(nn.HybridBlock):
     loss and the decoding only ever choose passage tokens.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, num_hiddens, **kwargs):
         super().__init__(**kwargs)
-        self.dense = nn.Dense(2, flatten=False)
+        self.dense = nn.Dense(2, flatten=False, in_units=num_hiddens)
 
     def hybrid_forward(self, F, encoded_X, segments, valid_lens):
         # (batch, seq, hidden) -> (batch, seq, 2)
@@ -109,7 +109,7 @@ class BERTSpanQA(nn.Block):
     def __init__(self, bert):
         super(BERTSpanQA, self).__init__()
         self.encoder = bert.encoder
-        self.output = SpanScores()
+        self.output = SpanScores(bert.hidden._units)
 
     def forward(self, inputs):
         tokens_X, segments_X, valid_lens_x = inputs

@@ -63,7 +63,6 @@ def download(name, folder=None, timeout=10):
     fname = os.path.join(folder, url.split('/')[-1])
     if os.path.exists(fname) and sha1sum(fname) == sha1_hash:
         return fname
-    os.makedirs(folder, exist_ok=True)
     print(f'Downloading {fname} from {url}...')
     try:
         with requests.get(url, stream=True, timeout=timeout) as r:

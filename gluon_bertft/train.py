@@ -95,7 +95,8 @@ def evaluate_accuracy(net, data_iter, devices, split_f=d2l.split_batch_multi_inp
 
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
           split_f=d2l.split_batch_multi_inputs, valid_iter=None, keep_best=True,
-          animator=None, progress=None, log=print, accuracy=num_correct):
+          animator=None, progress=None, log=print, accuracy=num_correct,
+          resume_at=(0, 0), history=None, step_done=None):
     """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
 
     Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
@@ -107,21 +108,34 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     The loop does not know the task: ``loss(y_hat, y)`` gives per-example losses and
     ``accuracy(y_hat, y)`` ``(correct, count)`` device scalars for one device's shard;
     ``split_f(features, labels, devices)`` shards a batch.
+
+    ``test_iter=None`` skips evaluation (the workers other than rank 0 of a distributed run).
+    ``step_done(epoch, batch, history)`` is called after every optimizer step (``batch``
+    batches of ``epoch`` done) and after every epoch's evaluation as ``(epoch + 1, 0)``: the
+    points a checkpoint can be taken at. Resuming from one, ``resume_at=(epoch, batch)`` with
+    the ``history`` of the epochs before: the batches before it are drawn again, so that a
+    shuffling iterator repeats its order, but not trained; ``keep_best`` then compares the
+    epochs trained since.
     """
     devices = devices or default_devices()
     num_batches = len(train_iter)
     log_every = max(1, min(50, num_batches // 5))
     show_progress = num_batches >= 20 if progress is None else progress
-    history = {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid_acc',
-                               'examples_per_sec')}
-    best, best_params = -1.0, None
+    history = history or {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid_acc',
+                                          'examples_per_sec')}
+    best, best_params, epoch_lines = -1.0, None, []
     train_time, train_examples = 0.0, 0
-    for epoch in range(num_epochs):
+    for _ in range(resume_at[0]):  # replay the shuffles of the finished epochs
+        for _ in train_iter:
+            pass
+    for epoch in range(resume_at[0], num_epochs):
         loss_sum = [np.zeros((), ctx=d) for d in devices]
         correct = [np.zeros((), ctx=d) for d in devices]
         predicted = [np.zeros((), ctx=d) for d in devices]
         count, start = 0, time.time()
         for i, (features, labels) in enumerate(train_iter):
+            if epoch == resume_at[0] and i < resume_at[1]:
+                continue
             X_shards, y_shards = split_f(features, labels, devices)
             with autograd.record():
                 preds = [net(X) for X in X_shards]
@@ -143,15 +157,18 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
                 if animator is not None:
                     animator.add(epoch + (i + 1) / num_batches,
                                  (running, _ratio(correct, predicted), None))
+            if step_done:
+                step_done(epoch, i + 1, history)
         mx.nd.waitall()
         elapsed = time.time() - start
         train_time, train_examples = train_time + elapsed, train_examples + count
         history['train_loss'].append(sum(float(s) for s in loss_sum) / count)
         history['train_acc'].append(_ratio(correct, predicted))
         history['examples_per_sec'].append(count / elapsed)
-        history['test_acc'].append(evaluate_accuracy(net, test_iter, devices, split_f, accuracy))
-        line = (f'loss {history["train_loss"][-1]:.3f}, train acc {history["train_acc"][-1]:.3f}, '
-                f'test acc {history["test_acc"][-1]:.3f}')
+        line = f'loss {history["train_loss"][-1]:.3f}, train acc {history["train_acc"][-1]:.3f}'
+        if test_iter is not None:
+            history['test_acc'].append(evaluate_accuracy(net, test_iter, devices, split_f, accuracy))
+            line += f', test acc {history["test_acc"][-1]:.3f}'
         if valid_iter is not None:
             history['valid_acc'].append(evaluate_accuracy(net, valid_iter, devices, split_f, accuracy))
             line += f', valid acc {history["valid_acc"][-1]:.3f}'
@@ -159,9 +176,14 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
                 best, history['best_epoch'] = history['valid_acc'][-1], epoch + 1
                 best_params = {n: p.data(devices[0]).copy()
                                for n, p in net._collect_params_with_prefix().items()}
-        if animator is not None:
+        if animator is not None and test_iter is not None:
             animator.add(epoch + 1, (None, None, history['test_acc'][-1]))
-        log(f'epoch {epoch + 1}/{num_epochs}: {line}')
+        # d2l.Animator clears the cell's output at each point: print the lines after it is done
+        (epoch_lines.append if animator is not None else log)(f'epoch {epoch + 1}/{num_epochs}: {line}')
+        if step_done:
+            step_done(epoch + 1, 0, history)
+    for line in epoch_lines:
+        log(line)
     log(f'{train_examples / train_time:.1f} examples/sec on {str(devices)}')
     if best_params is not None and history['best_epoch'] != num_epochs:
         for name, param in net._collect_params_with_prefix().items():
@@ -173,6 +195,25 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
 
 
 def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device'):
-    """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable."""
-    return gluon.Trainer(freeze(net, num_trainable_blocks), 'adam', {'learning_rate': lr},
-                         kvstore=kvstore)
+    """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable.
+
+    ``kvstore``: a name or a ``KVStore``. On a distributed one (``dist_sync``,
+    ``dist_device_sync``) the servers sum the workers' gradients and every worker applies the
+    same Adam update to the sum (``update_on_kvstore=False``: the optimizer state stays on the
+    worker, where it can be saved); ``rescale_grad = 1 / num_workers`` makes ``step(local
+    batch)`` divide by the global batch.
+    """
+    if isinstance(kvstore, str) and kvstore.startswith('dist'):
+        kvstore = mx.kv.create(kvstore)
+    dist = isinstance(kvstore, mx.kv.KVStore) and 'dist' in kvstore.type
+    options = dict(learning_rate=lr, rescale_grad=1 / kvstore.num_workers if dist else 1.0)
+    trainer = gluon.Trainer(freeze(net, num_trainable_blocks), 'adam', options, kvstore=kvstore,
+                            update_on_kvstore=False if dist else None)
+    if dist:
+        # The Trainer copies rank 0's parameters to the workers lazily, in its first step,
+        # where the asynchronous pulls race with the pushes of the first gradients: a worker
+        # can pull the summed gradient as its weights. Copy them now and wait.
+        trainer._init_kvstore()
+        trainer._init_params()
+        mx.nd.waitall()
+    return trainer

@@ -2,7 +2,6 @@ import os
 
 import mxnet as mx
 import pytest
-from d2l import mxnet as d2l
 
 from gluon_bertft.data.snli import read_snli
 from gluon_bertft.finetune import build_vocab

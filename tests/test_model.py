@@ -2,9 +2,9 @@ import mxnet as mx
 import numpy as onp
 import pytest
 from d2l import mxnet as d2l
-from mxnet import np, npx
+from mxnet import np
 
-from gluon_bertft.model import BERTEncoder, BERTModel, masked_softmax
+from gluon_bertft.model import masked_softmax
 from conftest import TINY, tiny_bert
 
 VOCAB = 50

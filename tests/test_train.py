@@ -143,6 +143,21 @@ def test_finetune_snli_writes_outputs_atomically_and_checks_input(tmp_path):
         finetune_snli(train_file=SAMPLE, pretrained_model='random', batch_size=0)
 
 
+def test_finetune_from_a_saved_pretrained_zip(tmp_path, vocab):
+    from gluon_bertft.pretrained import save_pretrained
+    bert = tiny_bert(len(vocab))
+    config = dict(vocab_size=len(vocab), num_hiddens=32, ffn_num_hiddens=64, num_heads=2,
+                  num_blks=2, max_len=64)
+    path = save_pretrained(bert, vocab, str(tmp_path / 'bert.zip'), config)
+    lines = []
+    finetune_snli(train_file=SAMPLE, pretrained_model=path, preset=None, num_epochs=1,
+                  batch_size=64, max_examples=200, max_len=64, out=str(tmp_path / 'run'),
+                  log=lines.append)
+    assert lines[0].startswith(f'BERT: {path}, 2 blocks, 32 hidden, {len(vocab)} tokens')
+    _, _, saved = load_classifier(str(tmp_path / 'run' / 'classifier'), [mx.cpu()])
+    assert {k: saved[k] for k in config} == config
+
+
 def test_parse_devices():
     assert parse_devices('cpu:0,cpu:1') == [mx.cpu(0), mx.cpu(1)]
     assert parse_devices('auto') == [mx.cpu()]

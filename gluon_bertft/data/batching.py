@@ -12,15 +12,18 @@ from mxnet import np
 
 
 def length_buckets(lengths, batch_size, num_buckets, rng):
-    """Batches of indices drawn from ``num_buckets`` groups of similar length, in random order.
+    """Batches of indices drawn from about ``num_buckets`` groups of similar length, in random order.
 
-    Examples are shuffled, sorted by length (stable) and cut into ``num_buckets`` equal
-    groups; each group is cut into batches, and the batches of all groups are shuffled.
+    Examples are shuffled, sorted by length (stable) and cut into groups whose sizes are
+    multiples of ``batch_size`` (so only the last batch of all may be short); each group is
+    shuffled and cut into batches, and the batches of all groups are shuffled.
     """
     order = rng.permutation(len(lengths))
     order = order[onp.argsort(lengths[order], kind='stable')]
+    group_size = batch_size * math.ceil(len(order) / max(1, num_buckets) / batch_size)
     batches = []
-    for group in onp.array_split(order, max(1, num_buckets)):
+    for start in range(0, len(order), group_size):
+        group = order[start:start + group_size]
         rng.shuffle(group)
         batches.extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
@@ -31,23 +34,27 @@ class BatchIter:
 
     Parameters
     ----------
-    arrays : (tokens, segments, valid_lens, labels), numpy arrays with one row per example
+    arrays : (tokens, segments, valid_lens, labels), numpy arrays with one row per example;
+        ``labels`` may also be a tuple of such arrays (yielded as a tuple), and a label array
+        with one column per token is trimmed with the tokens
     batch_size : examples per batch (the last batch may be smaller)
     shuffle : new random order each epoch (``seed`` fixes the sequence of orders)
     trim : cut each batch to its longest example (rounded up to ``round_to``) instead of
         keeping the padding to ``max_len`` as the book does
     num_buckets : with ``shuffle``, draw batches from this many length groups (0: plain shuffle)
+    sort : without ``shuffle``, batch the examples in order of length (shortest first), so
+        trimmed batches carry little padding; for evaluations whose result ignores order
     """
 
     def __init__(self, arrays, batch_size, shuffle=False, trim=True, num_buckets=0, round_to=8,
-                 seed=0):
+                 seed=0, sort=False):
         if batch_size <= 0:
             raise ValueError(f'batch_size={batch_size}: must be positive')
         if len(arrays[0]) == 0:
             raise ValueError('BatchIter: the dataset is empty')
         self.tokens, self.segments, self.valid_lens, self.labels = arrays
         self.batch_size, self.shuffle, self.trim = batch_size, shuffle, trim
-        self.num_buckets, self.round_to = num_buckets, round_to
+        self.num_buckets, self.round_to, self.sort = num_buckets, round_to, sort
         self.rng = onp.random.RandomState(seed)
 
     @classmethod
@@ -57,17 +64,18 @@ class BatchIter:
                     dataset.labels), batch_size, **kwargs)
 
     def __len__(self):
-        n = len(self.labels)
-        if self.shuffle and self.num_buckets > 1:
-            return sum(math.ceil(len(g) / self.batch_size)
-                       for g in onp.array_split(onp.arange(n), self.num_buckets))
-        return math.ceil(n / self.batch_size)
+        return math.ceil(len(self.tokens) / self.batch_size)
 
     def _batches(self):
-        n = len(self.labels)
+        n = len(self.tokens)
         if self.shuffle and self.num_buckets > 1:
             return length_buckets(self.valid_lens, self.batch_size, self.num_buckets, self.rng)
-        order = self.rng.permutation(n) if self.shuffle else onp.arange(n)
+        if self.shuffle:
+            order = self.rng.permutation(n)
+        elif self.sort:
+            order = onp.argsort(self.valid_lens, kind='stable')
+        else:
+            order = onp.arange(n)
         return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     def __iter__(self):
@@ -80,4 +88,13 @@ class BatchIter:
             yield ((np.array(self.tokens[idx, :width], dtype='int32'),
                     np.array(self.segments[idx, :width], dtype='int32'),
                     np.array(self.valid_lens[idx], dtype='float32')),
-                   np.array(self.labels[idx], dtype=self.labels.dtype))
+                   _take(self.labels, idx, width))
+
+
+def _take(labels, idx, width):
+    """Rows ``idx`` of a label array (its first ``width`` columns if it has one per token),
+    or of each array of a tuple."""
+    if isinstance(labels, tuple):
+        return tuple(_take(column, idx, width) for column in labels)
+    rows = labels[idx] if labels.ndim == 1 else labels[idx, :width]
+    return np.array(rows, dtype=rows.dtype)

@@ -1,0 +1,63 @@
+"""Reader for the CoNLL column format of token tagging (e.g. CoNLL-2003 NER).
+
+One token per line, the token in the first column and its tag in the last; a blank line
+ends a sentence; ``-DOCSTART-`` lines separate documents. Tags are IOB1 (CoNLL-2003: ``I-``
+starts an entity, ``B-`` only between two entities of one type) or IOB2/BIO; both are
+converted to IOB2, which leaves IOB2 unchanged, so every scheme ends in the same tags.
+"""
+import collections
+import re
+
+from .snli import DataError
+from .tsv import decoded_lines
+
+Sentence = collections.namedtuple('Sentence', 'words tags path line')  # line of the first word
+_TAG = re.compile(r'O|[BI]-\S+')
+
+
+def to_iob2(tags):
+    """IOB1 (or IOB2) tags -> IOB2: an ``I-X`` that does not continue an ``X`` entity becomes
+    ``B-X``. This is where conlleval starts a chunk, so entities are unchanged."""
+    out, prev = [], 'O'
+    for tag in tags:
+        if tag.startswith('I-') and (prev == 'O' or prev[2:] != tag[2:]):
+            tag = 'B-' + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def read_conll(path, encoding='utf-8'):
+    """Sentences of a CoNLL file with IOB2 tags; a line without a tag column, or a tag that is
+    not ``O``, ``B-TYPE`` or ``I-TYPE``, is an error naming the line."""
+    sentences, words, tags, first = [], [], [], None
+
+    def flush():
+        if words:
+            sentences.append(Sentence(list(words), to_iob2(tags), path, first))
+        words.clear()
+        tags.clear()
+
+    for lineno, line in enumerate(decoded_lines(path, encoding), 1):
+        fields = line.split()
+        if not fields or fields[0] == '-DOCSTART-':
+            flush()
+            continue
+        if len(fields) < 2:
+            raise DataError(f'{path}:{lineno}: one column ({fields[0]!r}); expected the token '
+                            f'first and its tag last')
+        if not _TAG.fullmatch(fields[-1]):
+            raise DataError(f'{path}:{lineno}: tag {fields[-1]!r} is not O, B-TYPE or I-TYPE '
+                            f'(IOB1 or IOB2)')
+        if not words:
+            first = lineno
+        words.append(fields[0])
+        tags.append(fields[-1])
+    flush()
+    return sentences
+
+
+def tag_names(sentences):
+    """``'O'``, then ``B-`` and ``I-`` of every entity type of ``sentences``, sorted by type."""
+    types = sorted({t[2:] for s in sentences for t in s.tags if t != 'O'})
+    return ['O'] + [f'{prefix}-{t}' for t in types for prefix in 'BI']

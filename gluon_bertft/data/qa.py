@@ -1,0 +1,109 @@
+"""Span question answering inputs: (question, passage) -> windows of BERT arrays, and back.
+
+As in §16.6 the question is segment A and the passage segment B:
+``<cls> question <sep> passage window <sep>``. A passage longer than the room left by the
+question is cut into windows that start every ``stride`` tokens, so an answer up to
+``room - stride + 1`` tokens long lies whole in some window. For training a window is kept
+only if it holds the whole answer; for evaluation every window is scored and a question's
+answer is its best span over all windows.
+"""
+import numpy as onp
+
+from .tokenize import basic, basic_spans
+
+
+def answer_tokens(spans, start, end):
+    """First and last token of the character range ``[start, end)``; None if no token is in it."""
+    inside = [k for k, (_, s, e) in enumerate(spans) if s < end and e > start]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def window_starts(num_tokens, room, stride):
+    """Start of every window of ``room`` tokens, ``stride`` apart, until the passage is covered."""
+    starts = [0]
+    while starts[-1] + room < num_tokens:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
+class QADataset:
+    """Windows: ``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` = (start, end)
+    positions of the first gold answer (0 where it is not in the window); ``window_question`` / ``window_start`` / ``window_offset`` map a window back to
+    its question, first passage token, and the position of that token; ``spans[q]`` are the
+    passage tokens' character offsets."""
+
+    def __init__(self, questions, vocab, max_len, stride, max_query_len=64, train=False, log=print):
+        idx, unk = vocab.token_to_idx, vocab.token_to_idx['<unk>']
+        ids_of = lambda tokens: [idx.get(t, unk) for t in tokens]
+        rows, meta, labels, self.spans, dropped = [], [], [], [], 0
+        for qi, q in enumerate(questions):
+            q_ids = ids_of(basic(q.question)[:max_query_len])
+            spans = basic_spans(q.context)
+            self.spans.append([(s, e) for _, s, e in spans])
+            room = max_len - len(q_ids) - 3
+            if not 0 < stride <= room:
+                raise ValueError(f'max_len={max_len} leaves {room} passage tokens next to a '
+                                 f'{len(q_ids)}-token question: stride={stride} must be in 1..{room}')
+            target = None
+            if q.answers:
+                ans = q.answers[0]
+                target = answer_tokens(spans, ans.start, ans.start + len(ans.text))
+            c_ids, offset = ids_of(t for t, _, _ in spans), len(q_ids) + 2
+            kept = False
+            for start in window_starts(len(spans), room, stride):
+                end = min(start + room, len(spans))
+                inside = target is not None and start <= target[0] and target[1] < end
+                if train and not inside:
+                    continue
+                kept = True
+                rows.append([idx['<cls>']] + q_ids + [idx['<sep>']] + c_ids[start:end] + [idx['<sep>']])
+                meta.append((qi, start, offset))
+                # a window without the answer points at <cls>, which the head never chooses
+                labels.append((target[0] - start + offset, target[1] - start + offset) if inside
+                              else (0, 0))
+            if train and not kept:
+                dropped += 1
+        if dropped:
+            log(f'{dropped} of {len(questions)} training questions dropped: their answer is in no '
+                f'window (answer longer than the window overlap, or no token in it)')
+        n = len(rows)
+        self.all_token_ids = onp.full((n, max_len), idx['<pad>'], dtype=onp.int32)
+        self.all_segments = onp.zeros((n, max_len), dtype=onp.int32)
+        self.valid_lens = onp.array([len(r) for r in rows], dtype=onp.float32)
+        for w, (row, (_, _, offset)) in enumerate(zip(rows, meta)):
+            self.all_token_ids[w, :len(row)] = row
+            self.all_segments[w, offset:len(row)] = 1
+        self.window_question, self.window_start, self.window_offset = (
+            onp.array([m[k] for m in meta], dtype=onp.int64).reshape(n) for k in range(3))
+        positions = onp.array(labels, dtype=onp.float32).reshape(n, 2)
+        self.labels = (positions[:, 0].copy(), positions[:, 1].copy())
+
+    def __len__(self):
+        return len(self.valid_lens)
+
+
+def best_spans(dataset, outputs, num_questions, max_answer_len=30):
+    """Best ``(score, first, last)`` passage-token span per question over its windows.
+
+    ``outputs[w]`` = (start scores, end scores) of window ``w`` (host arrays over positions);
+    a span has ``first <= last < first + max_answer_len``. None for a question with no window.
+    """
+    best = [None] * num_questions
+    for w, (start_scores, end_scores) in enumerate(outputs):
+        qi, first, offset = (int(a[w]) for a in (dataset.window_question, dataset.window_start,
+                                                 dataset.window_offset))
+        stop = int(dataset.valid_lens[w]) - 1  # the final <sep>
+        s, e = start_scores[offset:stop], end_scores[offset:stop]
+        # (n,) x (n,) -> (n, n): score of the span (i, j), kept where i <= j < i + max_answer_len
+        total = s[:, None] + e[None, :]
+        i, j = onp.indices(total.shape)
+        total = onp.where((j >= i) & (j < i + max_answer_len), total, -onp.inf)
+        i, j = onp.unravel_index(onp.argmax(total), total.shape)
+        if best[qi] is None or total[i, j] > best[qi][0]:
+            best[qi] = (float(total[i, j]), first + int(i), first + int(j))
+    return best
+
+
+def span_text(context, spans, first, last):
+    """The passage text from the first character of token ``first`` to the last of ``last``."""
+    return context[spans[first][0]:spans[last][1]]

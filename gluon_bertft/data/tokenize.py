@@ -1,0 +1,46 @@
+"""Word-level tokenizers that fit the book's vocabulary, and the ``<unk>`` rate they give.
+
+The book's vocabulary holds lower-cased whitespace tokens of WikiText-2, whose text has
+punctuation split off. ``whitespace`` is the book's tokenizer (exact for its checkpoints and
+for pre-tokenized data: SST-2, SNLI, CoNLL); ``basic`` also splits punctuation off words,
+which raw text (SMS, SQuAD passages) needs to reach the vocabulary's words, and gives the
+character spans that SQuAD's answer offsets are mapped through.
+"""
+import re
+
+_BASIC = re.compile(r'\w+|[^\w\s]')
+
+
+def whitespace(text):
+    """The book's tokenization: lower-case, split on whitespace."""
+    return text.lower().split()
+
+
+def basic_spans(text):
+    """``[(token, start, end)]``: lower-cased runs of word characters and single punctuation
+    marks, with their character offsets in ``text``."""
+    return [(m.group().lower(), m.start(), m.end()) for m in _BASIC.finditer(text)]
+
+
+def basic(text):
+    """Lower-case, split on whitespace and around every punctuation mark."""
+    return [m.group().lower() for m in _BASIC.finditer(text)]
+
+
+TOKENIZERS = {'whitespace': whitespace, 'basic': basic}
+
+
+def get_tokenizer(name):
+    if name not in TOKENIZERS:
+        raise ValueError(f'tokenizer {name!r}: choose from {", ".join(TOKENIZERS)}')
+    return TOKENIZERS[name]
+
+
+def unk_rate(token_lists, vocab):
+    """``(unknown, total)``: how many tokens of ``token_lists`` ``vocab`` maps to ``<unk>``."""
+    known = vocab.token_to_idx
+    unknown = total = 0
+    for tokens in token_lists:
+        total += len(tokens)
+        unknown += sum(t not in known for t in tokens)
+    return unknown, total

@@ -1,0 +1,141 @@
+"""Readers for labelled text: TSV/CSV/JSONL tables and one-sentence-per-line files.
+
+Every reader returns a list of ``Row(texts, label, where)``: the text column(s) as a tuple of
+one or two strings, the label as the file spells it (a string), and ``'file:line'`` so that
+later checks (an unknown label, a score that is no number) can name the line.
+"""
+import collections
+import csv
+import json
+import os
+
+from .snli import DataError
+
+Row = collections.namedtuple('Row', 'texts label where')
+FORMATS = ('tsv', 'csv', 'jsonl', 'lines')
+
+
+def decoded_lines(path, encoding='utf-8'):
+    """The lines of ``path`` (ending in ``'\\n'`` except maybe the last), decoded one by one.
+
+    Splits the bytes on ``\\n`` only: ``str.splitlines`` would also break at U+0085, which
+    Windows-1252 byte 0x85 decodes to under Latin-1. A byte that does not decode is an error
+    naming the line.
+    """
+    with open(path, 'rb') as f:
+        data = f.read()
+    lines = data.split(b'\n')
+    if lines and not lines[-1]:
+        lines.pop()
+    out = []
+    for lineno, raw in enumerate(lines, 1):
+        try:
+            out.append(raw.decode(encoding) + '\n')
+        except UnicodeDecodeError as e:
+            raise DataError(f'{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} '
+                            f'is not valid {encoding} (give the file\'s encoding, e.g. '
+                            f'--encoding cp1252)') from None
+    return out
+
+
+def guess_format(path):
+    ext = os.path.splitext(path)[1].lower()
+    return {'.csv': 'csv', '.jsonl': 'jsonl'}.get(ext, 'tsv')
+
+
+def _column_index(spec, header, path):
+    if isinstance(spec, int) or spec.isdigit():
+        return int(spec)
+    if header is None:
+        raise DataError(f'{path}: column {spec!r} is a name but the file is read without a header '
+                        f'(give 0-based column numbers)')
+    if spec not in header:
+        raise DataError(f'{path}:1: no column named {spec!r} in the header {header}')
+    return header.index(spec)
+
+
+def read_table(path, text_columns=('sentence',), label_column='label', fmt=None, header=None,
+               encoding='utf-8'):
+    """Rows of a TSV (no quoting), CSV (quoted fields) or JSONL file.
+
+    ``text_columns`` (one or two) and ``label_column`` are header names or 0-based column
+    numbers (JSONL: keys). ``header``: whether line 1 is a header; by default it is when a
+    column is given by name. Blank lines are skipped; a short row or an empty text is an error.
+    """
+    fmt = fmt or guess_format(path)
+    lines = decoded_lines(path, encoding)
+    if fmt == 'jsonl':
+        return _read_jsonl(path, lines, text_columns, label_column)
+    if fmt not in ('tsv', 'csv'):
+        raise ValueError(f'format {fmt!r}: read_table reads tsv, csv or jsonl')
+    options = dict(delimiter='\t', quoting=csv.QUOTE_NONE) if fmt == 'tsv' else {}
+    reader = csv.reader(lines, **options)
+    columns = list(text_columns) + [label_column]
+    if header is None:
+        header = any(not (isinstance(c, int) or c.isdigit()) for c in columns)
+    names = next(reader, None) if header else None
+    indices = [_column_index(c, names, path) for c in columns]
+    rows = []
+    for row in reader:
+        where = f'{path}:{reader.line_num}'
+        if not row:
+            continue
+        if len(row) <= max(indices):
+            raise DataError(f'{where}: {len(row)} column(s), but column {max(indices)} '
+                            f'({columns[indices.index(max(indices))]!r}) is read')
+        rows.append(_row([row[i] for i in indices[:-1]], row[indices[-1]], where))
+    return rows
+
+
+def _read_jsonl(path, lines, text_columns, label_column):
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f'{path}:{lineno}'
+        try:
+            obj = json.loads(line)
+            values = [obj[k] for k in text_columns]
+            label = obj[label_column]
+        except json.JSONDecodeError as e:
+            raise DataError(f'{where}: invalid JSON ({e.msg})') from None
+        except (KeyError, TypeError) as e:
+            raise DataError(f'{where}: missing key {e}') from None
+        rows.append(_row([str(v) for v in values], str(label), where))
+    return rows
+
+
+def _row(texts, label, where):
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f'{where}: empty text in text column {i + 1}')
+    if not label.strip():
+        raise DataError(f'{where}: empty label')
+    return Row(tuple(texts), label.strip(), where)
+
+
+def read_lines(paths, encoding='utf-8'):
+    """Rows of one-sentence-per-line files, labelled by each file's extension
+    (``rt-polarity.pos`` -> ``'pos'``); blank lines are skipped."""
+    rows = []
+    for path in paths:
+        label = os.path.splitext(path)[1].lstrip('.')
+        if not label:
+            raise DataError(f'{path}: no extension to take the label from (e.g. name.pos)')
+        for lineno, line in enumerate(decoded_lines(path, encoding), 1):
+            if line.strip():
+                rows.append(Row((line.strip(),), label, f'{path}:{lineno}'))
+    return rows
+
+
+def read_labelled(paths, fmt=None, text_columns=('sentence',), label_column='label', header=None,
+                  encoding='utf-8'):
+    """Rows of one table file, or of several ``fmt='lines'`` files (a comma-separated string
+    or a list)."""
+    if isinstance(paths, str):
+        paths = paths.split(',') if fmt == 'lines' else [paths]
+    if fmt == 'lines':
+        return read_lines(paths, encoding)
+    if len(paths) != 1:
+        raise ValueError(f'{paths}: several files are read only with format lines')
+    return read_table(paths[0], text_columns, label_column, fmt, header, encoding)
