@@ -256,8 +256,15 @@ def plot_history(history, path):
         if history.get(key):
             ax.plot(epochs, history[key], style, label=key.replace('_', ' '))
     ax.set_xlabel('epoch')
-    ax.grid(True)
-    ax.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Grid, legend and layout on ``fig``'s axes, then write it as a PNG atomically and close it."""
+    from matplotlib import pyplot as plt
+    for ax in fig.axes:
+        ax.grid(True)
+        ax.legend()
     fig.tight_layout()
     with pretrained.atomic_path(path) as tmp:
         fig.savefig(tmp, format='png')
@@ -276,12 +283,11 @@ def save_classifier(net, vocab, path, config):
     return path
 
 
-def load_classifier(path, devices=None):
-    """``(net, vocab, config)`` of a classifier written by :func:`save_classifier`."""
-    devices = devices or default_devices()
+def read_saved_model(path):
+    """``(vocab, config)`` of a model folder written by :func:`save_classifier`, checked."""
     for name in ('vocab.json', 'config.json', 'classifier.params'):
         if not os.path.isfile(os.path.join(path, name)):
-            raise pretrained.PretrainedError(f'{path}: not a saved classifier (no {name})')
+            raise pretrained.PretrainedError(f'{path}: not a saved model (no {name})')
     with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
         config = json.load(f)
     with open(os.path.join(path, 'vocab.json'), encoding='utf-8') as f:
@@ -289,10 +295,23 @@ def load_classifier(path, devices=None):
     if len(vocab) != config['vocab_size']:
         raise pretrained.PretrainedError(f'{path}: vocab.json has {len(vocab)} tokens, '
                                          f'config.json says {config["vocab_size"]}')
-    net = BERTClassifier(pretrained.build_bert(config, dropout=0.0), config['num_classes'])
+    return vocab, config
+
+
+def load_params_into(net, path, devices):
+    """Load ``path``/classifier.params into ``net`` on ``devices`` and hybridize it."""
     pretrained.load_param_dict(net, pretrained.read_params(os.path.join(path, 'classifier.params')),
                                path, devices)
     net.hybridize(static_alloc=True)
+    return net
+
+
+def load_classifier(path, devices=None):
+    """``(net, vocab, config)`` of a classifier written by :func:`save_classifier`."""
+    devices = devices or default_devices()
+    vocab, config = read_saved_model(path)
+    net = BERTClassifier(pretrained.build_bert(config, dropout=0.0), config['num_classes'])
+    load_params_into(net, path, devices)
     return net, vocab, config
 
 

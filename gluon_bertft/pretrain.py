@@ -19,7 +19,7 @@ from mxnet import autograd, gluon, init
 
 from . import pretrained
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
-from .finetune import set_seed, write_json
+from .finetune import save_figure, set_seed, write_json
 from .train import default_devices
 
 RUN_KEYS = ('preset', 'max_len', 'batch_size', 'seed')
@@ -197,12 +197,7 @@ def plot_pretraining(history, path):
     ax.plot(history['step'], history['nsp'], 'm--', label='nsp')
     ax.set_xlabel('step')
     ax.set_ylabel('loss')
-    ax.grid(True)
-    ax.legend()
-    fig.tight_layout()
-    with pretrained.atomic_path(path) as tmp:
-        fig.savefig(tmp, format='png')
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def load_corpus(corpus, max_len, seed):

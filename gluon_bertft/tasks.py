@@ -391,20 +391,12 @@ def task_of(path):
 def load_model(path, devices=None):
     """``(net, vocab, task)`` of a model written by :func:`finetune_task`."""
     devices = devices or default_devices()
-    for name in ('vocab.json', 'config.json', 'classifier.params'):
-        if not os.path.isfile(os.path.join(path, name)):
-            raise pretrained.PretrainedError(f'{path}: not a saved model (no {name})')
-    with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
-        config = json.load(f)
-    with open(os.path.join(path, 'vocab.json'), encoding='utf-8') as f:
-        vocab = pretrained.vocab_from_tokens(json.load(f))
+    vocab, config = finetune.read_saved_model(path)
     if config.get('task') not in TASKS:
         raise pretrained.PretrainedError(f'{path}: config.json names no task of {", ".join(TASKS)}')
     task = TASKS[config['task']](config)
-    net = task.head(pretrained.build_bert(config, dropout=0.0))
-    pretrained.load_param_dict(net, pretrained.read_params(os.path.join(path, 'classifier.params')),
-                               path, devices)
-    net.hybridize(static_alloc=True)
+    net = finetune.load_params_into(task.head(pretrained.build_bert(config, dropout=0.0)), path,
+                                    devices)
     return net, vocab, task
 
 
