@@ -9,14 +9,16 @@ with filler tokens), on real SNLI dev pairs:
   ``d2l.train_batch_ch13`` (one host sync per batch); preprocessing by the book's
   ``SNLIBERTDataset`` (``multiprocessing.Pool(4)`` over forked workers).
 * fast: ``gluon_bertft``'s ``BERTModel`` + ``BERTClassifier`` hybridized with static
-  alloc/shape, ``make_iter(..., fast=True)`` batches (trimmed, 8 length buckets),
+  alloc/shape, ``make_iter(..., fast=True)`` batches (trimmed to multiples of 4, 32 length buckets),
   ``gluon_bertft.train.train`` itself (loss and accuracy sums stay on the device and are read
   only at its few log points) and ``gluon_bertft.data.snli.SNLIBERTDataset``.
 
 Every measurement runs in its own spawned process, so each peak RSS is that path's alone.
-Thread settings are left as they are: with ``OMP_NUM_THREADS`` unset, MXNet 1.9 on x86 uses
-half the processors as OpenMP threads (one on a 2-CPU machine); ``cpu_per_wall`` in the
-results shows the CPU time each timed window actually used per second.
+Threads: the book's path runs twice, with the thread settings of this shell (MXNet 1.9 on x86
+then uses half the processors as OpenMP threads: one on a 2-CPU machine) and with one thread
+per physical core, the package's default (``gluon_bertft.threads``), which the fast path
+uses. ``cpu_per_wall`` in the results shows the CPU time each timed window actually used per
+second.
 
     PYTHONPATH=. python benchmarks/bench_speed.py [--quick] [--snli PATH] [--out FILE]
 """
@@ -41,6 +43,7 @@ from mxnet import gluon, init, np, npx
 from mxnet.gluon import nn
 
 import gluon_bertft
+from gluon_bertft import threads
 from gluon_bertft.data.snli import SNLIBERTDataset, encode_pairs, read_snli
 from gluon_bertft.finetune import build_vocab, make_iter, set_seed, split_off, write_json
 from gluon_bertft.heads import BERTClassifier
@@ -55,7 +58,7 @@ DEFAULT_SNLI = os.path.normpath(os.path.join(REPO_ROOT, '..', 'shared', 'data', 
 DEFAULT_OUT = os.path.join(REPO_ROOT, 'benchmarks', 'results', 'speed.json')
 CONFIG = dict(PRESETS['bert.small'], vocab_size=20256)
 DROPOUT, MAX_LEN, LR = 0.1, 128, 1e-4
-FULL = dict(seconds=30.0, warmup=5, pairs=550_000, acc_steps=300, heldout=2000)
+FULL = dict(seconds=30.0, warmup=5, pairs=550_000, acc_steps=1000, heldout=2000)
 QUICK = dict(seconds=2.0, warmup=2, pairs=20_000, acc_steps=10, heldout=500)
 THREAD_ENV = ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', 'MXNET_CPU_WORKER_NTHREADS',
               'MXNET_ENGINE_TYPE')
@@ -156,10 +159,10 @@ def make_net(fast, params_file, devices):
     return net
 
 
-def make_trainer_for(fast, net):
+def make_trainer_for(fast, net, lazy=False):
     """The book's Adam Trainer over all parameters, or the package's ``make_trainer``."""
     if fast:
-        return make_trainer(net, LR)
+        return make_trainer(net, LR, lazy_embedding=lazy)
     return gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': LR})
 
 
@@ -267,14 +270,17 @@ def peak_rss_mb():
 
 # ---- the measurements, each run in a fresh process -----------------------------------------
 
-def speed_task(fast, snli, params_file, warmup, seconds):
-    """Training examples/s at batch 32 and 128, inference examples/s at 128, peak RSS."""
+def speed_task(fast, snli, params_file, warmup, seconds, lazy=False, infer=True):
+    """Training examples/s at batch 32 and 128, inference examples/s at 128, peak RSS.
+
+    ``lazy``: the fast path with ``make_trainer(lazy_embedding=True)``; ``infer=False`` skips
+    the inference measurement."""
     set_seed(0)
     devices = default_devices()
     pairs = read_snli(snli)
     vocab = padded_vocab(pairs)
     net = make_net(fast, params_file, devices)
-    trainer = make_trainer_for(fast, net)
+    trainer = make_trainer_for(fast, net, lazy)
     result = {}
     for batch_size in (32, 128):
         batches = endless(make_batches(fast, pairs, vocab, batch_size, True))
@@ -282,9 +288,10 @@ def speed_task(fast, snli, params_file, warmup, seconds):
         result[f'train_{batch_size}'] = throughput(
             lambda steps: train_pass(fast, net, steps, test_batches, trainer, devices)[0],
             batches, warmup, seconds)
-    batches = endless(make_batches(fast, pairs, vocab, 128, False))
-    result['infer_128'] = throughput(lambda steps: infer_pass(fast, net, steps, devices),
-                                     batches, warmup, seconds)
+    if infer:
+        batches = endless(make_batches(fast, pairs, vocab, 128, False))
+        result['infer_128'] = throughput(lambda steps: infer_pass(fast, net, steps, devices),
+                                         batches, warmup, seconds)
     result['peak_rss_mb'] = peak_rss_mb()
     return result
 
@@ -335,10 +342,20 @@ def init_weights_task(path, seed):
     net.save_parameters(path)
 
 
-def in_child(task, *args):
-    """Run ``task(*args)`` in a new spawned process and return its result."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
-        return pool.submit(task, *args).result()
+def in_child(task, *args, omp_threads=None):
+    """Run ``task(*args)`` in a new spawned process (with ``OMP_NUM_THREADS=omp_threads`` if
+    given, else this process's environment) and return its result."""
+    saved = os.environ.get('OMP_NUM_THREADS')
+    if omp_threads:
+        os.environ['OMP_NUM_THREADS'] = str(omp_threads)
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+            return pool.submit(task, *args).result()
+    finally:
+        if saved is None:
+            os.environ.pop('OMP_NUM_THREADS', None)
+        else:
+            os.environ['OMP_NUM_THREADS'] = saved
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -378,32 +395,44 @@ def command_line():
 
 
 def table_rows(results):
-    """``(metric, reference, fast)`` rows from the per-path results."""
-    ref, fast = results['reference'], results['fast']
+    """Rows ``metric, reference, reference_cores, fast, ratio, ratio_cores`` (``None`` where
+    a path was not measured that way)."""
+    ref, ref_cores, fast = results['reference'], results['reference_cores'], results['fast']
     rows = [(f'preprocess {ref["preprocess"]["pairs"]:,} pairs [s, lower is better]',
-             ref['preprocess']['seconds'], fast['preprocess']['seconds'])]
+             ref['preprocess']['seconds'], None, fast['preprocess']['seconds'])]
     for key, name in (('train_32', 'train examples/s, batch 32'),
                       ('train_128', 'train examples/s, batch 128'),
                       ('infer_128', 'inference examples/s, batch 128')):
         rows.append((name, ref['speed'][key]['examples_per_sec'],
+                     ref_cores['speed'][key]['examples_per_sec'],
                      fast['speed'][key]['examples_per_sec']))
-    rows.append(('peak RSS training+inference [MiB, lower is better]',
-                 ref['speed']['peak_rss_mb'], fast['speed']['peak_rss_mb']))
+    for key, name in (('train_32', 'train examples/s, batch 32, lazy embedding Adam'),
+                      ('train_128', 'train examples/s, batch 128, lazy embedding Adam')):
+        rows.append((name, ref['speed'][key]['examples_per_sec'],
+                     ref_cores['speed'][key]['examples_per_sec'],
+                     fast['speed_lazy_embedding'][key]['examples_per_sec']))
+    rows.append(('peak RSS training+inference [MiB, lower is better]', ref['speed']['peak_rss_mb'],
+                 ref_cores['speed']['peak_rss_mb'], fast['speed']['peak_rss_mb']))
     rows.append(('peak RSS preprocessing, main process [MiB]',
-                 ref['preprocess']['peak_rss_mb'], fast['preprocess']['peak_rss_mb']))
-    rows.append((f'held-out accuracy after {ref["accuracy"]["steps"]} steps at batch 32 '
-                 f'({ref["accuracy"]["test_examples"]} pairs)',
-                 ref['accuracy']['test_acc'], fast['accuracy']['test_acc']))
-    return [dict(metric=m, reference=r, fast=f, ratio=f / r) for m, r, f in rows]
+                 ref['preprocess']['peak_rss_mb'], None, fast['preprocess']['peak_rss_mb']))
+    acc = ref_cores['accuracy']
+    rows.append((f'held-out accuracy after {acc["steps"]} steps at batch 32 '
+                 f'({acc["test_examples"]} pairs)', None, acc['test_acc'],
+                 fast['accuracy']['test_acc']))
+    return [dict(metric=m, reference=r, reference_cores=rc, fast=f,
+                 ratio=None if r is None else f / r, ratio_cores=None if rc is None else f / rc)
+            for m, r, rc, f in rows]
 
 
-def print_table(rows):
+def print_table(rows, cores):
     """Print the rows as a text table."""
     width = max(len(r['metric']) for r in rows)
-    print(f'{"metric":<{width}}  {"reference":>12}  {"fast":>12}  {"fast/ref":>9}')
+    cell = lambda x: f'{"-":>12}' if x is None else f'{x:>12.3f}'
+    print(f'{"metric":<{width}}  {"book":>12}  {f"book {cores} thr":>12}  {"fast":>12}  '
+          f'{"fast/book":>12}  {f"/book {cores} thr":>12}')
     for r in rows:
-        print(f'{r["metric"]:<{width}}  {r["reference"]:>12.3f}  {r["fast"]:>12.3f}  '
-              f'{r["ratio"]:>9.3f}')
+        print(f'{r["metric"]:<{width}}  ' + '  '.join(cell(r[k]) for k in (
+            'reference', 'reference_cores', 'fast', 'ratio', 'ratio_cores')))
 
 
 def parse_args(argv=None):
@@ -431,22 +460,34 @@ def main(argv=None):
     args = parse_args(argv)
     started = datetime.datetime.now().astimezone()
     load_before, digest_before = os.getloadavg(), package_digest()
-    results = {}
+    cores = threads.physical_cores() or os.cpu_count()
+    results = dict(reference={}, reference_cores={}, fast={})
     with tempfile.TemporaryDirectory() as tmp:
         params_file = os.path.join(tmp, 'init.params')
         in_child(init_weights_task, params_file, args.seed)
-        for name, fast in (('reference', False), ('fast', True)):
-            print(f'== {name} path', flush=True)
-            results[name] = dict(
-                preprocess=in_child(preprocess_task, fast, args.snli, args.pairs),
-                speed=in_child(speed_task, fast, args.snli, params_file, args.warmup, args.seconds),
-                accuracy=in_child(accuracy_task, fast, args.snli, params_file, args.acc_steps,
-                                  args.heldout, args.seed))
-            print(results[name], flush=True)
+        for name, fast, omp in (('reference', False, None), ('reference_cores', False, cores),
+                                ('fast', True, cores)):
+            print(f'== {name} path, OMP_NUM_THREADS={omp or os.environ.get("OMP_NUM_THREADS")}',
+                  flush=True)
+            result = results[name]
+            if name != 'reference_cores':  # the book's Pool(4) does not use MXNet's threads
+                result['preprocess'] = in_child(preprocess_task, fast, args.snli, args.pairs)
+            result['speed'] = in_child(speed_task, fast, args.snli, params_file, args.warmup,
+                                       args.seconds, omp_threads=omp)
+            if name != 'reference':  # the accuracy check needs no second book run
+                result['accuracy'] = in_child(accuracy_task, fast, args.snli, params_file,
+                                              args.acc_steps, args.heldout, args.seed,
+                                              omp_threads=omp)
+            if fast:
+                result['speed_lazy_embedding'] = in_child(
+                    speed_task, fast, args.snli, params_file, args.warmup, args.seconds, True,
+                    False, omp_threads=omp)
+            result['omp_num_threads'] = omp or os.environ.get('OMP_NUM_THREADS')
+            print(result, flush=True)
     rows = table_rows(results)
     same = results['reference']['preprocess']['sha1'] == results['fast']['preprocess']['sha1']
     digest = package_digest()
-    print_table(rows)
+    print_table(rows, cores)
     print(f'preprocessed arrays identical: {same}')
     if digest != digest_before:
         print(f'WARNING: {os.path.dirname(gluon_bertft.__file__)} changed during the run; '
@@ -455,9 +496,10 @@ def main(argv=None):
                   command=command_line(), cwd=os.getcwd(),
                   package=dict(path=os.path.dirname(gluon_bertft.__file__),
                                sha1_before=digest_before, sha1_after=digest),
-                  machine=machine_info(), load_average_before=load_before,
-                  load_average_after=os.getloadavg(), settings=vars(args), rows=rows,
-                  preprocessed_arrays_identical=same, details=results)
+                  machine=dict(machine_info(), physical_cores=cores),
+                  load_average_before=load_before, load_average_after=os.getloadavg(),
+                  settings=vars(args), rows=rows, preprocessed_arrays_identical=same,
+                  details=results)
     write_json(args.out, report)
     print(f'wrote {args.out}')
 

@@ -1,4 +1,7 @@
 """gluon_bertft: BERT fine-tuning on MXNet Gluon, as in Dive into Deep Learning §16.6-16.7."""
+from . import threads
+
+threads.configure()  # before the first ``import mxnet``: MXNet reads its thread count then
 from .data.snli import SNLIBERTDataset, read_snli
 from .heads import BERTClassifier, predict_snli
 from .model import BERTEncoder, BERTModel

@@ -3,6 +3,7 @@ import argparse
 import sys
 
 from .data.snli import DataError
+from .precision import DTYPES
 from .pretrained import PRESETS, PretrainedError
 
 
@@ -31,6 +32,8 @@ def _finetune_task(args, devices):
     from . import distributed, tasks
     if args.kvstore or distributed.in_worker():
         raise ValueError(f'--task {args.task}: distributed fine-tuning supports --task snli only')
+    if args.dtype != 'float32':
+        raise ValueError(f'--task {args.task}: --dtype {args.dtype} supports --task snli only')
     task = tasks.make_task(args.task, args.max_len, args.format, _columns(args.text_columns),
                            args.label_column, args.header, args.encoding, args.tokenizer,
                            args.stride, args.max_query_len, args.max_answer_len)
@@ -40,7 +43,8 @@ def _finetune_task(args, devices):
                         args.epochs, args.batch_size, args.lr, args.max_examples,
                         args.max_test_examples, args.test_fraction, args.valid_fraction,
                         args.trainable_blocks, devices, args.seed,
-                        args.out or f'runs/{args.task}', not args.no_hybridize, args.dropout)
+                        args.out or f'runs/{args.task}', not args.no_hybridize, args.dropout,
+                        lazy_embedding=args.lazy_embedding)
 
 
 def build_parser():
@@ -78,6 +82,11 @@ def build_parser():
     ft.add_argument('--book-batches', action='store_true',
                     help='pad every batch to --max-len as the book does (slower, same result)')
     ft.add_argument('--no-hybridize', action='store_true', help='run the network imperatively')
+    ft.add_argument('--lazy-embedding', action='store_true',
+                    help="Adam updates only the embedding rows each batch uses (faster; not the "
+                         "book's Adam)")
+    ft.add_argument('--dtype', choices=DTYPES, default='float32',
+                    help='float16: mixed precision on GPUs (snli; refused on CPUs)')
     ft.add_argument('--checkpoint-every', type=_positive,
                     help='write OUT/checkpoint every N steps and after every epoch')
     ft.add_argument('--resume', action='store_true',
@@ -194,7 +203,8 @@ def main(argv=None):
                 valid_fraction=args.valid_fraction, num_trainable_blocks=args.trainable_blocks,
                 devices=devices, seed=args.seed, out=args.out or 'runs/snli', fast=not args.book_batches,
                 hybridize=not args.no_hybridize, dropout=args.dropout, kvstore=args.kvstore,
-                checkpoint_every=args.checkpoint_every, resume=args.resume)
+                checkpoint_every=args.checkpoint_every, resume=args.resume, dtype=args.dtype,
+                lazy_embedding=args.lazy_embedding)
         elif args.command == 'evaluate':
             acc = finetune.evaluate_file(args.model, args.data, args.batch_size, devices)
             print(f'test acc {acc:.3f} on {args.data}')

@@ -11,7 +11,7 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon
 
-from . import distributed, pretrained
+from . import distributed, precision, pretrained
 from .data.batching import BatchIter
 from .data.snli import DataError, SNLIBERTDataset, find_split, read_snli
 from .heads import BERTClassifier
@@ -82,13 +82,21 @@ def bert_config(bert):
                 num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1])
 
 
+NUM_BUCKETS = 32  # length groups of the fast path's training batches (see data/batching.py)
+BATCHES_PER_BUCKET = 8  # at least: batches of one length group still mix many examples
+
+
 def make_iter(dataset, batch_size, train_mode, fast, seed=0, sort=False):
     """Batches of an ``SNLIBERTDataset``: trimmed and bucketed when ``fast``, else as the book.
 
-    ``sort`` (fast evaluation only) batches examples by length: for metrics that ignore order.
+    Fast training batches come from up to :data:`NUM_BUCKETS` length groups of at least
+    :data:`BATCHES_PER_BUCKET` batches each (fewer groups for small datasets: very
+    homogeneous batches slowed learning in short runs). ``sort`` (fast evaluation only)
+    batches examples by length: for metrics that ignore order.
     """
+    num_buckets = min(NUM_BUCKETS, len(dataset) // (batch_size * BATCHES_PER_BUCKET))
     return BatchIter.from_dataset(dataset, batch_size, shuffle=train_mode, trim=fast,
-                                  num_buckets=8 if fast and train_mode else 0, seed=seed,
+                                  num_buckets=num_buckets if fast and train_mode else 0, seed=seed,
                                   sort=sort and fast and not train_mode)
 
 
@@ -97,7 +105,8 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
                   max_examples=None, test_fraction=0.1, valid_fraction=0.0,
                   num_trainable_blocks=None, devices=None, seed=0, out=None, fast=True,
                   hybridize=True, dropout=0.1, animator=None, log=print, kvstore=None,
-                  checkpoint_every=None, resume=False):
+                  checkpoint_every=None, resume=False, dtype='float32',
+                  lazy_embedding=False):
     """Fine-tune ``BERTClassifier`` on SNLI as §16.7 does; returns ``(net, vocab, history)``.
 
     Data: ``train_file``/``test_file`` (``.txt`` or ``.jsonl``); without ``test_file`` a
@@ -110,6 +119,8 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
     ``kvstore``: ``'device'``, or ``'dist_sync'``/``'dist_device_sync'`` in a worker started by
     the launcher (the default there), which trains on its shard of the training pairs with
     ``batch_size`` as the global batch; only rank 0 evaluates and writes (:mod:`.distributed`).
+    ``dtype='float16'``: mixed precision on GPUs (:mod:`.precision`); the saved classifier is
+    float32. ``lazy_embedding``: see :func:`~gluon_bertft.train.make_trainer`.
     """
     if batch_size <= 0:
         raise ValueError(f'batch_size={batch_size}: must be positive')
@@ -117,6 +128,7 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
         raise ValueError('checkpoint_every: give the output folder (out) to write checkpoints in')
     set_seed(seed)
     devices = devices or default_devices()
+    precision.check_dtype(dtype, devices)
     if train_file is None:
         train_file, test_file = snli_files(data)
     train_data = read_snli(train_file)
@@ -145,14 +157,19 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
                              for d in datasets[1:])
     net = BERTClassifier(bert)
     net.output.initialize(ctx=devices)
+    half = dtype == 'float16'
+    if half:
+        net.cast('float16')
     if hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
-    trainer = make_trainer(net, lr, num_trainable_blocks, kv)
+    trainer = make_trainer(net, lr, num_trainable_blocks, kv, lazy_embedding, half)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
     ckpt = TrainingCheckpoint(os.path.join(out, 'checkpoint') if out else None, dict(
         train_file=train_file, test_file=test_file, data=data, pretrained=pretrained_model,
         preset=preset, max_len=max_len, batch_size=batch_size, max_examples=max_examples,
         test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed, fast=fast,
-        num_trainable_blocks=num_trainable_blocks, num_workers=kv.num_workers if watchdog else 1))
+        num_trainable_blocks=num_trainable_blocks, num_workers=kv.num_workers if watchdog else 1,
+        dtype=dtype))
     resume_at, history = (0, 0), None
     if resume and ckpt.exists():
         resume_at, history = ckpt.load(net, trainer, devices, num_epochs, lr, log)
@@ -160,10 +177,12 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
         distributed.agree(kv, batches=len(train_iter), epoch=resume_at[0], batch=resume_at[1])
     step_done = _step_hook(ckpt, checkpoint_every, net, trainer, len(train_iter), seed, rank,
                            watchdog, resume_at)
-    history = train(net, train_iter, test_iter, gluon.loss.SoftmaxCrossEntropyLoss(), trainer,
-                    num_epochs, devices, valid_iter=valid_iter, animator=animator, log=log,
-                    keep_best=watchdog is None, resume_at=resume_at, history=history,
-                    step_done=step_done)
+    history = train(net, train_iter, test_iter, precision.float32_loss(loss) if half else loss,
+                    trainer, num_epochs, devices, valid_iter=valid_iter, animator=animator,
+                    log=log, keep_best=watchdog is None, resume_at=resume_at, history=history,
+                    step_done=step_done, loss_scale=precision.LOSS_SCALE if half else 1.0)
+    if half:
+        net.cast('float32')
     if watchdog:
         log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(net)}, '
             f'{kv.num_workers * history["examples_per_sec"][-1]:.1f} examples/sec in all')

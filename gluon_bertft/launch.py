@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from . import threads
 from .distributed import TIMEOUT_ENV
 
 # what every launched process runs: a scheduler or server serves inside `import mxnet`, a
@@ -76,9 +77,22 @@ def node_env(role, host, args):
                DMLC_NUM_WORKER=str(args.workers), DMLC_NODE_HOST=host)
     if args.timeout:
         env[TIMEOUT_ENV] = str(args.timeout)
-    if args.threads and role == 'worker':
-        env['OMP_NUM_THREADS'] = str(args.threads)
+    if role == 'worker':
+        count = args.threads or worker_threads(host, args)
+        if count:
+            env['OMP_NUM_THREADS'] = str(count)
     return env
+
+
+def worker_threads(host, args):
+    """OpenMP threads of a worker on this machine when ``gluon_bertft.threads`` chose the
+    count (one per core): the cores shared among the workers here. ``None`` elsewhere: the
+    host's own ``gluon_bertft`` picks its count."""
+    if threads.configured is None or (args.hosts and host not in LOOPBACK):
+        return None
+    here = args.workers if not args.hosts else sum(
+        1 for i in range(args.workers) if args.host_list[i % len(args.host_list)] in LOOPBACK)
+    return max(1, threads.configured // here)
 
 
 def start(role, index, host, args, command, log):
@@ -90,7 +104,8 @@ def start(role, index, host, args, command, log):
         full_env = {k: v for k, v in os.environ.items() if k != 'PORT'}  # ps-lite would bind $PORT
         kwargs = dict(env=dict(full_env, **env))
     else:
-        env = dict({k: v for k, v in os.environ.items() if k.startswith(FORWARD)}, **env)
+        env = dict({k: v for k, v in os.environ.items() if k.startswith(FORWARD)
+                    and not (k == 'OMP_NUM_THREADS' and threads.configured)}, **env)
         remote = ' '.join([f'cd {shlex.quote(os.getcwd())} && exec env'] +
                           [shlex.quote(f'{k}={v}') for k, v in env.items()] +
                           [shlex.quote(a) for a in argv])
@@ -153,7 +168,7 @@ def rank0_log(nodes):
 
 def launch(args, command):
     """Run ``command`` (``finetune ...``) on ``args.workers`` workers; returns the exit code."""
-    hosts = read_hosts(args.hosts) if args.hosts else ['127.0.0.1']
+    hosts = args.host_list = read_hosts(args.hosts) if args.hosts else ['127.0.0.1']
     if args.hosts and args.scheduler_host in LOOPBACK and set(hosts) - set(LOOPBACK):
         raise LaunchError(f'{args.hosts} names other machines: give --scheduler-host, the '
                           'address they reach this machine at')
@@ -209,7 +224,8 @@ def add_arguments(parser):
                         help=f'seconds a worker waits for the scheduler, or for a training step, '
                              f'before it gives up (${TIMEOUT_ENV}; default 900)')
     parser.add_argument('--threads', type=int, default=None,
-                        help='OMP_NUM_THREADS of each worker (default: MXNet\'s)')
+                        help='OMP_NUM_THREADS of each worker (default: the cores of '
+                             'this machine shared among its workers)')
     parser.add_argument('--ssh', default=SSH, help=f'remote shell for --hosts ("{SSH}")')
     parser.add_argument('argv', nargs='...', metavar='-- finetune ...',
                         help='the command every worker runs')

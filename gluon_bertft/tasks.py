@@ -315,7 +315,8 @@ def split_rows(rows, fraction, seed):
 def finetune_task(task, train_file, test_file=None, pretrained_model='random', preset=None,
                   num_epochs=3, batch_size=32, lr=1e-4, max_examples=None, max_test_examples=None,
                   test_fraction=0.1, valid_fraction=0.0, num_trainable_blocks=None, devices=None,
-                  seed=0, out=None, hybridize=True, dropout=0.1, animator=None, log=print):
+                  seed=0, out=None, hybridize=True, dropout=0.1, animator=None, log=print,
+                  lazy_embedding=False):
     """Fine-tune BERT with ``task``'s head (a :func:`make_task` object) through ``train.train``.
 
     Without ``test_file`` a ``test_fraction`` of the training file is held back
@@ -356,7 +357,8 @@ def finetune_task(task, train_file, test_file=None, pretrained_model='random', p
         net.hybridize(static_alloc=True, static_shape=True)
     history = train(net, finetune.make_iter(train_set, batch_size, True, True, seed),
                     finetune.make_iter(test_set, batch_size, False, True, sort=True), task.loss,
-                    make_trainer(net, lr, num_trainable_blocks), num_epochs, devices,
+                    make_trainer(net, lr, num_trainable_blocks, lazy_embedding=lazy_embedding),
+                    num_epochs, devices,
                     split_f=split_batch, valid_iter=valid_iter, log=log, accuracy=task.accuracy,
                     animator=animator)
     result = dict(history, test=task.score(forward_all(net, test_set, batch_size, devices),

@@ -11,6 +11,8 @@ import mxnet as mx
 from d2l import mxnet as d2l
 from mxnet import autograd, gluon, np
 
+from .optimizer import LazyEmbeddingAdam
+
 
 def default_devices():
     """All GPUs, else ``[cpu()]`` (d2l 1.0.3's ``try_all_gpus`` returns ``[]`` without a GPU)."""
@@ -96,7 +98,7 @@ def evaluate_accuracy(net, data_iter, devices, split_f=d2l.split_batch_multi_inp
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
           split_f=d2l.split_batch_multi_inputs, valid_iter=None, keep_best=True,
           animator=None, progress=None, log=print, accuracy=num_correct,
-          resume_at=(0, 0), history=None, step_done=None):
+          resume_at=(0, 0), history=None, step_done=None, loss_scale=1.0):
     """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
 
     Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
@@ -115,7 +117,8 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     points a checkpoint can be taken at. Resuming from one, ``resume_at=(epoch, batch)`` with
     the ``history`` of the epochs before: the batches before it are drawn again, so that a
     shuffling iterator repeats its order, but not trained; ``keep_best`` then compares the
-    epochs trained since.
+    epochs trained since. ``loss_scale``: the backward pass runs on the losses times this and
+    the step divides it out (float16, :mod:`.precision`).
     """
     devices = devices or default_devices()
     num_batches = len(train_iter)
@@ -140,9 +143,12 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             with autograd.record():
                 preds = [net(X) for X in X_shards]
                 ls = [loss(p, y) for p, y in zip(preds, y_shards)]
-            autograd.backward(ls)
+                scaled = [l * loss_scale for l in ls] if loss_scale != 1 else ls
+            autograd.backward(scaled)
             batch_size = batch_len(labels)
-            trainer.step(batch_size, ignore_stale_grad=True)
+            if isinstance(trainer.optimizer, LazyEmbeddingAdam) and trainer.optimizer.lazy_indices:
+                trainer.optimizer.use_rows(features[0])  # the token ids: the rows to update
+            trainer.step(batch_size * loss_scale, ignore_stale_grad=True)
             for k, (l, p, y) in enumerate(zip(ls, preds, y_shards)):
                 c, n = accuracy(p, y)
                 loss_sum[k] = loss_sum[k] + l.sum()
@@ -194,21 +200,30 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     return history
 
 
-def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device'):
+def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy_embedding=False,
+                 multi_precision=False):
     """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable.
 
+    ``lazy_embedding``: update only the token-embedding rows each batch uses
+    (:class:`~gluon_bertft.optimizer.LazyEmbeddingAdam`): faster, but not the book's Adam.
     ``kvstore``: a name or a ``KVStore``. On a distributed one (``dist_sync``,
     ``dist_device_sync``) the servers sum the workers' gradients and every worker applies the
     same Adam update to the sum (``update_on_kvstore=False``: the optimizer state stays on the
     worker, where it can be saved); ``rescale_grad = 1 / num_workers`` makes ``step(local
-    batch)`` divide by the global batch.
+    batch)`` divide by the global batch. The summed gradient has rows of every worker's batch,
+    so the embedding is then updated in full. ``multi_precision``: float32 master weights for a
+    float16 network.
     """
     if isinstance(kvstore, str) and kvstore.startswith('dist'):
         kvstore = mx.kv.create(kvstore)
     dist = isinstance(kvstore, mx.kv.KVStore) and 'dist' in kvstore.type
-    options = dict(learning_rate=lr, rescale_grad=1 / kvstore.num_workers if dist else 1.0)
-    trainer = gluon.Trainer(freeze(net, num_trainable_blocks), 'adam', options, kvstore=kvstore,
+    optimizer = LazyEmbeddingAdam(learning_rate=lr, multi_precision=multi_precision,
+                                  rescale_grad=1 / kvstore.num_workers if dist else 1.0)
+    trainer = gluon.Trainer(freeze(net, num_trainable_blocks), optimizer, kvstore=kvstore,
                             update_on_kvstore=False if dist else None)
+    embedding = getattr(getattr(net, 'encoder', None), 'token_embedding', None)
+    if lazy_embedding and not dist and embedding is not None:
+        optimizer.mark_lazy([embedding.weight])
     if dist:
         # The Trainer copies rank 0's parameters to the workers lazily, in its first step,
         # where the asynchronous pulls race with the pushes of the first gradients: a worker

@@ -3,6 +3,7 @@ import pytest
 
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import SNLIBERTDataset
+from gluon_bertft.finetune import make_iter
 
 
 @pytest.fixture(scope='module')
@@ -38,12 +39,14 @@ def test_book_batches_keep_max_len(dataset):
     assert tokens.shape == (10, 128)
 
 
-def test_buckets_keep_shapes_few_and_batches_similar(dataset):
-    it = BatchIter.from_dataset(dataset, 32, shuffle=True, num_buckets=8)
+def test_fast_batches_carry_little_padding_in_few_shapes(dataset):
+    fast = make_iter(dataset, 32, True, True)  # 2,000 pairs: 7 buckets of 8+ batches
     plain = BatchIter.from_dataset(dataset, 32, shuffle=True)
-    widths = lambda it: [x[0].shape[1] for x, _ in it]
-    assert sum(widths(it)) < sum(widths(plain))  # less padding computed
-    assert len(set(widths(it))) <= 8
+    real = dataset.valid_lens.sum()
+    real_share = lambda it: real / sum(x[0].size for x, _ in it)
+    assert real_share(fast) > 0.8 and real_share(plain) < 0.6
+    assert fast.num_buckets == 7
+    assert len({x[0].shape[1] for x, _ in fast}) <= 16
 
 
 def test_sorted_batches_grow_in_width_and_only_the_last_bucket_batch_is_short(dataset):

@@ -63,6 +63,8 @@ def test_offline_book_run_fails_fast_and_says_how_to_use_local_files(tmp_path):
     (['--train', 'missing.jsonl'], "missing.jsonl"),
     (['--pretrained', 'no/such/model'], "'no/such/model': no such file or directory"),
     (['--devices', 'tpu'], "devices='tpu'"),
+    (['--dtype', 'float16', '--devices', 'cpu'], 'dtype=float16 needs GPUs'),
+    (['--dtype', 'float16', '--task', 'classify'], '--dtype float16 supports --task snli only'),
 ])
 def test_bad_arguments_are_one_clear_line(args, message, tmp_path):
     result = cli('finetune', '--train', SAMPLE, '--out', str(tmp_path / 'o'), *args)

@@ -138,3 +138,16 @@ def test_empty_dataset_and_tiny_max_len_are_errors(vocab):
         SNLIBERTDataset(([], [], []), 128, vocab)
     with pytest.raises(ValueError, match='max_len=2'):
         encode_pairs(['a'], ['b'], vocab, 2)
+
+
+def test_encoding_equals_the_books_on_odd_whitespace_and_case():
+    """One lower() and split() over the joined text tokenizes as the book does per sentence."""
+    premises = ['  Two\tdogs  run ', 'İSTANBUL ΟΔΟΣ at night', 'one', 'Ⅻ ǅ ß\u00a0x']
+    hypotheses = ['dogs\nrun', 'a ΣΑΣ', '  ', 'ǅungla']
+    tokens = [t for s in premises + hypotheses for t in s.lower().split()]
+    vocab = d2l.Vocab([tokens[::2]], reserved_tokens=['<pad>', '<mask>', '<cls>', '<sep>'])
+    data = (premises, hypotheses, [0, 1, 2, 0])
+    ours, book = SNLIBERTDataset(data, 12, vocab), BookSNLIBERTDataset(data, 12, vocab)
+    onp.testing.assert_array_equal(ours.all_token_ids, book.all_token_ids)
+    onp.testing.assert_array_equal(ours.all_segments, book.all_segments)
+    onp.testing.assert_array_equal(ours.valid_lens, book.valid_lens)

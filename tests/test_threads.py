@@ -1,0 +1,73 @@
+"""One OpenMP thread per physical core, unless the user or MXNet's import decided already."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gluon_bertft import launch, threads
+from conftest import ROOT
+
+
+def cpuinfo(tmp_path, cores, threads_per_core):
+    blocks = [f'processor\t: {c * threads_per_core + t}\nphysical id\t: 0\ncore id\t\t: {c}\n'
+              f'siblings\t: {cores * threads_per_core}\ncpu cores\t: {cores}\n'
+              for c in range(cores) for t in range(threads_per_core)]
+    path = tmp_path / 'cpuinfo'
+    path.write_text('\n'.join(blocks))
+    return str(path)
+
+
+@pytest.mark.parametrize('cores, per_core', [(2, 1), (4, 2), (1, 1)])
+def test_physical_cores_counts_cores_not_hardware_threads(tmp_path, monkeypatch, cores, per_core):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(cores * per_core)))
+    assert threads.physical_cores(cpuinfo(tmp_path, cores, per_core)) == cores
+
+
+def test_physical_cores_only_counts_allowed_processors(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1})  # both threads of core 0
+    assert threads.physical_cores(cpuinfo(tmp_path, 4, 2)) == 1
+
+
+@pytest.mark.parametrize('environ, modules, expected', [
+    ({}, {}, 'cores'),
+    ({'GLUON_BERTFT_THREADS': '3'}, {}, '3'),
+    ({'GLUON_BERTFT_THREADS': 'mxnet'}, {}, None),
+    ({'OMP_NUM_THREADS': '1'}, {}, '1'),
+    ({'MXNET_OMP_MAX_THREADS': '1'}, {}, None),
+    ({}, {'mxnet': object()}, None),
+])
+def test_configure_respects_the_user_and_an_imported_mxnet(monkeypatch, environ, modules, expected):
+    monkeypatch.setattr(threads, 'physical_cores', lambda: 2)
+    environ = dict(environ)
+    threads.configure(environ, modules)
+    assert environ.get('OMP_NUM_THREADS') == ('2' if expected == 'cores' else expected)
+
+
+def test_a_bad_setting_is_named():
+    with pytest.raises(ValueError, match="GLUON_BERTFT_THREADS='lots'"):
+        threads.configure({'GLUON_BERTFT_THREADS': 'lots'}, {})
+
+
+def test_importing_the_package_first_sets_mxnets_threads():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', threads.ENV)}
+    code = ('import gluon_bertft, os; from gluon_bertft import threads; '
+            'print(os.environ.get("OMP_NUM_THREADS"), threads.physical_cores())')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(env, PYTHONPATH=ROOT), check=True).stdout.split()
+    assert out[0] == out[1] != 'None'
+
+
+def test_local_workers_share_the_cores(monkeypatch):
+    monkeypatch.setattr(threads, 'configured', 4)
+    class Args:
+        hosts, threads, workers = None, None, 2
+    assert launch.worker_threads('127.0.0.1', Args) == 2
+    Args.workers = 8
+    assert launch.worker_threads('127.0.0.1', Args) == 1
+    Args.hosts, Args.host_list, Args.workers = 'hosts.txt', ['10.0.0.2', '127.0.0.1'], 4
+    assert launch.worker_threads('127.0.0.1', Args) == 2  # workers 1 and 3 run here
+    assert launch.worker_threads('10.0.0.2', Args) is None  # that host picks its own
+    monkeypatch.setattr(threads, 'configured', None)  # the user set OMP_NUM_THREADS: leave it
+    assert launch.worker_threads('127.0.0.1', Args) is None
