@@ -83,8 +83,8 @@ def build_parser():
                     help='pad every batch to --max-len as the book does (slower, same result)')
     ft.add_argument('--no-hybridize', action='store_true', help='run the network imperatively')
     ft.add_argument('--lazy-embedding', action='store_true',
-                    help="Adam updates only the embedding rows each batch uses (faster; not the "
-                         "book's Adam)")
+                    help="Adam updates only the embedding rows each batch uses (not the book's "
+                         "Adam; README: Speed)")
     ft.add_argument('--dtype', choices=DTYPES, default='float32',
                     help='float16: mixed precision on GPUs (snli; refused on CPUs)')
     ft.add_argument('--checkpoint-every', type=_positive,
