@@ -75,6 +75,8 @@ TASKS = {
 }
 
 
+# This driver only starts CLI runs and does not import gluon_bertft (so that the runs use the
+# package on $PYTHONPATH, a frozen copy while the checkout is edited): hence its own JSON I/O.
 def load_results():
     if not os.path.exists(RESULTS):
         return {}
