@@ -235,9 +235,9 @@ def main(args):
     """The ``launch`` subcommand: check the arguments, then :func:`launch`."""
     command = args.argv[1:] if args.argv[:1] == ['--'] else args.argv
     try:
-        if command[:1] != ['finetune']:
+        if command[:1] not in (['finetune'], ['pretrain']):
             raise LaunchError('give the command to run after --, e.g. '
-                              '-- finetune --train data/snli_sample.jsonl --pretrained random')
+                              '-- finetune --train data/snli_sample.jsonl --pretrained random (or -- pretrain ...)')
         if args.workers < 1 or args.servers < 1:
             raise LaunchError(f'-n {args.workers} -s {args.servers}: need at least one of each')
         args.logs = args.logs or os.path.join('runs', 'launch', time.strftime('%Y%m%d-%H%M%S'))

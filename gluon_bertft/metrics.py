@@ -99,3 +99,8 @@ def correlations(gold, pred):
     return {'pearson': 0.0 if constant else float(stats.pearsonr(gold, pred)[0]),
             'spearman': 0.0 if constant else float(stats.spearmanr(gold, pred)[0]),
             'mse': float(((gold - pred) ** 2).mean())}
+
+
+def format_metrics(report):
+    """``'name value, ...'`` of a metrics dict, three decimals."""
+    return ', '.join(f'{k} {v:.3f}' for k, v in report.items())

@@ -9,20 +9,27 @@ float16, and ``trainer.step(batch_size * LOSS_SCALE)`` divides it out again.
 MXNet 1.9's CPU kernels have no float16 ``FullyConnected``, so float16 is refused on CPUs
 before anything is read or written.
 """
-DTYPES = ('float32', 'float16')
+from .config import DTYPES
+from .errors import ConfigError
+
 LOSS_SCALE = 128.0
 
 
 def check_dtype(dtype, devices):
     """Raise ``ValueError`` unless ``dtype`` can train on ``devices``."""
     if dtype not in DTYPES:
-        raise ValueError(f'dtype={dtype!r}: expected one of {", ".join(DTYPES)}')
+        raise ConfigError(f'--dtype {dtype!r}: expected one of {", ".join(DTYPES)}')
     cpus = [d for d in devices if d.device_type != 'gpu']
     if dtype == 'float16' and cpus:
-        raise ValueError(f'dtype=float16 needs GPUs: MXNet 1.9 has no float16 FullyConnected on '
+        raise ConfigError(f'--dtype float16 needs GPUs: MXNet 1.9 has no float16 FullyConnected on '
                          f'CPUs ({", ".join(map(str, cpus))}); use float32 there')
 
 
 def float32_loss(loss):
-    """``loss`` computed on the float32 cast of the (float16) predictions."""
-    return lambda y_hat, y: loss(y_hat.astype('float32'), y)
+    """``loss`` computed on the float32 cast of the (float16) predictions (an array, or a
+    tuple of arrays such as QA's start and end scores)."""
+    def cast(y_hat):
+        if isinstance(y_hat, (tuple, list)):
+            return tuple(o.astype('float32') for o in y_hat)
+        return y_hat.astype('float32')
+    return lambda y_hat, y: loss(cast(y_hat), y)

@@ -9,6 +9,7 @@ every checkpoint step, so a resumed run equals an uninterrupted one.
 The result is written in the book's format (``vocab.json`` + ``pretrained.params``, plus
 ``config.json``) for :func:`~gluon_bertft.pretrained.load_pretrained_model`.
 """
+import hashlib
 import json
 import os
 import sys
@@ -17,15 +18,15 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon, init
 
-from . import pretrained
+from . import distributed, pretrained, storage
+from .checkpoint import Checkpoint
+from .config import PretrainConfig
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
-from .finetune import save_figure, set_seed, write_json
-from .train import default_devices
+from .devices import parse_devices, set_seed, split_arrays
+from .errors import ConfigError
+from .train import make_trainer
 
-RUN_KEYS = ('preset', 'max_len', 'batch_size', 'seed')
-# the hub presets plus the model the book pretrains in §15.10 (d2l.BERTModel's max_len 1000)
-PRESETS = dict(pretrained.PRESETS, **{'bert.tiny': dict(
-    num_hiddens=128, ffn_num_hiddens=256, num_heads=2, num_blks=2, max_len=1000)})
+PRESETS = pretrained.ALL_PRESETS
 
 
 def init_bert(config, devices, seed, dropout=0.2):
@@ -62,66 +63,12 @@ def evaluate_loss_bert(net, data_iter, vocab_size, devices):
     loss = gluon.loss.SoftmaxCELoss()
     sums, count = [0.0, 0.0], 0
     for batch in data_iter:
-        shards = split_batch(batch, devices)
+        shards = split_arrays(batch, devices)
         mlm_ls, nsp_ls, _ = batch_loss_bert(net, loss, vocab_size, shards)
         for k, part in enumerate((mlm_ls, nsp_ls)):
             sums[k] += sum(float(l) * s[0].shape[0] for l, s in zip(part, shards))
         count += batch[0].shape[0]
     return sums[0] / count, sums[1] / count
-
-
-def split_batch(batch, devices):
-    """Per-device shards of a seven-array batch (``split_and_load``, uneven allowed)."""
-    parts = [gluon.utils.split_and_load(a, devices, even_split=False) for a in batch]
-    return list(zip(*parts))
-
-
-class Checkpoint:
-    """A resumable pretraining state in a directory, written atomically.
-
-    Holds ``model.params``, ``trainer.states``, ``vocab.json`` and ``state.json`` (step, run
-    settings, model config, loss history).
-    """
-
-    def __init__(self, path):
-        self.path = path
-
-    def exists(self):
-        return os.path.isfile(os.path.join(self.path, 'state.json'))
-
-    def save(self, net, trainer, vocab, state):
-        with pretrained.atomic_path(self.path) as tmp:
-            os.makedirs(tmp)
-            net.save_parameters(os.path.join(tmp, 'model.params'))
-            trainer.save_states(os.path.join(tmp, 'trainer.states'))
-            with open(os.path.join(tmp, 'vocab.json'), 'w', encoding='utf-8') as f:
-                json.dump(vocab.idx_to_token, f)
-            with open(os.path.join(tmp, 'state.json'), 'w', encoding='utf-8') as f:
-                json.dump(state, f, indent=1)
-
-    def read_state(self):
-        with open(os.path.join(self.path, 'state.json'), encoding='utf-8') as f:
-            return json.load(f)
-
-    def check(self, state, vocab):
-        """Raise ``PretrainedError`` unless the checkpoint was written by the same run settings."""
-        saved = self.read_state()
-        diff = [f'{k}={saved["run"].get(k)!r} (now {state["run"][k]!r})'
-                for k in RUN_KEYS if saved['run'].get(k) != state['run'][k]]
-        if saved['config'] != state['config'] and not diff:
-            diff.append(f'model config {saved["config"]} (now {state["config"]})')
-        with open(os.path.join(self.path, 'vocab.json'), encoding='utf-8') as f:
-            if json.load(f) != vocab.idx_to_token:
-                diff.append('a different vocabulary (another corpus)')
-        if diff:
-            raise pretrained.PretrainedError(
-                f'{self.path}: cannot resume, the checkpoint was written with {"; ".join(diff)}. '
-                'Use the same settings, or another --out / --checkpoint to start over')
-        return saved
-
-    def load(self, net, trainer, devices):
-        net.load_parameters(os.path.join(self.path, 'model.params'), ctx=devices)
-        trainer.load_states(os.path.join(self.path, 'trainer.states'))
 
 
 def _log_line(step, num_steps, mlm, nsp, pairs, seconds):
@@ -133,17 +80,20 @@ def _log_line(step, num_steps, mlm, nsp, pairs, seconds):
 
 
 def train_bert(net, train_iter, trainer, vocab_size, devices, num_steps, state,
-               checkpoint_every=50, log_every=10, save=None):
+               checkpoint_every=50, log_every=10, save=None, step_done=None, rank=0):
     """The book's ``train_bert`` from ``state['step']`` to ``num_steps``; returns ``state``.
 
     ``state['history']`` gets the mean MLM and NSP losses of every ``log_every`` steps; every
     ``checkpoint_every`` steps (and at the end) ``save(state)`` writes a checkpoint;
-    ``state['seconds']`` sums the training time over resumed runs.
+    ``state['seconds']`` sums the training time over resumed runs; ``step_done()`` is called
+    after every step (a distributed worker's watchdog). Dropout is reseeded from
+    ``(seed, step, rank)`` at every checkpoint, so a resumed run equals an uninterrupted one.
     """
     loss = gluon.loss.SoftmaxCELoss()
     hist = state['history']
     seed, step = state['run']['seed'], state['step']
-    mx.random.seed(seed + step)
+    reseed = lambda: mx.random.seed(seed + step + 1_000_003 * rank)
+    reseed()
     sums = [mx.np.zeros((), ctx=devices[0]) for _ in range(2)]
     since, pairs, start = 0, 0, time.time()
     mark = start
@@ -152,13 +102,15 @@ def train_bert(net, train_iter, trainer, vocab_size, devices, num_steps, state,
         for batch in train_iter.iter_from(epoch, first):
             with autograd.record():
                 mlm_ls, nsp_ls, ls = batch_loss_bert(net, loss, vocab_size,
-                                                     split_batch(batch, devices))
+                                                     split_arrays(batch, devices))
             autograd.backward(ls)
             trainer.step(1)
             # the mean over devices, as the book's metric, summed on the first device
             for k, part in enumerate((mlm_ls, nsp_ls)):
                 sums[k] = sums[k] + sum(l.as_in_context(devices[0]) for l in part) / len(part)
             step, since, pairs = step + 1, since + 1, pairs + batch[0].shape[0]
+            if step_done:
+                step_done()
             if since == log_every or step == num_steps:
                 # the only host synchronisation: once per log interval
                 means = [float(s) / since for s in sums]
@@ -167,12 +119,14 @@ def train_bert(net, train_iter, trainer, vocab_size, devices, num_steps, state,
                 hist['nsp'].append(means[1])
                 sums, since = [s * 0 for s in sums], 0
                 _log_line(step, num_steps, means[0], means[1], pairs, time.time() - start)
+            if step % checkpoint_every == 0 and not save:
+                reseed()  # the workers that do not write reseed at the same steps
             if save and (step % checkpoint_every == 0 or step == num_steps):
                 now = time.time()
                 state['step'], state['seconds'] = step, state.get('seconds', 0.0) + now - mark
                 mark = now
                 save(state)
-                mx.random.seed(seed + step)
+                reseed()
             if step == num_steps:
                 break
     mx.nd.waitall()
@@ -197,7 +151,7 @@ def plot_pretraining(history, path):
     ax.plot(history['step'], history['nsp'], 'm--', label='nsp')
     ax.set_xlabel('step')
     ax.set_ylabel('loss')
-    save_figure(fig, path)
+    storage.save_figure(fig, path)
 
 
 def load_corpus(corpus, max_len, seed):
@@ -206,62 +160,94 @@ def load_corpus(corpus, max_len, seed):
     return WikiTextDataset(read_wiki(corpus), max_len)
 
 
+def pretrain(config, log=print):
+    """Pretrain BERT as §15.10 does from a :class:`~gluon_bertft.config.PretrainConfig`;
+    returns ``(bert, vocab, state)``.
+
+    ``config.corpus``: a WikiText file or a folder with ``wiki.train.tokens``; ``preset``: the
+    architecture (:data:`PRESETS`: the hub's or the book's §15.10 ``bert.tiny``), with the
+    corpus vocabulary. ``out``: a ``.zip`` or folder in the book's format. The checkpoint
+    folder (default: ``out`` without ``.zip``, plus ``.ckpt``) is written every
+    ``checkpoint_every`` steps; with ``resume`` a run continues from it when it exists.
+    ``steps=0`` saves the initial, random weights. Beside ``out`` go ``<stem>.loss.png`` and
+    ``<stem>.history.json``. Under ``launch`` (dist_sync) each worker trains on its shard of
+    the sentence pairs with ``batch_size`` as the global batch; the servers sum the workers'
+    gradients of their mean losses, which the optimizer scales by 1/W; rank 0 writes.
+    """
+    c = config
+    if c.preset not in PRESETS:
+        raise ConfigError(f'--preset {c.preset!r}: unknown (choose from {", ".join(sorted(PRESETS))})')
+    if not c.corpus or not c.out:
+        raise ConfigError('pretrain: give --corpus and --out')
+    if c.steps < 0:
+        raise ConfigError(f'--steps {c.steps}: must be >= 0')
+    if c.max_len > PRESETS[c.preset]['max_len']:
+        raise ConfigError(f'--max-len {c.max_len}: longer than the {c.preset} position embedding '
+                          f'({PRESETS[c.preset]["max_len"]})')
+    devices = parse_devices(c.devices)
+    ckpt_path, png_path, history_path = output_paths(c.out)
+    dataset = load_corpus(c.corpus, c.max_len, c.seed)
+    vocab = dataset.vocab
+    kv, watchdog, rank, local_batch = c.kvstore or distributed.default_kvstore(), None, 0, c.batch_size
+    arrays = dataset.arrays()
+    if distributed.is_distributed(kv):
+        kv, watchdog, arrays, local_batch = distributed.join(kv, arrays, c.batch_size)
+        rank = kv.rank
+        log(f'worker {rank} of {kv.num_workers} ({kv.type}): {len(arrays[0])} sentence pairs, '
+            f'{local_batch} of each global batch of {c.batch_size}')
+    if len(arrays[0]) < local_batch:
+        raise ConfigError(f'--batch-size {c.batch_size}: the corpus has {len(arrays[0])} sentence '
+                          f'pairs{" per worker" if watchdog else ""}, fewer than one batch')
+    config = dict(PRESETS[c.preset], vocab_size=len(vocab))
+    digest = hashlib.sha1(json.dumps(vocab.idx_to_token).encode()).hexdigest()[:12]
+    ckpt = Checkpoint(c.checkpoint or ckpt_path, c.run_settings(
+        config=config, vocab_sha1=digest, num_workers=kv.num_workers if watchdog else 1))
+    state = dict(step=0, corpus=os.path.abspath(c.corpus), lr=c.lr,
+                 history=dict(step=[], mlm=[], nsp=[]))
+    log(f'{len(dataset)} sentence pairs, vocabulary of {len(vocab)} tokens, {c.preset} '
+        f'({config["num_blks"]} blocks, {config["num_hiddens"]} hidden), devices {devices}')
+    bert = init_bert(config, devices, c.seed, c.dropout)
+    if c.hybridize:
+        bert.hybridize(static_alloc=True)
+    # make_trainer keys parameters by structural name (collect_params() names carry
+    # process-wide counters: a state saved by another process would mismatch); on dist_sync
+    # its rescale_grad 1/W turns the servers' sum of W mean-loss gradients into their mean
+    trainer = make_trainer(bert, c.lr, kvstore=kv)
+    if c.resume and ckpt.exists():
+        saved = ckpt.load(bert, trainer, devices, c.lr)
+        state.update(step=saved['step'], history=saved['history'], seconds=saved.get('seconds', 0.0))
+        log(f'resumed from {ckpt.path} at step {state["step"]}')
+    if watchdog:
+        distributed.agree(kv, batches=-(-len(arrays[0]) // local_batch), step=state['step'])
+    state['run'] = ckpt.run
+    train_iter = PretrainIter(arrays, local_batch, shuffle=True, seed=c.seed, trim=True)
+    save = (lambda s: ckpt.save(bert, trainer, **s)) if rank == 0 and c.steps else None
+    state = train_bert(bert, train_iter, trainer, len(vocab), devices, c.steps, state,
+                       checkpoint_every=c.checkpoint_every or max(1, c.steps), save=save,
+                       step_done=watchdog.beat if watchdog else None, rank=rank)
+    if watchdog:
+        log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(bert)}')
+        distributed.finish()
+    if rank == 0:
+        pretrained.save_pretrained(bert, vocab, c.out, config)
+        storage.write_json(history_path, state)
+        if state['history']['step']:
+            plot_pretraining(state['history'], png_path)
+            h = state['history']
+            log(f'MLM loss {h["mlm"][-1]:.3f}, NSP loss {h["nsp"][-1]:.3f}')
+            log(f'{state["pairs_per_sec"]:.1f} sentence pairs/sec on {devices}')
+        log(f'saved {c.out} (step {state["step"]}); loss curve {png_path}, checkpoint {ckpt.path}')
+    return bert, vocab, state
+
+
 def pretrain_bert(corpus, out, preset='bert.small', num_steps=1000, batch_size=512, max_len=64,
                   lr=0.01, dropout=0.2, devices=None, seed=0, resume=False, checkpoint=None,
-                  checkpoint_every=50, log_every=10, trim=True, hybridize=True, log=print):
-    """Pretrain BERT on ``corpus`` as §15.10 does and save it to ``out``; returns ``(bert, vocab, state)``.
-
-    ``corpus``: a WikiText file or a folder with ``wiki.train.tokens``. ``preset``: the
-    architecture (:data:`PRESETS`: the hub's or the book's §15.10 ``bert.tiny``), with the
-    corpus vocabulary.
-    ``out``: a ``.zip`` or folder in the book's format. The checkpoint folder (default: ``out``
-    without ``.zip``, plus ``.ckpt``) is written every ``checkpoint_every`` steps; with
-    ``resume`` a run continues from it when it exists. ``num_steps=0`` saves the initial,
-    random weights. Beside ``out`` go ``<stem>.loss.png`` and ``<stem>.history.json``.
-    """
-    if preset not in PRESETS:
-        raise pretrained.PretrainedError(f'preset {preset!r}: unknown (choose from '
-                                         f'{", ".join(sorted(PRESETS))})')
-    if num_steps < 0 or batch_size <= 0:
-        raise ValueError(f'num_steps={num_steps}, batch_size={batch_size}: must be >= 0 and > 0')
-    if max_len > PRESETS[preset]['max_len']:
-        raise ValueError(f'max_len={max_len}: longer than the {preset} position embedding '
-                         f'({PRESETS[preset]["max_len"]})')
-    devices = devices or default_devices()
-    ckpt_path, png_path, history_path = output_paths(out)
-    ckpt = Checkpoint(checkpoint or ckpt_path)
-    dataset = load_corpus(corpus, max_len, seed)
-    vocab = dataset.vocab
-    if len(dataset) < batch_size:
-        raise ValueError(f'corpus too small: {len(dataset)} sentence pairs for batch_size={batch_size}')
-    config = dict(PRESETS[preset], vocab_size=len(vocab))
-    state = dict(step=0, run=dict(preset=preset, max_len=max_len, batch_size=batch_size, seed=seed),
-                 config=config, corpus=os.path.abspath(corpus), lr=lr,
-                 history=dict(step=[], mlm=[], nsp=[]))
-    log(f'{len(dataset)} sentence pairs, vocabulary of {len(vocab)} tokens, {preset} '
-        f'({config["num_blks"]} blocks, {config["num_hiddens"]} hidden), devices {devices}')
-    bert = init_bert(config, devices, seed, dropout)
-    if hybridize:
-        bert.hybridize(static_alloc=True)
-    # structural names: the Trainer orders parameters by name, and collect_params() names
-    # carry process-wide counters, so a Trainer state saved by another process would mismatch
-    trainer = gluon.Trainer(bert._collect_params_with_prefix(), 'adam', {'learning_rate': lr})
-    if resume and ckpt.exists():
-        state.update(ckpt.check(state, vocab), lr=lr)
-        ckpt.load(bert, trainer, devices)
-        trainer.set_learning_rate(lr)  # the saved optimizer comes back with its own
-        log(f'resumed from {ckpt.path} at step {state["step"]}')
-    train_iter = PretrainIter(dataset, batch_size, shuffle=True, seed=seed, trim=trim)
-    save = lambda s: ckpt.save(bert, trainer, vocab, s)
-    state = train_bert(bert, train_iter, trainer, len(vocab), devices, num_steps, state,
-                       checkpoint_every=checkpoint_every, log_every=log_every,
-                       save=save if num_steps else None)
-    pretrained.save_pretrained(bert, vocab, out, config)
-    write_json(history_path, state)
-    if state['history']['step']:
-        plot_pretraining(state['history'], png_path)
-        h = state['history']
-        log(f'MLM loss {h["mlm"][-1]:.3f}, NSP loss {h["nsp"][-1]:.3f}')
-        log(f'{state["pairs_per_sec"]:.1f} sentence pairs/sec on {devices}')
-    log(f'saved {out} (step {state["step"]}); loss curve {png_path}, checkpoint {ckpt.path}')
-    return bert, vocab, state
+                  checkpoint_every=50, log=print, **options):
+    """:func:`pretrain` with keyword arguments (``devices``: contexts or a spec string)."""
+    if devices is not None and not isinstance(devices, str):
+        devices = ','.join(f'{d.device_type}:{d.device_id}' for d in devices)
+    return pretrain(PretrainConfig(corpus=corpus, out=out, preset=preset, steps=num_steps,
+                                   batch_size=batch_size, max_len=max_len, lr=lr, dropout=dropout,
+                                   devices=devices or 'auto', seed=seed, resume=resume,
+                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                   **options), log=log)

@@ -1,13 +1,12 @@
 """Pretrained BERT in the book's format: a zip or directory with ``vocab.json`` + ``pretrained.params``.
 
-Also the downloads (``DATA_HUB``), the presets, and atomic writing of checkpoints.
+Also the downloads (``DATA_HUB``), the presets, and :func:`load_bert`, which every run uses to
+get its encoder (pretrained, or randomly initialized with a vocabulary of the training data).
 """
-import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 
@@ -16,7 +15,10 @@ import requests
 from d2l import mxnet as d2l
 from mxnet import npx
 
+from .data.tokenize import build_vocab
+from .errors import PretrainedError
 from .model import BERTModel
+from .storage import atomic_path
 
 d2l.DATA_HUB['bert.small'] = (d2l.DATA_URL + 'bert.small.zip',
                               'a4e718a47137ccd1809c9107ab4f5edd317bae2c')
@@ -27,16 +29,15 @@ PRESETS = {
     'bert.small': dict(num_hiddens=256, ffn_num_hiddens=512, num_heads=4, num_blks=2, max_len=512),
     'bert.base': dict(num_hiddens=768, ffn_num_hiddens=3072, num_heads=12, num_blks=12, max_len=512),
 }
+# the hub presets plus the model the book pretrains in §15.10 (d2l.BERTModel's max_len 1000)
+ALL_PRESETS = dict(PRESETS, **{'bert.tiny': dict(
+    num_hiddens=128, ffn_num_hiddens=256, num_heads=2, num_blks=2, max_len=1000)})
 CONFIG_KEYS = ('vocab_size', 'num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks', 'max_len')
 DATA_DIR_ENV = 'GLUON_BERTFT_DATA'
 LOCAL_HINTS = {'SNLI': 'or give a folder with snli_1.0_train.txt and snli_1.0_test.txt '
                        '(--data) or the files themselves (--train, --test)'}
 MODEL_HINT = ('or pass the path of a local .zip or of a directory holding vocab.json and '
               'pretrained.params')
-
-
-class PretrainedError(ValueError):
-    """A pretrained model or checkpoint that cannot be fetched or does not fit."""
 
 
 def data_dir():
@@ -81,27 +82,6 @@ def download(name, folder=None, timeout=10):
             f'fetch that file elsewhere and put it at {fname} (or set ${DATA_DIR_ENV} to its '
             f'folder), {LOCAL_HINTS.get(name, MODEL_HINT)}.') from None
     return fname
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.
-
-    Works for a file or a directory; on error the temporary is removed and ``path`` untouched.
-    """
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
-    target = os.path.join(tmp, 'new')
-    try:
-        yield target
-        if os.path.isdir(target) and os.path.isdir(path):
-            old = os.path.join(tmp, 'old')
-            os.replace(path, old)
-        os.replace(target, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def vocab_from_tokens(idx_to_token):
@@ -277,3 +257,33 @@ def save_pretrained(bert, vocab, path, config):
                 for name in ('vocab.json', 'pretrained.params', 'config.json'):
                     zf.write(os.path.join(folder, name), f'{stem}/{name}')
     return path
+
+
+def bert_config(bert):
+    """The config dict (``CONFIG_KEYS``) of a :class:`BERTModel`, read off its blocks."""
+    enc = bert.encoder
+    blk = enc.blks[0]
+    vocab_size, num_hiddens = enc.token_embedding.weight.shape
+    return dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
+                ffn_num_hiddens=blk.ffn.dense1.weight.shape[0], num_heads=blk.attention.num_heads,
+                num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1])
+
+
+def load_bert(source, preset, devices, dropout=0.1, vocab_text=None):
+    """``(bert, vocab, config)`` from a hub name or path, or ``'random'`` initialization.
+
+    ``'random'``: a :class:`BERTModel` of ``preset`` (default ``bert.small``) with Xavier
+    initialization and a word vocabulary of ``vocab_text`` (texts, tokens separated by spaces;
+    :func:`~gluon_bertft.data.tokenize.build_vocab`).
+    """
+    if source == 'random':
+        preset = preset or 'bert.small'
+        if preset not in ALL_PRESETS:
+            raise PretrainedError(f'preset {preset!r}: unknown (choose from {", ".join(ALL_PRESETS)})')
+        vocab = build_vocab(vocab_text)
+        config = dict(ALL_PRESETS[preset], vocab_size=len(vocab))
+        bert = build_bert(config, dropout)
+        bert.initialize(mx.init.Xavier(), ctx=devices)
+        return bert, vocab, config
+    bert, vocab = load_pretrained_model(source, dropout=dropout, devices=devices, preset=preset)
+    return bert, vocab, bert_config(bert)

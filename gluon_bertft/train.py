@@ -8,33 +8,13 @@ import sys
 import time
 
 import mxnet as mx
-from d2l import mxnet as d2l
 from mxnet import autograd, gluon, np
+from tqdm.auto import tqdm
 
+from .devices import batch_len, default_devices, split_batch
 from .optimizer import LazyEmbeddingAdam
 
-
-def default_devices():
-    """All GPUs, else ``[cpu()]`` (d2l 1.0.3's ``try_all_gpus`` returns ``[]`` without a GPU)."""
-    return d2l.try_all_gpus() or [mx.cpu()]
-
-
-def parse_devices(spec):
-    """Devices from ``'auto'`` (all GPUs, else the CPU), ``'cpu'``, ``'gpu'`` or ``'cpu:0,cpu:1'``."""
-    if spec in (None, '', 'auto'):
-        return default_devices()
-    if spec == 'gpu':
-        devices = d2l.try_all_gpus()
-        if not devices:
-            raise ValueError('devices=gpu: no GPU is usable by this MXNet build')
-        return devices
-    devices = []
-    for item in spec.split(','):
-        kind, _, index = item.strip().partition(':')
-        if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
-            raise ValueError(f'devices={spec!r}: expected auto, cpu, gpu or a list like cpu:0,cpu:1')
-        devices.append(mx.Context(kind, int(index or 0)))
-    return devices
+ETA_NOTICE_SECONDS = 600  # a run expected to take longer says so after its first interval
 
 
 def freeze(net, num_trainable_blocks=None):
@@ -55,22 +35,14 @@ def freeze(net, num_trainable_blocks=None):
     return {name: p for name, p in params.items() if p.grad_req != 'null'}
 
 
-def batch_len(labels):
-    """Examples in a batch whose labels are an array or a tuple of arrays."""
-    return (labels[0] if isinstance(labels, (tuple, list)) else labels).shape[0]
-
-
 def _ratio(numerators, denominators):
     return sum(float(x) for x in numerators) / max(1.0, sum(float(x) for x in denominators))
 
 
-def _progress(i, total, loss, start):
-    done = int(30 * i / total)
-    sys.stderr.write(f'\r[{"#" * done}{"." * (30 - done)}] {i}/{total} batches, '
-                     f'loss {loss:.3f}, {time.time() - start:.0f}s')
-    if i == total:
-        sys.stderr.write('\n')
-    sys.stderr.flush()
+def progress_bar(total, desc, show=None):
+    """A ``tqdm`` bar on stderr with an ETA; shown for 20 batches or more unless ``show``."""
+    return tqdm(total=total, desc=desc, unit='batch', leave=False, dynamic_ncols=True,
+                disable=not (total >= 20 if show is None else show), file=sys.stderr)
 
 
 def num_correct(y_hat, y):
@@ -79,37 +51,58 @@ def num_correct(y_hat, y):
     return hits.sum(), np.array(float(y.shape[0]), ctx=y.ctx)
 
 
-def evaluate_accuracy(net, data_iter, devices, split_f=d2l.split_batch_multi_inputs,
-                      accuracy=num_correct):
+def evaluate_accuracy(net, data_iter, devices, split_f=split_batch, accuracy=num_correct,
+                      progress=None):
     """Accuracy of ``net`` on ``data_iter``, computed over ``devices`` with one host sync.
 
     ``accuracy(y_hat, y)`` returns ``(correct, count)`` device scalars for one shard.
     """
     correct, count = [], []
-    for features, labels in data_iter:
-        X_shards, y_shards = split_f(features, labels, devices)
-        for X, y in zip(X_shards, y_shards):
-            c, n = accuracy(net(X), y)
-            correct.append(c)
-            count.append(n)
-    return sum(float(c) for c in correct) / sum(float(n) for n in count)
+    with progress_bar(len(data_iter), 'evaluate', progress) as bar:
+        for features, labels in data_iter:
+            X_shards, y_shards = split_f(features, labels, devices)
+            for X, y in zip(X_shards, y_shards):
+                c, n = accuracy(net(X), y)
+                correct.append(c)
+                count.append(n)
+            bar.update(1)
+    return _ratio(correct, count)
+
+
+def predict_outputs(net, batches, devices, progress=None):
+    """Host outputs of ``net`` for every example of ``batches`` (an unshuffled, unsorted
+    ``BatchIter``), in order: one array (or tuple of arrays) per example, over the positions
+    of its batch. Shows a progress bar with an ETA for 20 batches or more."""
+    results = []
+    with progress_bar(len(batches), 'predict', progress) as bar:
+        for features, labels in batches:
+            for X in split_batch(features, labels, devices)[0]:
+                y_hat = net(X)
+                if isinstance(y_hat, (tuple, list)):
+                    results.extend(zip(*[o.asnumpy() for o in y_hat]))
+                else:
+                    results.extend(y_hat.asnumpy())
+            bar.update(1)
+    return results
 
 
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
-          split_f=d2l.split_batch_multi_inputs, valid_iter=None, keep_best=True,
-          animator=None, progress=None, log=print, accuracy=num_correct,
-          resume_at=(0, 0), history=None, step_done=None, loss_scale=1.0):
+          split_f=split_batch, validate=None, keep_best=True, animator=None, progress=None,
+          log=print, accuracy=num_correct, resume_at=(0, 0), history=None, step_done=None,
+          loss_scale=1.0):
     """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
 
     Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
-    final ``... examples/sec on [...]`` line. With ``valid_iter`` the validation accuracy is
-    reported too and, with ``keep_best``, the parameters of the best validation epoch are
-    restored at the end. ``animator`` is a ``d2l.Animator`` (notebooks); ``progress`` shows a
-    bar on stderr (default: for epochs of 20 batches or more).
+    final ``... examples/sec on [...]`` line. ``validate(net) -> (name, value)`` (higher is
+    better; the task's metric on a validation split) is reported every epoch and, with
+    ``keep_best``, the parameters of the best epoch are restored at the end. ``animator`` is
+    a ``d2l.Animator`` (notebooks); ``progress`` shows a ``tqdm`` bar with an ETA on stderr
+    (default: for epochs of 20 batches or more). A run whose first interval predicts more
+    than :data:`ETA_NOTICE_SECONDS` says how long it will take.
 
     The loop does not know the task: ``loss(y_hat, y)`` gives per-example losses and
     ``accuracy(y_hat, y)`` ``(correct, count)`` device scalars for one device's shard;
-    ``split_f(features, labels, devices)`` shards a batch.
+    ``split_f(features, labels, devices)`` shards a batch (:func:`~gluon_bertft.devices.split_batch`).
 
     ``test_iter=None`` skips evaluation (the workers other than rank 0 of a distributed run).
     ``step_done(epoch, batch, history)`` is called after every optimizer step (``batch``
@@ -123,11 +116,10 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     devices = devices or default_devices()
     num_batches = len(train_iter)
     log_every = max(1, min(50, num_batches // 5))
-    show_progress = num_batches >= 20 if progress is None else progress
-    history = history or {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid_acc',
+    history = history or {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid',
                                           'examples_per_sec')}
-    best, best_params, epoch_lines = -1.0, None, []
-    train_time, train_examples = 0.0, 0
+    best, best_params, epoch_lines = None, None, []
+    train_time, train_examples, noticed = 0.0, 0, False
     for _ in range(resume_at[0]):  # replay the shuffles of the finished epochs
         for _ in train_iter:
             pass
@@ -136,8 +128,10 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
         correct = [np.zeros((), ctx=d) for d in devices]
         predicted = [np.zeros((), ctx=d) for d in devices]
         count, start = 0, time.time()
+        bar = progress_bar(num_batches, f'epoch {epoch + 1}/{num_epochs}', progress)
         for i, (features, labels) in enumerate(train_iter):
             if epoch == resume_at[0] and i < resume_at[1]:
+                bar.update(1)
                 continue
             X_shards, y_shards = split_f(features, labels, devices)
             with autograd.record():
@@ -158,14 +152,18 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             if (i + 1) % log_every == 0 or i + 1 == num_batches:
                 # the only host synchronisation inside the epoch
                 running = sum(float(s) for s in loss_sum) / count
-                if show_progress:
-                    _progress(i + 1, num_batches, running, start)
+                bar.set_postfix(loss=f'{running:.3f}', refresh=False)
+                bar.update((i + 1) - bar.n)
+                if not noticed:
+                    noticed = _eta_notice(time.time() - start, i + 1 - (resume_at[1] if epoch == resume_at[0] else 0),
+                                          num_batches * (num_epochs - epoch) - (i + 1), log)
                 if animator is not None:
                     animator.add(epoch + (i + 1) / num_batches,
                                  (running, _ratio(correct, predicted), None))
             if step_done:
                 step_done(epoch, i + 1, history)
         mx.nd.waitall()
+        bar.close()
         elapsed = time.time() - start
         train_time, train_examples = train_time + elapsed, train_examples + count
         history['train_loss'].append(sum(float(s) for s in loss_sum) / count)
@@ -175,11 +173,13 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
         if test_iter is not None:
             history['test_acc'].append(evaluate_accuracy(net, test_iter, devices, split_f, accuracy))
             line += f', test acc {history["test_acc"][-1]:.3f}'
-        if valid_iter is not None:
-            history['valid_acc'].append(evaluate_accuracy(net, valid_iter, devices, split_f, accuracy))
-            line += f', valid acc {history["valid_acc"][-1]:.3f}'
-            if keep_best and history['valid_acc'][-1] > best:
-                best, history['best_epoch'] = history['valid_acc'][-1], epoch + 1
+        if validate is not None:
+            name, value = validate(net)
+            history['valid'].append(value)
+            history['valid_metric'] = name
+            line += f', valid {name} {value:.3f}'
+            if keep_best and (best is None or value > best):
+                best, history['best_epoch'] = value, epoch + 1
                 best_params = {n: p.data(devices[0]).copy()
                                for n, p in net._collect_params_with_prefix().items()}
         if animator is not None and test_iter is not None:
@@ -190,14 +190,24 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             step_done(epoch + 1, 0, history)
     for line in epoch_lines:
         log(line)
-    log(f'{train_examples / train_time:.1f} examples/sec on {str(devices)}')
+    log(f'{train_examples / max(train_time, 1e-9):.1f} examples/sec on {str(devices)}')
     if best_params is not None and history['best_epoch'] != num_epochs:
         for name, param in net._collect_params_with_prefix().items():
             param.set_data(best_params[name])
-        history['test_acc_best'] = evaluate_accuracy(net, test_iter, devices, split_f, accuracy)
-        log(f'kept epoch {history["best_epoch"]} (best valid acc {best:.3f}): '
-            f'test acc {history["test_acc_best"]:.3f}')
+        log(f'kept epoch {history["best_epoch"]} (best valid {history["valid_metric"]} {best:.3f})')
     return history
+
+
+def _eta_notice(seconds, batches_done, batches_left, log):
+    """Log how long the rest of the run will take when that is over ``ETA_NOTICE_SECONDS``."""
+    if batches_done <= 0:
+        return False
+    left = seconds / batches_done * batches_left
+    if left > ETA_NOTICE_SECONDS:
+        log(f'note: at this speed the run needs about {left / 3600:.1f} more hours '
+            f'({batches_left} batches); for a shorter job use --max-examples N or fewer '
+            f'--epochs (docs/speed.md)')
+    return True
 
 
 def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy_embedding=False,

@@ -8,7 +8,7 @@ converted to IOB2, which leaves IOB2 unchanged, so every scheme ends in the same
 import collections
 import re
 
-from .snli import DataError
+from ..errors import DataError
 from .tsv import decoded_lines
 
 Sentence = collections.namedtuple('Sentence', 'words tags path line')  # line of the first word
@@ -27,14 +27,15 @@ def to_iob2(tags):
     return out
 
 
-def read_conll(path, encoding='utf-8'):
+def read_conll(path, encoding='utf-8', tagged=True):
     """Sentences of a CoNLL file with IOB2 tags; a line without a tag column, or a tag that is
-    not ``O``, ``B-TYPE`` or ``I-TYPE``, is an error naming the line."""
+    not ``O``, ``B-TYPE`` or ``I-TYPE``, is an error naming the line. With ``tagged=False``
+    (prediction) a line may hold the word alone, and sentences have ``tags=None``."""
     sentences, words, tags, first = [], [], [], None
 
     def flush():
         if words:
-            sentences.append(Sentence(list(words), to_iob2(tags), path, first))
+            sentences.append(Sentence(list(words), to_iob2(tags) if tagged else None, path, first))
         words.clear()
         tags.clear()
 
@@ -42,6 +43,11 @@ def read_conll(path, encoding='utf-8'):
         fields = line.split()
         if not fields or fields[0] == '-DOCSTART-':
             flush()
+            continue
+        if not tagged:
+            if not words:
+                first = lineno
+            words.append(fields[0])
             continue
         if len(fields) < 2:
             raise DataError(f'{path}:{lineno}: one column ({fields[0]!r}); expected the token '

@@ -11,8 +11,7 @@ LABELS = ('entailment', 'contradiction', 'neutral')  # the book's ids 0, 1, 2
 LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 
 
-class DataError(ValueError):
-    """Malformed input data; the message names the file and line."""
+from ..errors import DataError  # noqa: F401 (importable from here, as before)
 
 
 def _extract_text(s):
@@ -23,9 +22,13 @@ def _extract_text(s):
     return s.strip()
 
 
-def _keep(path, lineno, label, premise, hypothesis, out):
-    if label == '-':  # no gold label: the book drops these pairs
-        return
+def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False):
+    if label == '-' or (keep_unlabelled and label is None):
+        if keep_unlabelled:  # for prediction: label id -1
+            out[0].append(premise)
+            out[1].append(hypothesis)
+            out[2].append(-1)
+        return  # no gold label: the book drops these pairs
     if label not in LABEL_IDS:
         raise DataError(f'{path}:{lineno}: unknown label {label!r} '
                         f'(expected one of {", ".join(LABELS)} or -)')
@@ -37,13 +40,14 @@ def _keep(path, lineno, label, premise, hypothesis, out):
     out[2].append(LABEL_IDS[label])
 
 
-def read_snli(path):
+def read_snli(path, keep_unlabelled=False):
     """Read an SNLI file into ``(premises, hypotheses, labels)`` like the book's ``read_snli``.
 
     ``path`` is an official ``snli_1.0_*.txt`` (tab-separated with a header; the binary-parse
     columns are used with brackets stripped) or ``.jsonl`` (``gold_label``, ``sentence1``,
     ``sentence2``; the ``*_binary_parse`` keys are used instead when present, as in the book).
     Pairs labelled ``-`` are dropped; labels are entailment 0, contradiction 1, neutral 2.
+    ``keep_unlabelled`` (prediction) keeps them, and rows without a label, with id -1.
     """
     out = ([], [], [])
     with open(path, encoding='utf-8') as f:
@@ -53,14 +57,15 @@ def read_snli(path):
                     continue
                 try:
                     row = json.loads(line)
-                    label = row['gold_label']
+                    label = row.get('gold_label') if keep_unlabelled else row['gold_label']
                     premise = row.get('sentence1_binary_parse', row['sentence1'])
                     hypothesis = row.get('sentence2_binary_parse', row['sentence2'])
                 except json.JSONDecodeError as e:
                     raise DataError(f'{path}:{lineno}: invalid JSON ({e.msg})') from None
                 except (KeyError, TypeError) as e:
                     raise DataError(f'{path}:{lineno}: missing field {e}') from None
-                _keep(path, lineno, label, _extract_text(premise), _extract_text(hypothesis), out)
+                _keep(path, lineno, label, _extract_text(premise), _extract_text(hypothesis), out,
+                      keep_unlabelled)
         else:
             header = f.readline().rstrip('\n').split('\t')
             if header[:3] != ['gold_label', 'sentence1_binary_parse', 'sentence2_binary_parse']:
@@ -70,7 +75,8 @@ def read_snli(path):
                 row = line.rstrip('\n').split('\t')
                 if len(row) != len(header):
                     raise DataError(f'{path}:{lineno}: {len(row)} columns, expected {len(header)}')
-                _keep(path, lineno, row[0], _extract_text(row[1]), _extract_text(row[2]), out)
+                _keep(path, lineno, row[0], _extract_text(row[1]), _extract_text(row[2]), out,
+                      keep_unlabelled)
     return out
 
 

@@ -7,7 +7,7 @@ the question's id and its place in the JSON.
 import collections
 import json
 
-from .snli import DataError
+from ..errors import DataError
 
 Question = collections.namedtuple('Question', 'qid question context answers where')
 Answer = collections.namedtuple('Answer', 'text start')
@@ -19,7 +19,7 @@ def _where(path, raw, qid, place):
     return f'{path}{line} (question {qid}, {place})'
 
 
-def _answers(qa, context, fail):
+def _answers(qa, context, fail, required=True):
     answers = []
     for k, ans in enumerate(qa.get('answers') or []):
         text, start = (ans.get('text'), ans.get('answer_start')) if isinstance(ans, dict) else (None, None)
@@ -30,13 +30,14 @@ def _answers(qa, context, fail):
             raise fail(f'answers[{k}] {text!r} does not match the passage at '
                        f'answer_start={start}, which reads {found!r}')
         answers.append(Answer(text, start))
-    if not answers:
+    if not answers and required:
         raise fail('no answer (SQuAD v1.1 questions all have one)')
     return answers
 
 
-def read_squad(path):
-    """The questions of a SQuAD v1.1 file, each with its passage and gold answers."""
+def read_squad(path, answers_required=True):
+    """The questions of a SQuAD v1.1 file, each with its passage and gold answers (which may
+    be absent when not ``answers_required``: prediction)."""
     with open(path, 'rb') as f:
         try:
             raw = f.read().decode('utf-8')
@@ -62,7 +63,7 @@ def read_squad(path):
                 if not isinstance(question, str) or not question.strip():
                     raise fail('empty or missing "question"')
                 questions.append(Question(qa.get('id'), question, context,
-                                          _answers(qa, context, fail), f'{path} ({place})'))
+                                          _answers(qa, context, fail, answers_required), f'{path} ({place})'))
     if not questions:
         raise DataError(f'{path}: no questions')
     return questions

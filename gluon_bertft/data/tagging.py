@@ -7,7 +7,7 @@ is named with its file and line.
 """
 import numpy as onp
 
-from .snli import DataError
+from ..errors import DataError
 from .tokenize import get_tokenizer
 
 IGNORE = -1

@@ -5,7 +5,8 @@ as ``<cls> tokens <sep>``, truncated to ``max_len - 2`` tokens, segments all 0 (
 """
 import numpy as onp
 
-from .snli import DataError, encode_pairs
+from ..errors import DataError
+from .snli import encode_pairs
 from .tokenize import get_tokenizer
 
 

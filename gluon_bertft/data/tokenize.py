@@ -8,6 +8,9 @@ character spans that SQuAD's answer offsets are mapped through.
 """
 import re
 
+from d2l import mxnet as d2l
+
+RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']  # the book's, besides '<unk>'
 _BASIC = re.compile(r'\w+|[^\w\s]')
 
 
@@ -44,3 +47,10 @@ def unk_rate(token_lists, vocab):
         total += len(tokens)
         unknown += sum(t not in known for t in tokens)
     return unknown, total
+
+
+def build_vocab(texts, min_freq=1):
+    """The book's word vocabulary (``d2l.Vocab`` with :data:`RESERVED_TOKENS`) of the
+    lower-cased whitespace tokens of ``texts``: what random initialization embeds."""
+    return d2l.Vocab([t.lower().split() for t in texts], min_freq=min_freq,
+                     reserved_tokens=RESERVED_TOKENS)

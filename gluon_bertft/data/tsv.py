@@ -9,7 +9,7 @@ import csv
 import json
 import os
 
-from .snli import DataError
+from ..errors import DataError
 
 Row = collections.namedtuple('Row', 'texts label where')
 FORMATS = ('tsv', 'csv', 'jsonl', 'lines')
@@ -70,7 +70,7 @@ def read_table(path, text_columns=('sentence',), label_column='label', fmt=None,
         raise ValueError(f'format {fmt!r}: read_table reads tsv, csv or jsonl')
     options = dict(delimiter='\t', quoting=csv.QUOTE_NONE) if fmt == 'tsv' else {}
     reader = csv.reader(lines, **options)
-    columns = list(text_columns) + [label_column]
+    columns = list(text_columns) + ([label_column] if label_column is not None else [])
     if header is None:
         header = any(not (isinstance(c, int) or c.isdigit()) for c in columns)
     names = next(reader, None) if header else None
@@ -83,7 +83,9 @@ def read_table(path, text_columns=('sentence',), label_column='label', fmt=None,
         if len(row) <= max(indices):
             raise DataError(f'{where}: {len(row)} column(s), but column {max(indices)} '
                             f'({columns[indices.index(max(indices))]!r}) is read')
-        rows.append(_row([row[i] for i in indices[:-1]], row[indices[-1]], where))
+        n = len(text_columns)
+        rows.append(_row([row[i] for i in indices[:n]], row[indices[n]] if len(indices) > n
+                         else None, where))
     return rows
 
 
@@ -96,12 +98,12 @@ def _read_jsonl(path, lines, text_columns, label_column):
         try:
             obj = json.loads(line)
             values = [obj[k] for k in text_columns]
-            label = obj[label_column]
+            label = obj[label_column] if label_column is not None else None
         except json.JSONDecodeError as e:
             raise DataError(f'{where}: invalid JSON ({e.msg})') from None
         except (KeyError, TypeError) as e:
             raise DataError(f'{where}: missing key {e}') from None
-        rows.append(_row([str(v) for v in values], str(label), where))
+        rows.append(_row([str(v) for v in values], None if label is None else str(label), where))
     return rows
 
 
@@ -109,6 +111,8 @@ def _row(texts, label, where):
     for i, text in enumerate(texts):
         if not text.strip():
             raise DataError(f'{where}: empty text in text column {i + 1}')
+    if label is None:  # an unlabelled row (prediction)
+        return Row(tuple(texts), None, where)
     if not label.strip():
         raise DataError(f'{where}: empty label')
     return Row(tuple(texts), label.strip(), where)

@@ -14,9 +14,9 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon, np
 
-from .snli import DataError
+from ..errors import DataError
+from .tokenize import RESERVED_TOKENS
 
-RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']
 MIN_FREQ = 5
 TRAIN_FILE = 'wiki.train.tokens'
 
@@ -165,9 +165,10 @@ class PretrainIter:
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, seed=0, trim=True, round_to=8):
+        """``dataset``: a :class:`WikiTextDataset`, or its seven arrays (a worker's shard)."""
         if batch_size <= 0:
             raise ValueError(f'batch_size={batch_size}: must be positive')
-        self.arrays = dataset.arrays()
+        self.arrays = dataset.arrays() if hasattr(dataset, 'arrays') else tuple(dataset)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.trim, self.round_to = trim, round_to
 

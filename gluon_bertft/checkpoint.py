@@ -1,0 +1,69 @@
+"""One resumable training state, shared by fine-tuning and pretraining.
+
+A checkpoint folder holds ``model.params``, ``trainer.states`` (Adam's moments) and
+``state.json``: the ``run`` settings it must be resumed with, the position reached and the
+history so far. It is written atomically: an interrupted save leaves the previous one whole.
+"""
+import os
+
+from . import storage
+from .errors import PretrainedError
+
+
+class Checkpoint:
+    """A resumable state in the folder ``path`` for a run described by ``run`` (a dict).
+
+    Parameters
+    ----------
+    path : folder of the checkpoint (None: checkpoints are off)
+    run : the settings a resumed run must share with the one that wrote the checkpoint
+        (data, model, lengths, batch size, seed, ...); numbers like the epoch count or the
+        learning rate are not part of it
+    """
+
+    def __init__(self, path, run):
+        self.path, self.run = path, run
+
+    def exists(self):
+        return self.path is not None and os.path.isfile(os.path.join(self.path, 'state.json'))
+
+    def save(self, net, trainer, **state):
+        """Write ``net``'s parameters, ``trainer``'s states and ``state`` (JSON values)."""
+        with storage.atomic_path(self.path) as tmp:
+            os.makedirs(tmp)
+            net.save_parameters(os.path.join(tmp, 'model.params'))
+            trainer.save_states(os.path.join(tmp, 'trainer.states'))
+            storage.write_json(os.path.join(tmp, 'state.json'), dict(state, run=self.run))
+
+    def read_state(self):
+        """The saved ``state.json``, checked to be an object with a ``run``."""
+        where = os.path.join(self.path, 'state.json')
+        state = storage.read_json(where)
+        if not isinstance(state, dict) or not isinstance(state.get('run'), dict):
+            raise PretrainedError(f'{where}: not a checkpoint state (no "run" object); delete '
+                                  f'{self.path} to start over')
+        return state
+
+    def load(self, net, trainer, devices, lr=None):
+        """Check the run settings, load into ``net`` and ``trainer``; returns the saved state.
+
+        Raises ``PretrainedError`` naming every setting that differs. ``lr``: the learning
+        rate to continue with (the saved optimizer comes back with its own).
+        """
+        state = self.read_state()
+        diff = [f'{k}={v!r} (now {self.run.get(k)!r})' for k, v in state['run'].items()
+                if self.run.get(k) != v]
+        diff += [f'{k} unset (now {v!r})' for k, v in self.run.items() if k not in state['run']]
+        if diff:
+            raise PretrainedError(
+                f'{self.path}: cannot resume, the checkpoint was written with {"; ".join(diff)}. '
+                'Use the same settings, or another output folder to start over')
+        try:
+            net.load_parameters(os.path.join(self.path, 'model.params'), ctx=devices)
+            trainer.load_states(os.path.join(self.path, 'trainer.states'))
+        except Exception as e:  # MXNet raises its own error types for corrupt files
+            raise PretrainedError(f'{self.path}: unreadable checkpoint ({type(e).__name__}: '
+                                  f'{str(e).splitlines()[0][:200]}); delete it to start over') from None
+        if lr is not None:
+            trainer.set_learning_rate(lr)
+        return state

@@ -1,0 +1,180 @@
+"""One configuration object per kind of run: :class:`FinetuneConfig` and :class:`PretrainConfig`.
+
+The CLI builds its options from these fields (name, default, help), the checkpoint records
+the settings a resumed run must share, and a saved model's ``config.json`` keeps them.
+"""
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import ConfigError
+
+TASK_NAMES = ('snli', 'classify', 'pair-classify', 'regress', 'tag', 'qa')
+DTYPES = ('float32', 'float16')
+
+
+def opt(default, help, **kwargs):
+    """A config field with its CLI help (``kwargs``: argparse's ``type``, ``choices``, ...)."""
+    return field(default=default, metadata=dict(help=help, **kwargs))
+
+
+def positive(value):
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f'{value}: must be a positive integer')
+    return n
+
+
+def fraction(value):
+    x = float(value)
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError(f'{value}: must be in [0, 1)')
+    return x
+
+
+def columns(value):
+    return tuple(c.strip() for c in value.split(',')) if value else None
+
+
+@dataclass
+class RunConfig:
+    """What every training run takes: devices, seed, output, checkpoints, resume, scale-out."""
+    devices: str = opt('auto', 'auto (all GPUs, else the CPU), cpu, gpu, or e.g. cpu:0,cpu:1')
+    seed: int = opt(0, 'seed of the data order, splits, initialization and dropout', type=int)
+    out: Optional[str] = opt(None, 'output folder (finetune default: runs/TASK)')
+    checkpoint_every: Optional[int] = opt(
+        None, 'write OUT/checkpoint every N optimizer steps (and after every epoch)', type=positive)
+    resume: bool = opt(False, 'continue from OUT/checkpoint if there is one (same settings)')
+    kvstore: Optional[str] = opt(
+        None, "device (one machine), or dist_sync / dist_device_sync: the default in a worker "
+        "started by launch (docs/scaleout.md)", choices=('device', 'dist_sync', 'dist_device_sync'))
+    hybridize: bool = opt(True, 'compile the network (--no-hybridize: run it imperatively)')
+
+    RESUMABLE = ()  # settings that may change between a run and its resumption
+
+    def run_settings(self, **extra):
+        """The settings a checkpoint records: every field but :attr:`RESUMABLE`."""
+        d = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+        return dict(d, **extra)
+
+    def to_dict(self):
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+
+@dataclass
+class FinetuneConfig(RunConfig):
+    """A fine-tuning run of any task (defaults: the book's §16.7 run on SNLI)."""
+    task: str = opt('snli', 'snli (§16.7, the book\'s reader), classify (one text), pair-classify, '
+                    'regress (one or two texts), tag (CoNLL), qa (SQuAD v1.1); docs/tasks.md',
+                    choices=TASK_NAMES)
+    data: str = opt('SNLI', 'snli: a folder with snli_1.0_{train,test}.{txt,jsonl}, or the hub '
+                    'name SNLI (downloaded)')
+    train: Optional[str] = opt(None, 'training file (required for every task but snli)')
+    test: Optional[str] = opt(None, 'test file; without it --test-fraction of --train is held back')
+    test_fraction: float = opt(0.1, 'share of --train held back as the test set', type=fraction)
+    valid_fraction: float = opt(0.0, 'share of the training examples held out, reported per '
+                                'epoch; the best epoch (task metric) is kept', type=fraction)
+    pretrained: str = opt('bert.small', "hub name (bert.small, bert.base), a .zip or folder "
+                          "in the book's format, or 'random'")
+    preset: Optional[str] = opt(None, 'architecture (default: the hub name, else read from the '
+                                'files; bert.small for random)')
+    epochs: int = opt(5, 'training epochs', type=positive)
+    batch_size: int = opt(512, 'examples per optimizer step (the global batch under launch)',
+                          type=positive)
+    max_len: int = opt(128, 'tokens per example, <cls> and <sep> included', type=positive)
+    lr: float = opt(1e-4, "Adam's learning rate", type=float)
+    dropout: float = opt(0.1, 'dropout of the encoder', type=float)
+    max_examples: Optional[int] = opt(None, 'use at most this many training examples', type=positive)
+    max_test_examples: Optional[int] = opt(None, 'use at most this many test examples', type=positive)
+    trainable_blocks: Optional[int] = opt(None, 'train the task layer plus the top K encoder '
+                                          'blocks (default: all)', type=int)
+    book_batches: bool = opt(False, 'pad every batch to --max-len as the book does (slower, same result)')
+    lazy_embedding: bool = opt(False, "Adam updates only the embedding rows each batch uses "
+                               "(not the book's Adam; docs/speed.md)")
+    dtype: str = opt('float32', 'float16: mixed precision on GPUs (refused on CPUs)', choices=DTYPES)
+    format: Optional[str] = opt(None, 'table format (default: by extension; tsv). lines: one '
+                                'text per line, the label is the extension, --train a.pos,a.neg',
+                                choices=('tsv', 'csv', 'jsonl', 'lines'))
+    text_columns: Optional[tuple] = opt(None, 'comma-separated header names or 0-based numbers '
+                                        '(default: sentence; pairs: sentence1,sentence2)', type=columns)
+    label_column: Optional[str] = opt(None, 'header name or 0-based number (default: label; '
+                                      'regress: score)')
+    header: Optional[bool] = opt(None, 'line 1 is a header (default: when a column is named)')
+    encoding: str = opt('utf-8', 'text encoding of the data files, e.g. cp1252')
+    tokenizer: Optional[str] = opt(None, "whitespace (the book's) or basic (also splits "
+                                   "punctuation; qa)", choices=('whitespace', 'basic'))
+    stride: int = opt(64, 'qa: passage window step, tokens', type=positive)
+    max_query_len: int = opt(64, 'qa: question tokens kept', type=positive)
+    max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
+
+    RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
+                 'epochs', 'lr')
+    # options of the fine-tuning only (pretraining refuses them)
+    FINETUNE_ONLY = ('valid_fraction', 'trainable_blocks', 'book_batches')
+
+    def check(self):
+        """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
+        if self.task != 'snli' and not self.train:
+            raise ConfigError(f'--task {self.task}: give the training file (--train)')
+        if self.checkpoint_every and not self.out:
+            raise ConfigError('--checkpoint-every: give the output folder (--out)')
+        if self.trainable_blocks is not None and self.trainable_blocks < 0:
+            raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f'--dropout {self.dropout}: must be in [0, 1)')
+        if self.task == 'qa' and self.tokenizer not in (None, 'basic'):
+            raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
+        if self.task in ('snli', 'tag', 'qa'):
+            for name in ('format', 'text_columns', 'label_column', 'header'):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f'--{name.replace("_", "-")}: applies to the table tasks '
+                                      f'(classify, pair-classify, regress), not --task {self.task}')
+        if self.task != 'qa':
+            for name, default in (('stride', 64), ('max_query_len', 64), ('max_answer_len', 30)):
+                if getattr(self, name) != default:
+                    raise ConfigError(f'--{name.replace("_", "-")}: applies to --task qa only')
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    """A pretraining run (MLM + NSP on WikiText, D2L §15.10)."""
+    corpus: Optional[str] = opt(None, 'a folder with wiki.train.tokens, or a WikiText .tokens file')
+    preset: str = opt('bert.small', "architecture: bert.small, bert.base, or bert.tiny (the "
+                      "book's §15.10 model: 2 blocks, 128 hidden, 2 heads)")
+    steps: int = opt(1000, 'optimizer steps in all (0: save the random initial weights)', type=int)
+    batch_size: int = opt(512, 'sentence pairs per step (the global batch under launch)', type=positive)
+    max_len: int = opt(64, 'tokens per sentence pair', type=positive)
+    lr: float = opt(0.01, "Adam learning rate (the book's 0.01)", type=float)
+    dropout: float = opt(0.2, 'dropout of the encoder', type=float)
+    checkpoint: Optional[str] = opt(None, 'checkpoint folder (default: OUT without .zip, plus .ckpt)')
+    checkpoint_every: Optional[int] = opt(50, 'steps between checkpoints', type=positive)
+
+    RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
+                 'hybridize', 'steps', 'lr', 'corpus')
+
+
+
+def add_options(parser, config_cls, skip=()):
+    """Add one ``--option`` per field of ``config_cls`` to an argparse ``parser``."""
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
+        flag = '--' + f.name.replace('_', '-')
+        meta = dict(f.metadata)
+        help_ = meta.pop('help', None)
+        if f.type in (bool, 'bool'):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_)
+        elif f.type in (Optional[bool], 'Optional[bool]'):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            parser.add_argument(flag, default=f.default, help=help_, **meta)
+
+
+def from_args(config_cls, args):
+    """A ``config_cls`` from parsed arguments (fields missing in ``args`` keep their default)."""
+    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+                         if hasattr(args, f.name)})

@@ -1,0 +1,17 @@
+"""Every error the package raises on bad input, in one place.
+
+Each is a ``ValueError`` whose message names the file, line, field or option at fault; the
+CLI prints it as ``error: ...`` and exits with code 2.
+"""
+
+
+class DataError(ValueError):
+    """A data file that cannot be read as the task's input (names the file and line)."""
+
+
+class PretrainedError(ValueError):
+    """A pretrained model, saved model or checkpoint that cannot be fetched or does not fit."""
+
+
+class ConfigError(ValueError):
+    """An option or configuration value that does not apply or is out of range (names it)."""

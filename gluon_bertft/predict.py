@@ -1,0 +1,139 @@
+"""Saved models of every task: load, evaluate on a file, predict raw input or a whole file."""
+import csv
+import io
+import json
+import os
+
+from mxnet import np
+
+from . import pretrained, storage
+from .data.batching import make_iter
+from .data.snli import LABELS, encode_pairs
+from .devices import default_devices
+from .errors import PretrainedError
+from .tasks import task_from_config
+from .train import predict_outputs
+
+
+def read_saved_model(path):
+    """``(vocab, config)`` of a saved model folder, checked (:func:`storage.save_model`).
+
+    ``config['bert']`` is the architecture; folders of earlier versions, which kept it at the
+    top level, are read too. Raises ``PretrainedError`` naming the file and field.
+    """
+    if not os.path.isdir(path):
+        raise PretrainedError(f'{path}: no such model folder')
+    where = os.path.join(path, 'config.json')
+    config = storage.read_json(where)
+    if not isinstance(config, dict):
+        raise PretrainedError(f'{where}: not a JSON object')
+    if 'bert' not in config:  # written before the one pipeline
+        config = dict(config, bert={k: config[k] for k in pretrained.CONFIG_KEYS if k in config})
+    missing = [k for k in pretrained.CONFIG_KEYS if k not in config['bert']]
+    if missing:
+        raise PretrainedError(f'{where}: no {", ".join(missing)} in the model configuration')
+    vocab = load_vocab(path)
+    if len(vocab) != config['bert']['vocab_size']:
+        raise PretrainedError(f'{path}: the vocabulary has {len(vocab)} tokens, config.json '
+                              f'says vocab_size {config["bert"]["vocab_size"]}')
+    return vocab, config
+
+
+def load_vocab(path):
+    """The vocabulary of a model folder: ``vocab.json`` (the book's word vocabulary)."""
+    where = os.path.join(path, 'vocab.json')
+    if not os.path.isfile(where):
+        raise PretrainedError(f'{path}: not a saved model (no vocab.json)')
+    tokens = storage.read_json(where)
+    if not isinstance(tokens, list):
+        raise PretrainedError(f'{where}: expected a JSON list of tokens')
+    return pretrained.vocab_from_tokens(tokens)
+
+
+def load_model(path, devices=None):
+    """``(net, vocab, task)`` of a model folder written by :func:`~gluon_bertft.finetune.finetune`
+    (or an SNLI classifier folder of an earlier version), hybridized, on ``devices``."""
+    devices = devices or default_devices()
+    vocab, config = read_saved_model(path)
+    task = task_from_config(config)
+    net = task.head(pretrained.build_bert(config['bert'], dropout=0.0))
+    params = storage.params_file(path)
+    pretrained.load_param_dict(net, pretrained.read_params(params), params, devices)
+    net.hybridize(static_alloc=True)
+    return net, vocab, task
+
+
+def predict_snli(net, vocab, premise, hypothesis, max_len=128):
+    """Predict 'entailment', 'contradiction' or 'neutral' for one premise/hypothesis pair.
+
+    Like the book's ``predict_snli``; the sentences are strings (or token lists) encoded as
+    in training, and the network runs on the device its parameters are on.
+    """
+    join = lambda s: s if isinstance(s, str) else ' '.join(s)
+    tokens, segments, valid_lens = encode_pairs([join(premise)], [join(hypothesis)], vocab, max_len)
+    width = int(valid_lens[0])
+    device = next(iter(net.collect_params().values())).list_ctx()[0]
+    inputs = (np.array(tokens[:, :width], ctx=device, dtype='int32'),
+              np.array(segments[:, :width], ctx=device, dtype='int32'),
+              np.array(valid_lens, ctx=device))
+    return LABELS[int(net(inputs).argmax(axis=1)[0])]
+
+
+def evaluate_file(path, data_file, batch_size=64, devices=None):
+    """The task's metrics (a dict) of a saved model on a file read with the model's reader."""
+    devices = devices or default_devices()
+    net, vocab, task = load_model(path, devices)
+    rows = task.read(data_file)
+    dataset = task.encode(rows, vocab)
+    outputs = predict_outputs(net, make_iter(dataset, batch_size, False), devices)
+    return task.score(outputs, rows, dataset)
+
+
+def predict(net, vocab, task, **inputs):
+    """The prediction for raw input as a string: ``premise``/``hypothesis`` (snli), ``text``
+    (and ``text_b``) for the text tasks and tagging (words separated by spaces), ``question``
+    and ``passage`` for QA."""
+    rows = task.raw_rows(inputs)
+    dataset = task.encode(rows, vocab, log=lambda *_: None)
+    device = next(iter(net.collect_params().values())).list_ctx()[0]
+    return task.show(predict_outputs(net, make_iter(dataset, 1, False), [device]), rows, dataset)
+
+
+def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=print):
+    """Write one prediction per input of ``data_file`` (read as the model's training data, gold
+    labels optional) to ``out_file``, atomically: JSON lines, or CSV for a ``.csv`` name.
+
+    Each record has the input's place (``where``) and the task's prediction: ``label`` and
+    ``probabilities`` (classifiers), ``score`` (regress), ``words``/``tags``/``confidence``
+    (tag), ``id``/``answer``/``score`` (qa). Returns the number of records.
+    """
+    devices = devices or default_devices()
+    net, vocab, task = load_model(path, devices)
+    rows = task.read(data_file, labelled=False)
+    dataset = task.encode(rows, vocab, log=log)
+    outputs = predict_outputs(net, make_iter(dataset, batch_size, False), devices)
+    records = [dict(where=_where(row, data_file, i), **rec)
+               for i, (row, rec) in enumerate(zip(rows, task.records(outputs, rows, dataset)))]
+    with storage.atomic_path(out_file) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:
+        if out_file.lower().endswith('.csv'):
+            f.write(_csv(records))
+        else:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+    return len(records)
+
+
+def _where(row, data_file, i):
+    where = getattr(row, 'where', None) or (f'{row.path}:{row.line}' if hasattr(row, 'line') else None)
+    return where or f'{data_file}#{i + 1}'
+
+
+def _csv(records):
+    """CSV text of flat records: nested values (probabilities, tags) as JSON strings."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ['where'])
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: v if isinstance(v, (str, int, float)) or v is None
+                         else json.dumps(v, ensure_ascii=False) for k, v in rec.items()})
+    return buf.getvalue()

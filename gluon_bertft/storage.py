@@ -1,0 +1,111 @@
+"""Atomic writes, and the one saved-model folder layout of every task.
+
+A saved model is a folder with ``config.json`` (architecture, task, labels, reader options,
+lengths), the vocabulary (``vocab.json``, or a WordPiece tokenizer's files) and
+``model.params``. Folders written by earlier versions (``classifier.params``, and SNLI
+classifiers whose ``config.json`` names no task) still load.
+"""
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+from .errors import PretrainedError
+
+PARAMS = 'model.params'
+OLD_PARAMS = 'classifier.params'  # written by versions before the one pipeline
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.
+
+    Works for a file or a directory; on error the temporary is removed and ``path`` untouched.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
+    target = os.path.join(tmp, 'new')
+    try:
+        yield target
+        if os.path.isdir(target) and os.path.isdir(path):
+            old = os.path.join(tmp, 'old')
+            os.replace(path, old)
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON to ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, indent=1)
+
+
+def read_json(path, error=PretrainedError):
+    """The JSON value in ``path``; ``error`` names the file (and line) when it is unreadable."""
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f'{path}: invalid JSON at line {e.lineno}: {e.msg}') from None
+    except UnicodeDecodeError as e:
+        raise error(f'{path}: not UTF-8 text ({e.reason} at byte {e.start})') from None
+    except OSError as e:
+        raise error(f'{path}: cannot read ({e.strerror})') from None
+
+
+def save_figure(fig, path):
+    """Grid, legend and layout on ``fig``'s axes, then write it as a PNG atomically and close it."""
+    from matplotlib import pyplot as plt
+    for ax in fig.axes:
+        ax.grid(True)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png')
+    plt.close(fig)
+
+
+def plot_history(history, path):
+    """The book's train loss / train acc / test acc curves (and valid acc), per epoch, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+    epochs = range(1, len(history['train_loss']) + 1)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for key, style in (('train_loss', '-'), ('train_acc', 'm--'), ('test_acc', 'g-.'),
+                       ('valid_acc', 'r:')):
+        if history.get(key):
+            ax.plot(epochs, history[key], style, label=key.replace('_', ' '))
+    ax.set_xlabel('epoch')
+    save_figure(fig, path)
+
+
+def save_model(net, vocab, path, config):
+    """Write a fine-tuned model folder atomically: ``config.json``, the vocabulary, ``model.params``.
+
+    ``vocab`` is a ``d2l.Vocab`` (written as ``vocab.json``) or a tokenizer with a
+    ``save(folder)`` method (WordPiece: its own files).
+    """
+    with atomic_path(path) as tmp:
+        os.makedirs(tmp)
+        if hasattr(vocab, 'save'):
+            vocab.save(tmp)
+        else:
+            with open(os.path.join(tmp, 'vocab.json'), 'w', encoding='utf-8') as f:
+                json.dump(vocab.idx_to_token, f)
+        with open(os.path.join(tmp, 'config.json'), 'w', encoding='utf-8') as f:
+            json.dump(config, f, indent=1)
+        net.save_parameters(os.path.join(tmp, PARAMS))
+    return path
+
+
+def params_file(path):
+    """The parameter file of a saved model folder (``model.params``, or an older version's)."""
+    for name in (PARAMS, OLD_PARAMS):
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    raise PretrainedError(f'{path}: not a saved model (no {PARAMS})')

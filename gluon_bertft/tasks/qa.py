@@ -1,0 +1,76 @@
+"""Span question answering (§16.6, SQuAD v1.1): the best span over sliding windows."""
+import numpy as onp
+from mxnet import gluon, np
+
+from .. import metrics
+from ..data import qa, squad
+from ..data.tokenize import basic
+from ..errors import DataError
+from ..heads import BERTSpanQA
+from .base import Task
+
+_ce = gluon.loss.SoftmaxCrossEntropyLoss()
+
+
+def span_loss(y_hat, y):
+    """The mean of the start and end cross-entropies."""
+    return (_ce(y_hat[0], y[0]) + _ce(y_hat[1], y[1])) / 2
+
+
+def span_correct(y_hat, y):
+    """``(hits, count)``: windows whose best start and best end are both right (the loop's 'acc')."""
+    hits = [(s.argmax(axis=1).astype('float32') == t).astype('float32') for s, t in zip(y_hat, y)]
+    return (hits[0] * hits[1]).sum(), np.array(float(y[0].shape[0]), ctx=y[0].ctx)
+
+
+class QATask(Task):
+    """SQuAD exact match and F1 (percent); the baseline answers the empty string."""
+
+    name = 'qa'
+    metric = 'f1'
+    loss = staticmethod(span_loss)
+    accuracy = staticmethod(span_correct)
+
+    def read(self, path, labelled=True):
+        return squad.read_squad(path, answers_required=labelled)
+
+    def fit(self, questions):
+        self.config['labels'] = None
+
+    def vocab_text(self, questions):
+        return [' '.join(basic(text)) for q in questions for text in (q.question, q.context)]
+
+    def encode(self, questions, vocab, train=False, log=print):
+        c = self.config
+        return qa.QADataset(questions, vocab, c['max_len'], c['stride'], c['max_query_len'],
+                            train, log)
+
+    def head(self, bert):
+        return BERTSpanQA(bert)
+
+    def answers(self, outputs, questions, dataset):
+        best = qa.best_spans(dataset, outputs, len(questions), self.config['max_answer_len'])
+        return ['' if b is None else qa.span_text(q.context, dataset.spans[i], b[1], b[2])
+                for i, (q, b) in enumerate(zip(questions, best))]
+
+    def score(self, outputs, questions, dataset):
+        """SQuAD exact match and F1 (percent)."""
+        return metrics.squad_em_f1(self.answers(outputs, questions, dataset),
+                                   [[a.text for a in q.answers] for q in questions])
+
+    def baseline(self, train_questions, questions, dataset):
+        """The empty answer for every question."""
+        return metrics.squad_em_f1([''] * len(questions), [[a.text for a in q.answers] for q in questions])
+
+    def raw_rows(self, inputs):
+        if not (inputs.get('question') and inputs.get('passage')):
+            raise DataError('qa: give --question and --passage')
+        return [squad.Question(None, inputs['question'], inputs['passage'], [], '<input>')]
+
+    def records(self, outputs, questions, dataset):
+        best = qa.best_spans(dataset, outputs, len(questions), self.config['max_answer_len'])
+        return [dict(id=q.qid, answer=answer, score=None if b is None else round(float(b[0]), 6))
+                for q, answer, b in zip(questions, self.answers(outputs, questions, dataset), best)]
+
+    def show(self, outputs, questions, dataset):
+        return self.answers(outputs, questions, dataset)[0]

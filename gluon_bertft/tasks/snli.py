@@ -1,0 +1,49 @@
+"""SNLI as §16.7 reads it: the task ``snli``.
+
+The book's reader (:func:`~gluon_bertft.data.snli.read_snli`: pairs labelled ``-`` dropped,
+entailment 0 / contradiction 1 / neutral 2), the book's ``SNLIBERTDataset`` arrays (lower-cased
+whitespace tokens, the book's truncation) and ``BERTClassifier`` with three outputs.
+"""
+from mxnet import gluon
+
+from ..data.snli import LABELS, SNLIBERTDataset, read_snli
+from ..data.tokenize import basic
+from ..errors import DataError
+from ..heads import BERTClassifier
+from ..train import num_correct
+from .base import ClassifierMixin, Task
+
+
+class SNLITask(ClassifierMixin, Task):
+    """Rows are ``(premise, hypothesis, label id)``; raw input is split as SNLI's text is
+    (punctuation split off), so ``packages.`` reaches the vocabulary's ``packages``."""
+
+    name = 'snli'
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    accuracy = staticmethod(num_correct)
+
+    def read(self, path, labelled=True):
+        return self.check_rows(list(zip(*read_snli(path, keep_unlabelled=not labelled))), path)
+
+    def fit(self, rows):
+        self.config['labels'] = list(LABELS)
+
+    def vocab_text(self, rows):
+        return [row[0] for row in rows] + [row[1] for row in rows]  # the book's order
+
+    def targets(self, rows):
+        return [row[2] for row in rows]
+
+    def encode(self, rows, vocab, train=False, log=print):
+        premises, hypotheses, labels = (list(column) for column in zip(*rows))
+        return SNLIBERTDataset((premises, hypotheses, [max(0, y) for y in labels]),
+                               self.max_len, vocab)
+
+    def head(self, bert):
+        return BERTClassifier(bert, 3)
+
+    def raw_rows(self, inputs):
+        premise, hypothesis = inputs.get('premise'), inputs.get('hypothesis')
+        if not (premise and hypothesis):
+            raise DataError('snli: give --premise and --hypothesis')
+        return [(' '.join(basic(premise)), ' '.join(basic(hypothesis)), -1)]

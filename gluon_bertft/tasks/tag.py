@@ -1,0 +1,87 @@
+"""Token tagging (§16.6, NER on CoNLL-2003): a tag per word from its first piece."""
+import numpy as onp
+from mxnet import np, npx
+
+from .. import metrics
+from ..data import conll
+from ..data.tagging import TaggingDataset
+from ..data.tokenize import get_tokenizer
+from ..errors import DataError
+from ..heads import BERTTagger
+from .base import Task, softmax
+
+
+def token_loss(y_hat, y):
+    """Per-sentence sum of the cross-entropies of the labelled tokens (label >= 0)."""
+    # (batch, seq, tags), (batch, seq) -> (batch, seq) -> (batch,)
+    nll = -npx.pick(npx.log_softmax(y_hat, axis=-1), np.maximum(y, 0), axis=-1)
+    return (nll * (y >= 0).astype('float32')).sum(axis=1)
+
+
+def token_correct(y_hat, y):
+    """``(correct, count)`` over the labelled tokens (the loop's 'acc' for tagging)."""
+    mask = (y >= 0).astype('float32')
+    hits = (y_hat.argmax(axis=-1).astype('float32') == y.astype('float32')).astype('float32')
+    return (hits * mask).sum(), mask.sum()
+
+
+class TagTask(Task):
+    """Entity tagging scored by CoNLL entity F1; the baseline tags every word ``O``."""
+
+    name = 'tag'
+    metric = 'f1'
+    loss = staticmethod(token_loss)
+    accuracy = staticmethod(token_correct)
+
+    def read(self, path, labelled=True):
+        sentences = conll.read_conll(path, self.config['reader']['encoding'], tagged=labelled)
+        if not sentences:
+            raise DataError(f'{path}: no sentences')
+        return sentences
+
+    def fit(self, sentences):
+        self.config['labels'] = conll.tag_names(sentences)
+
+    def vocab_text(self, sentences):
+        tokenize = get_tokenizer(self.config['tokenizer'])
+        return [' '.join(p for w in s.words for p in tokenize(w)) for s in sentences]
+
+    def encode(self, sentences, vocab, train=False, log=print):
+        return TaggingDataset(sentences, vocab, self.config['labels'], self.max_len,
+                              self.config['tokenizer'], log)
+
+    def head(self, bert):
+        return BERTTagger(bert, len(self.config['labels']))
+
+    def tags(self, outputs, sentences, dataset):
+        """Predicted tags of every word; words cut off by ``max_len`` get ``O``."""
+        names = self.config['labels']
+        return [[names[k] for k in onp.argmax(out[starts], axis=-1)] + ['O'] * (len(s.words) - len(starts))
+                for out, starts, s in zip(outputs, dataset.word_starts, sentences)]
+
+    def score(self, outputs, sentences, dataset):
+        """Entity precision, recall, F1 (conlleval)."""
+        return metrics.entity_f1([s.tags for s in sentences], self.tags(outputs, sentences, dataset))
+
+    def baseline(self, train_sentences, sentences, dataset):
+        """Every word tagged ``O``."""
+        return metrics.entity_f1([s.tags for s in sentences], [['O'] * len(s.words) for s in sentences])
+
+    def raw_rows(self, inputs):
+        if not inputs.get('text'):
+            raise DataError('tag: give a sentence (--text), words separated by spaces')
+        return [conll.Sentence(inputs['text'].split(), None, '<input>', 1)]
+
+    def records(self, outputs, sentences, dataset):
+        out = []
+        for s, tags, o, starts in zip(sentences, self.tags(outputs, sentences, dataset), outputs,
+                                      dataset.word_starts):
+            confidence = softmax(onp.asarray(o[starts], dtype=onp.float64)).max(axis=-1)
+            out.append(dict(words=s.words, tags=tags,
+                            confidence=[round(float(c), 6) for c in confidence]))
+        return out
+
+    def show(self, outputs, sentences, dataset):
+        words, tags = sentences[0].words, self.tags(outputs, sentences, dataset)[0]
+        entities = sorted(metrics.entity_spans(tags), key=lambda e: e[1])
+        return '; '.join(f'{kind}: {" ".join(words[i:j + 1])}' for kind, i, j in entities) or '(no entity)'
