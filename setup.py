@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name='gluon_bertft',
-    version='0.1.0',
+    version='0.2.0',
     description='BERT fine-tuning on MXNet Gluon, as in Dive into Deep Learning §16.6-16.7',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
@@ -16,6 +16,10 @@ setup(
         'requests',
         'matplotlib',
         'scipy',  # Pearson and Spearman (metrics.py); d2l 1.0.3 pins it too
+        'tqdm',  # progress bars with an ETA
+        'tokenizers',  # WordPiece of Hugging Face BERT checkpoints
+        'safetensors',  # their weights, read with its numpy API (no torch)
+        'huggingface_hub',  # --pretrained hf:ID downloads
     ],
     extras_require={
         'cpu': ['mxnet==1.9.1'],

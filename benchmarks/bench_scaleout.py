@@ -89,10 +89,12 @@ def sample_model_parameters():
     """Trainable parameters of the model the throughput runs fine-tune."""
     import mxnet as mx
     from gluon_bertft.data.snli import read_snli
-    from gluon_bertft.finetune import load_bert, split_off
+    from gluon_bertft.finetune import split_rows
+    from gluon_bertft.pretrained import load_bert
     from gluon_bertft.heads import BERTClassifier
-    train_data, _ = split_off(read_snli(SAMPLE), 0.1, 0)
-    bert, _, _ = load_bert('random', 'bert.small', [mx.cpu()], 0.1, train_data)
+    train_rows, _ = split_rows(list(zip(*read_snli(SAMPLE))), 0.1, 0)
+    train_data = tuple(list(c) for c in zip(*train_rows))
+    bert, _, _ = load_bert('random', 'bert.small', [mx.cpu()], 0.1, train_data[0] + train_data[1])
     net = BERTClassifier(bert)
     net.output.initialize()
     return sum(p.data().size for p in net.collect_params().values())

@@ -45,10 +45,14 @@ from mxnet.gluon import nn
 import gluon_bertft
 from gluon_bertft import threads
 from gluon_bertft.data.snli import SNLIBERTDataset, encode_pairs, read_snli
-from gluon_bertft.finetune import build_vocab, make_iter, set_seed, split_off, write_json
+from gluon_bertft.data.batching import make_iter
+from gluon_bertft.data.tokenize import build_vocab
+from gluon_bertft.devices import default_devices, set_seed
+from gluon_bertft.finetune import split_rows
 from gluon_bertft.heads import BERTClassifier
 from gluon_bertft.pretrained import PRESETS, build_bert
-from gluon_bertft.train import default_devices, evaluate_accuracy, make_trainer, train
+from gluon_bertft.storage import write_json
+from gluon_bertft.train import evaluate_accuracy, make_trainer, train
 
 npx.set_np()
 
@@ -133,9 +137,15 @@ class BookBERTClassifier(nn.Block):
 
 # ---- shared set-up -------------------------------------------------------------------------
 
+
+def split_off(columns, fraction, seed):
+    """``split_rows`` over parallel columns (premises, hypotheses, labels)."""
+    return tuple(tuple(list(c) for c in zip(*part))
+                 for part in split_rows(list(zip(*columns)), fraction, seed))
+
 def padded_vocab(pairs):
     """The vocabulary of the pairs' tokens, padded with filler tokens to the bert.small size."""
-    vocab = build_vocab(pairs)
+    vocab = build_vocab(pairs[0] + pairs[1])
     if len(vocab) > CONFIG['vocab_size']:
         raise SystemExit(f'{len(vocab)} SNLI tokens exceed the {CONFIG["vocab_size"]}-token vocabulary')
     vocab.idx_to_token += [f'<filler{i}>' for i in range(CONFIG['vocab_size'] - len(vocab))]

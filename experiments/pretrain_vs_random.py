@@ -20,9 +20,9 @@ import random
 
 import mxnet as mx
 
-from gluon_bertft import finetune, pretrain, pretrained
+from gluon_bertft import finetune, pretrain, pretrained, storage
 from gluon_bertft.data.wikitext import PretrainIter, WikiTextDataset, read_wiki
-from gluon_bertft.finetune import set_seed
+from gluon_bertft.devices import set_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -56,7 +56,7 @@ def run_heldout(args):
                                                len(vocab), [mx.cpu()])
         results[f'heldout/{init}'] = dict(mlm=mlm, nsp=nsp, pairs=len(data))
         print(f'{init}: held-out MLM loss {mlm:.3f}, NSP loss {nsp:.3f} on {len(data)} pairs')
-    finetune.write_json(RESULTS, results)
+    storage.write_json(RESULTS, results)
 
 
 def split_snli():
@@ -86,7 +86,7 @@ def run_finetune(args):
                     preset=None, num_epochs=args.epochs, batch_size=32, lr=1e-4,
                     max_examples=size, seed=seed, devices=[mx.cpu()])
                 results[key] = history
-                finetune.write_json(RESULTS, results)
+                storage.write_json(RESULTS, results)
 
 
 def load_results():

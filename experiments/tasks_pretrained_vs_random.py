@@ -1,6 +1,6 @@
-"""The four §16.6 task runs of the README, from the pretrained checkpoint and from its random twin.
+"""The four §16.6 task runs of docs/tasks.md, from the pretrained checkpoint and from its random twin.
 
-The README's "short CPU runs from random initialization" fine-tune ``bert.small`` shapes from
+docs/tasks.md's "short CPU runs from random initialization" fine-tune ``bert.small`` shapes from
 random weights with a vocabulary built from each task's training data. Here the same four tasks
 (SST-2, SMS spam, CoNLL-2003 NER, SQuAD v1.1) and the same data and budgets run through the CLI
 (``python -m gluon_bertft finetune --task ... --pretrained ZIP --devices cpu``) from the two
@@ -46,7 +46,7 @@ MODELS = {'random': os.path.join(RUNS, 'bert_tiny_random.zip'),
 TOKENIZER = 'basic'
 data = lambda *p: os.path.join(SHARED, *p)
 
-# The README's random-init table: data and budget flags per task (its learning rates in
+# docs/tasks.md's random-init table: data and budget flags per task (its learning rates in
 # ``readme_lr``), the metric read from result.json's ``test`` and how it is shown.
 TASKS = {
     'sst2': dict(
@@ -234,14 +234,14 @@ def unk_texts(task):
     """``{split: texts}`` as each run reads them (training rows after the split and cap);
     CoNLL: every word is tokenized by itself, as tagging does; SQuAD: questions and each
     distinct passage once."""
-    from gluon_bertft import tasks
+    from gluon_bertft.finetune import split_rows
     from gluon_bertft.data import conll, squad, tsv
     if task == 'sst2':
         return {'train (first 20,000)': [r.texts[0] for r in tsv.read_table(data('sst2', 'train.tsv'))][:20000],
                 'dev': [r.texts[0] for r in tsv.read_table(data('sst2', 'dev.tsv'))]}
     if task == 'spam':
         rows = tsv.read_table(data('sms_spam', 'SMSSpamCollection'), ('1',), '0')
-        train, test = tasks.split_rows(rows, 0.2, 0)
+        train, test = split_rows(rows, 0.2, 0)
         return {'train (80%)': [r.texts[0] for r in train], 'test (20%)': [r.texts[0] for r in test]}
     if task == 'conll':
         words = lambda f: [w for s in conll.read_conll(data('conll2003', f)) for w in s.words]
@@ -366,7 +366,7 @@ def main():
     parser.add_argument('--lrs', type=float, nargs='+', default=[1e-4],
                         help='learning rates; each runs for both checkpoints')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0],
-                        help='seed 0 is the README\'s; for spam the seed also draws the split')
+                        help='seed 0 is docs/tasks.md\'s; for spam the seed also draws the split')
     parser.add_argument('--redo', action='store_true', help='run again what has a result')
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)

@@ -64,6 +64,6 @@ class Checkpoint:
         except Exception as e:  # MXNet raises its own error types for corrupt files
             raise PretrainedError(f'{self.path}: unreadable checkpoint ({type(e).__name__}: '
                                   f'{str(e).splitlines()[0][:200]}); delete it to start over') from None
-        if lr is not None:
-            trainer.set_learning_rate(lr)
+        if lr is not None and trainer.optimizer.lr_scheduler is None:
+            trainer.set_learning_rate(lr)  # a schedule restores its own from the step count
         return state

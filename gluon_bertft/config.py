@@ -87,6 +87,12 @@ class FinetuneConfig(RunConfig):
     max_len: int = opt(128, 'tokens per example, <cls> and <sep> included', type=positive)
     lr: float = opt(1e-4, "Adam's learning rate", type=float)
     dropout: float = opt(0.1, 'dropout of the encoder', type=float)
+    warmup: float = opt(0.0, "BERT's recipe: linear warmup over this share of the steps, then "
+                        "linear decay to 0 (0: the book's constant rate)", type=fraction)
+    weight_decay: float = opt(0.0, "BERT's recipe: AdamW weight decay, not on biases and "
+                              "LayerNorm (e.g. 0.01)", type=float)
+    clip_grad: Optional[float] = opt(None, "BERT's recipe: clip the global gradient norm at "
+                                     "this (e.g. 1.0)", type=float)
     max_examples: Optional[int] = opt(None, 'use at most this many training examples', type=positive)
     max_test_examples: Optional[int] = opt(None, 'use at most this many test examples', type=positive)
     trainable_blocks: Optional[int] = opt(None, 'train the task layer plus the top K encoder '
@@ -123,6 +129,9 @@ class FinetuneConfig(RunConfig):
             raise ConfigError('--checkpoint-every: give the output folder (--out)')
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
+        if self.weight_decay < 0 or (self.clip_grad is not None and self.clip_grad <= 0):
+            raise ConfigError(f'--weight-decay {self.weight_decay} / --clip-grad {self.clip_grad}: '
+                              'must be >= 0 / > 0')
         if not 0 <= self.dropout < 1:
             raise ConfigError(f'--dropout {self.dropout}: must be in [0, 1)')
         if self.task == 'qa' and self.tokenizer not in (None, 'basic'):

@@ -122,7 +122,11 @@ def finetune(config, animator=None, log=print):
         net.cast('float16')
     if config.hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
-    trainer = make_trainer(net, config.lr, config.trainable_blocks, kv, config.lazy_embedding, half)
+    total_steps = config.epochs * len(train_iter)
+    trainer = make_trainer(net, config.lr, config.trainable_blocks, kv, config.lazy_embedding,
+                           half, config.weight_decay, clip_grad=config.clip_grad,
+                           schedule=(int(config.warmup * total_steps), total_steps)
+                           if config.warmup else None)
     outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast),
                                               devices)
     validate = None
@@ -130,7 +134,8 @@ def finetune(config, animator=None, log=print):
         validate = lambda _: (task.metric, task.score(outputs(valid_set), valid_rows, valid_set)[task.metric])
     num_workers = kv.num_workers if watchdog else 1
     ckpt = Checkpoint(os.path.join(config.out, 'checkpoint') if config.out else None,
-                      config.run_settings(num_workers=num_workers))
+                      config.run_settings(num_workers=num_workers,
+                                          schedule_steps=total_steps if config.warmup else None))
     resume_at, history = (0, 0), None
     if config.resume and ckpt.exists():
         state = ckpt.load(net, trainer, devices, config.lr)
@@ -147,7 +152,8 @@ def finetune(config, animator=None, log=print):
     history = train(net, train_iter, test_iter, loss, trainer, config.epochs, devices,
                     validate=validate, animator=animator, log=log, keep_best=watchdog is None,
                     accuracy=task.accuracy, resume_at=resume_at, history=history,
-                    step_done=step_done, loss_scale=precision.LOSS_SCALE if half else 1.0)
+                    step_done=step_done, loss_scale=precision.LOSS_SCALE if half else 1.0,
+                    clip_grad=config.clip_grad)
     if half:
         net.cast('float32')
     if watchdog:

@@ -7,6 +7,10 @@ MXNet's cure, row-sparse gradients with ``lazy_update``, is refused in numpy mod
 same lazy update to the dense gradient's used rows: for those rows it is Adam; the other rows
 and their moments stay as they are (plain Adam would decay their moments and keep moving
 them). All other parameters get plain Adam.
+
+``decoupled_wd``: weight decay as AdamW applies it (Loshchilov & Hutter, 2019; Hugging Face's
+BERT recipe): every step multiplies the weights by ``1 - lr * wd`` instead of adding
+``wd * w`` to the gradient, which is what MXNet 1.9's ``Adam`` does and which has no AdamW.
 """
 import math
 
@@ -22,8 +26,9 @@ class LazyEmbeddingAdam(optimizer.Adam):
     batch's token ids; without that (or with ``None``) every parameter gets plain Adam.
     """
 
-    def __init__(self, lazy_indices=(), **kwargs):
+    def __init__(self, lazy_indices=(), decoupled_wd=False, **kwargs):
         super().__init__(**kwargs)
+        self.decoupled_wd = decoupled_wd
         self.lazy_indices = set(lazy_indices)
         self._rows, self._rows_on = None, {}
 
@@ -40,7 +45,27 @@ class LazyEmbeddingAdam(optimizer.Adam):
             self._rows = onp.unique(ids.astype(onp.int64))
         self._rows_on = {}
 
+    def _get_wd(self, index):
+        return 0.0 if self.decoupled_wd else super()._get_wd(index)
+
+    def _decay(self, index, weight):
+        """AdamW's decoupled decay of ``weight`` (before the Adam step, as AdamW does)."""
+        wd = super()._get_wd(index)
+        if self.decoupled_wd and wd:
+            weight[:] = weight * (1. - self._get_lr(index) * wd)
+
+    def update_multi_precision(self, index, weight, grad, state):
+        if self.multi_precision and weight.dtype.name == 'float16':
+            self._decay(index, state[0])  # the float32 master weights
+        else:
+            self._decay(index, weight)
+        self._decayed = True
+        super().update_multi_precision(index, weight, grad, state)
+        self._decayed = False
+
     def update(self, index, weight, grad, state):
+        if not getattr(self, '_decayed', False):
+            self._decay(index, weight)
         if index not in self.lazy_indices or self._rows is None:
             return super().update(index, weight, grad, state)
         self._update_count(index)

@@ -89,7 +89,7 @@ def predict_outputs(net, batches, devices, progress=None):
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
           split_f=split_batch, validate=None, keep_best=True, animator=None, progress=None,
           log=print, accuracy=num_correct, resume_at=(0, 0), history=None, step_done=None,
-          loss_scale=1.0):
+          loss_scale=1.0, clip_grad=None):
     """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
 
     Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
@@ -111,7 +111,9 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     the ``history`` of the epochs before: the batches before it are drawn again, so that a
     shuffling iterator repeats its order, but not trained; ``keep_best`` then compares the
     epochs trained since. ``loss_scale``: the backward pass runs on the losses times this and
-    the step divides it out (float16, :mod:`.precision`).
+    the step divides it out (float16, :mod:`.precision`). ``clip_grad``: rescale the
+    gradients of each step so that their global L2 norm (of the mean over the batch) is at most
+    this (the trainer must be made with ``clip_grad``).
     """
     devices = devices or default_devices()
     num_batches = len(train_iter)
@@ -142,7 +144,12 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             batch_size = batch_len(labels)
             if isinstance(trainer.optimizer, LazyEmbeddingAdam) and trainer.optimizer.lazy_indices:
                 trainer.optimizer.use_rows(features[0])  # the token ids: the rows to update
-            trainer.step(batch_size * loss_scale, ignore_stale_grad=True)
+            if clip_grad:
+                trainer.allreduce_grads()
+                clip_global_norm(trainer, devices, clip_grad * batch_size * loss_scale)
+                trainer.update(batch_size * loss_scale, ignore_stale_grad=True)
+            else:
+                trainer.step(batch_size * loss_scale, ignore_stale_grad=True)
             for k, (l, p, y) in enumerate(zip(ls, preds, y_shards)):
                 c, n = accuracy(p, y)
                 loss_sum[k] = loss_sum[k] + l.sum()
@@ -198,6 +205,21 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     return history
 
 
+def clip_global_norm(trainer, devices, max_norm):
+    """Scale every device's (reduced) gradients so that their global L2 norm is <= ``max_norm``.
+
+    ``gluon.utils.clip_global_norm`` takes legacy NDArrays and syncs the host; this stays in
+    numpy mode on the device (no sync).
+    """
+    params = [p for p in trainer._params if p.grad_req != 'null']
+    for d in devices:
+        grads = [p.grad(d) for p in params]
+        total = np.sqrt(sum((g * g).sum() for g in grads))
+        scale = np.minimum(1.0, max_norm / (total + 1e-6))
+        for g in grads:
+            g[:] = g * scale
+
+
 def _eta_notice(seconds, batches_done, batches_left, log):
     """Log how long the rest of the run will take when that is over ``ETA_NOTICE_SECONDS``."""
     if batches_done <= 0:
@@ -211,7 +233,7 @@ def _eta_notice(seconds, batches_done, batches_left, log):
 
 
 def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy_embedding=False,
-                 multi_precision=False):
+                 multi_precision=False, weight_decay=0.0, schedule=None, clip_grad=None):
     """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable.
 
     ``lazy_embedding``: update only the token-embedding rows each batch uses
@@ -223,14 +245,34 @@ def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy
     batch)`` divide by the global batch. The summed gradient has rows of every worker's batch,
     so the embedding is then updated in full. ``multi_precision``: float32 master weights for a
     float16 network.
+
+    BERT's fine-tuning recipe (Devlin et al., 2019; Hugging Face's ``Trainer``), off by
+    default: ``weight_decay`` is AdamW's decoupled decay on every weight but the biases and the
+    LayerNorm scales and shifts; ``schedule=(warmup_steps, total_steps)`` raises the learning
+    rate linearly from 0 over ``warmup_steps`` and lowers it linearly to 0 at ``total_steps``
+    (``mx.lr_scheduler.PolyScheduler``); ``clip_grad`` makes the loop clip the global
+    gradient norm, which needs the gradients reduced before the update.
     """
     if isinstance(kvstore, str) and kvstore.startswith('dist'):
         kvstore = mx.kv.create(kvstore)
     dist = isinstance(kvstore, mx.kv.KVStore) and 'dist' in kvstore.type
+    params = freeze(net, num_trainable_blocks)
+    scheduler = None
+    if schedule is not None:
+        warmup_steps, total_steps = schedule
+        scheduler = mx.lr_scheduler.PolyScheduler(
+            max_update=max(1, total_steps), base_lr=lr, pwr=1, final_lr=0.0,
+            warmup_steps=warmup_steps, warmup_begin_lr=0.0, warmup_mode='linear')
+    if weight_decay:
+        for name, p in params.items():
+            if name.endswith(('bias', 'gamma', 'beta')):  # biases and LayerNorm: no decay
+                p.wd_mult = 0.0
     optimizer = LazyEmbeddingAdam(learning_rate=lr, multi_precision=multi_precision,
-                                  rescale_grad=1 / kvstore.num_workers if dist else 1.0)
-    trainer = gluon.Trainer(freeze(net, num_trainable_blocks), optimizer, kvstore=kvstore,
-                            update_on_kvstore=False if dist else None)
+                                  rescale_grad=1 / kvstore.num_workers if dist else 1.0,
+                                  wd=weight_decay, decoupled_wd=bool(weight_decay),
+                                  lr_scheduler=scheduler)
+    trainer = gluon.Trainer(params, optimizer, kvstore=kvstore,
+                            update_on_kvstore=False if dist or clip_grad else None)
     embedding = getattr(getattr(net, 'encoder', None), 'token_embedding', None)
     if lazy_embedding and not dist and embedding is not None:
         optimizer.mark_lazy([embedding.weight])
