@@ -6,6 +6,24 @@ batch (d2l's do): a BERT can be saved or checked against a file before it has ru
 here the same computation uses shape-free operators (``npx.reshape`` codes, ``arange_like``,
 ``softmax(use_length=True)``), so after ``hybridize()`` one compiled graph serves every
 batch shape.
+
+Architecture switches (keyword arguments of every block below, names in :data:`ARCH_KEYS`)
+let the same blocks hold a Hugging Face ``BertModel`` (``transformers`` ``modeling_bert``).
+Their defaults (:data:`ARCH_DEFAULTS`) are the book's model, with exactly its parameters:
+
+``activation``
+    FFN and MLM-transform nonlinearity: ``'relu'`` (book), ``'gelu'`` (erf form, HF
+    ``hidden_act='gelu'``) or ``'gelu_tanh'`` (tanh approximation, HF ``'gelu_new'``,
+    ``'gelu_pytorch_tanh'``).
+``embedding_norm``
+    ``True``: LayerNorm then dropout after the token + segment + position sum, as HF
+    ``BertEmbeddings``. Adds the parameters ``encoder.embedding_ln.{gamma,beta}``.
+``layer_norm_eps``
+    epsilon of every LayerNorm (encoder and MLM head); Gluon's 1e-5 by default, HF 1e-12.
+``type_vocab_size``
+    rows of the segment embedding (2 in the book and in BERT checkpoints).
+``attention_dropout``
+    dropout rate on the attention weights; ``None``: the model's ``dropout`` (book).
 """
 import math
 
@@ -13,6 +31,38 @@ from mxnet import npx
 from mxnet.gluon import nn
 
 npx.set_np()
+
+ARCH_KEYS = ('activation', 'embedding_norm', 'layer_norm_eps', 'type_vocab_size',
+             'attention_dropout')
+ARCH_DEFAULTS = dict(activation='relu', embedding_norm=False, layer_norm_eps=1e-5,
+                     type_vocab_size=2, attention_dropout=None)
+ACTIVATIONS = ('relu', 'gelu', 'gelu_tanh')
+
+
+class GELUTanh(nn.HybridBlock):
+    """GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    HF's ``NewGELUActivation`` (``hidden_act='gelu_new'``); any shape in, same shape out.
+    """
+
+    def hybrid_forward(self, F, x):
+        return 0.5 * x * (1 + F.np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def dense_act(units, activation, in_units=0, flatten=False):
+    """A ``Dense`` followed by ``activation``, with the parameters (``weight``, ``bias``) of one.
+
+    ``'relu'`` is Dense's own ``activation='relu'`` (the book's layer, unchanged); the GELUs,
+    which ``Dense`` does not offer, go into its ``act`` slot, a child without parameters.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f'activation {activation!r}: choose from {", ".join(ACTIVATIONS)}')
+    if activation == 'relu':
+        return nn.Dense(units, flatten=flatten, activation='relu', in_units=in_units)
+    dense = nn.Dense(units, flatten=flatten, in_units=in_units)
+    with dense.name_scope():
+        dense.act = nn.GELU() if activation == 'gelu' else GELUTanh()  # erf form / tanh form
+    return dense
 
 
 def masked_softmax(F, scores, valid_lens):
@@ -45,7 +95,10 @@ class DotProductAttention(nn.HybridBlock):
 
 
 class MultiHeadAttention(nn.HybridBlock):
-    """Multi-head attention with d2l's parameter names ``W_q``, ``W_k``, ``W_v``, ``W_o``."""
+    """Multi-head attention with d2l's parameter names ``W_q``, ``W_k``, ``W_v``, ``W_o``.
+
+    ``dropout`` acts on the attention weights only (HF ``attention_probs_dropout_prob``).
+    """
 
     def __init__(self, num_hiddens, num_heads, dropout, use_bias=False, **kwargs):
         super().__init__(**kwargs)
@@ -73,11 +126,16 @@ class MultiHeadAttention(nn.HybridBlock):
 
 
 class PositionWiseFFN(nn.HybridBlock):
-    """Position-wise feed-forward network: Dense-ReLU-Dense on the last axis."""
+    """Position-wise feed-forward network on the last axis: Dense-``activation``-Dense.
 
-    def __init__(self, ffn_num_hiddens, ffn_num_outputs, in_units=0, **kwargs):
+    (batch, seq, in_units) -> (batch, seq, ffn_num_outputs); ``activation`` as in
+    :func:`dense_act` (d2l: ReLU; HF ``BertIntermediate``/``BertOutput``: GELU).
+    """
+
+    def __init__(self, ffn_num_hiddens, ffn_num_outputs, in_units=0, activation='relu',
+                 **kwargs):
         super().__init__(**kwargs)
-        self.dense1 = nn.Dense(ffn_num_hiddens, flatten=False, activation='relu', in_units=in_units)
+        self.dense1 = dense_act(ffn_num_hiddens, activation, in_units)
         self.dense2 = nn.Dense(ffn_num_outputs, flatten=False, in_units=ffn_num_hiddens)
 
     def hybrid_forward(self, F, X):
@@ -85,27 +143,35 @@ class PositionWiseFFN(nn.HybridBlock):
 
 
 class AddNorm(nn.HybridBlock):
-    """Residual connection then layer normalization (post-LN)."""
+    """Residual connection then layer normalization (post-LN): ``LN(dropout(Y) + X)``.
 
-    def __init__(self, dropout, num_hiddens=0, **kwargs):
+    ``layer_norm_eps`` is the LayerNorm's epsilon (Gluon's 1e-5 by default; HF 1e-12).
+    """
+
+    def __init__(self, dropout, num_hiddens=0, layer_norm_eps=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.ln = nn.LayerNorm(in_channels=num_hiddens)
+        self.ln = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=num_hiddens)
 
     def hybrid_forward(self, F, X, Y):
         return self.ln(self.dropout(Y) + X)
 
 
 class TransformerEncoderBlock(nn.HybridBlock):
-    """One post-LN Transformer encoder block."""
+    """One post-LN Transformer encoder block: (batch, seq, hidden) -> (batch, seq, hidden).
+
+    HF ``BertLayer``: attention, AddNorm, FFN, AddNorm. ``attention_dropout`` (default
+    ``dropout``) acts on the attention weights, ``dropout`` before each residual sum.
+    """
 
     def __init__(self, num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias=False,
-                 **kwargs):
+                 activation='relu', layer_norm_eps=1e-5, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
-        self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias)
-        self.addnorm1 = AddNorm(dropout, num_hiddens)
-        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens)
-        self.addnorm2 = AddNorm(dropout, num_hiddens)
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        self.attention = MultiHeadAttention(num_hiddens, num_heads, attention_dropout, use_bias)
+        self.addnorm1 = AddNorm(dropout, num_hiddens, layer_norm_eps)
+        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens, activation)
+        self.addnorm2 = AddNorm(dropout, num_hiddens, layer_norm_eps)
 
     def hybrid_forward(self, F, X, valid_lens):
         Y = self.addnorm1(X, self.attention(X, X, X, valid_lens))
@@ -113,37 +179,59 @@ class TransformerEncoderBlock(nn.HybridBlock):
 
 
 class BERTEncoder(nn.HybridBlock):
-    """Token + segment + learned position embeddings, then ``num_blks`` encoder blocks."""
+    """Token + segment + learned position embeddings, then ``num_blks`` encoder blocks.
+
+    Inputs: ``tokens``, ``segments`` (batch, seq) ints, ``valid_lens`` (batch,) or None
+    (keys at positions >= valid_len are ignored: right padding). Output: (batch, seq, hidden).
+    With ``embedding_norm`` the embedding sum goes through LayerNorm then dropout (HF
+    ``BertEmbeddings``); the book adds no such layer. Other switches: module docstring.
+    """
 
     def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks,
-                 dropout, max_len=1000, **kwargs):
+                 dropout, max_len=1000, *, activation='relu', embedding_norm=False,
+                 layer_norm_eps=1e-5, type_vocab_size=2, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
         self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
-        self.segment_embedding = nn.Embedding(2, num_hiddens)
+        self.segment_embedding = nn.Embedding(type_vocab_size, num_hiddens)
+        if embedding_norm:  # only then: the book's parameter names stay as they are
+            self.embedding_ln = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=num_hiddens)
+            self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_norm = embedding_norm
         self.blks = nn.HybridSequential()
         for _ in range(num_blks):
             self.blks.add(TransformerEncoderBlock(
-                num_hiddens, ffn_num_hiddens, num_heads, dropout, True))
+                num_hiddens, ffn_num_hiddens, num_heads, dropout, True, activation,
+                layer_norm_eps, attention_dropout))
+        # (1, max_len, hidden): HF's position_embeddings.weight (max_len, hidden) with a batch axis
         self.pos_embedding = self.params.get('pos_embedding', shape=(1, max_len, num_hiddens))
 
     def hybrid_forward(self, F, tokens, segments, valid_lens, pos_embedding):
         # (batch, seq) -> (batch, seq, hidden) for every embedding below
         X = self.token_embedding(tokens) + self.segment_embedding(segments)
         positions = F.npx.arange_like(tokens, axis=1).astype('int32')
+        # (1, max_len, hidden) -> (1, seq, hidden), broadcast over the batch
         X = X + F.np.take(pos_embedding, positions, axis=1)
+        if self.embedding_norm:
+            X = self.embedding_dropout(self.embedding_ln(X))
         for blk in self.blks:
             X = blk(X, valid_lens)
         return X
 
 
 class MaskLM(nn.HybridBlock):
-    """Masked-language-model head: predicts the tokens at ``pred_positions``."""
+    """Masked-language-model head: predicts the tokens at ``pred_positions``.
 
-    def __init__(self, vocab_size, num_hiddens, **kwargs):
+    ``mlp`` = Dense-``activation``, LayerNorm(``layer_norm_eps``), Dense(vocab): d2l's head,
+    and HF's ``cls.predictions`` (transform, then the decoder, untied here).
+    Inputs: X (batch, seq, hidden), pred_positions (batch, num_preds) -> (batch, num_preds, vocab).
+    """
+
+    def __init__(self, vocab_size, num_hiddens, activation='relu', layer_norm_eps=1e-5,
+                 **kwargs):
         super().__init__(**kwargs)
         self.mlp = nn.HybridSequential()
-        self.mlp.add(nn.Dense(num_hiddens, flatten=False, activation='relu', in_units=num_hiddens))
-        self.mlp.add(nn.LayerNorm(in_channels=num_hiddens))
+        self.mlp.add(dense_act(num_hiddens, activation, num_hiddens))
+        self.mlp.add(nn.LayerNorm(epsilon=layer_norm_eps, in_channels=num_hiddens))
         self.mlp.add(nn.Dense(vocab_size, flatten=False, in_units=num_hiddens))
 
     def hybrid_forward(self, F, X, pred_positions):
@@ -168,15 +256,32 @@ class NextSentencePred(nn.HybridBlock):
 
 
 class BERTModel(nn.HybridBlock):
-    """BERT: encoder, the ``hidden`` Dense-tanh on ``<cls>``, and the MLM and NSP heads."""
+    """BERT: encoder, the ``hidden`` Dense-tanh on ``<cls>``, and the MLM and NSP heads.
+
+    Positional arguments are d2l's; the keyword-only switches (:data:`ARCH_KEYS`, defaults
+    :data:`ARCH_DEFAULTS` = the book's model) are described in the module docstring.
+    ``hidden`` is HF's pooler (``pooler.dense`` + tanh on position 0); ``arch`` holds the switches.
+
+    Returns ``(encoded (batch, seq, hidden), mlm (batch, num_preds, vocab) or None,
+    nsp (batch, 2))`` from ``tokens, segments`` (batch, seq), ``valid_lens`` (batch,)
+    and ``pred_positions`` (batch, num_preds).
+    """
 
     def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks,
-                 dropout, max_len=1000, **kwargs):
+                 dropout, max_len=1000, *, activation='relu', embedding_norm=False,
+                 layer_norm_eps=1e-5, type_vocab_size=2, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
+        # the switches as given, for whoever saves the model's config (no parameters)
+        self.arch = dict(activation=activation, embedding_norm=embedding_norm,
+                         layer_norm_eps=layer_norm_eps, type_vocab_size=type_vocab_size,
+                         attention_dropout=attention_dropout)
         self.encoder = BERTEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
-                                   num_blks, dropout, max_len)
+                                   num_blks, dropout, max_len, activation=activation,
+                                   embedding_norm=embedding_norm, layer_norm_eps=layer_norm_eps,
+                                   type_vocab_size=type_vocab_size,
+                                   attention_dropout=attention_dropout)
         self.hidden = nn.Dense(num_hiddens, activation='tanh', in_units=num_hiddens)
-        self.mlm = MaskLM(vocab_size, num_hiddens)
+        self.mlm = MaskLM(vocab_size, num_hiddens, activation, layer_norm_eps)
         self.nsp = NextSentencePred(num_hiddens)
 
     def hybrid_forward(self, F, tokens, segments, valid_lens=None, pred_positions=None):

@@ -9,6 +9,7 @@ from mxnet import np
 from . import pretrained, storage
 from .data.batching import make_iter
 from .data.snli import LABELS, encode_pairs
+from .data.wordpiece import WordPiece
 from .devices import default_devices
 from .errors import PretrainedError
 from .tasks import task_from_config
@@ -40,7 +41,10 @@ def read_saved_model(path):
 
 
 def load_vocab(path):
-    """The vocabulary of a model folder: ``vocab.json`` (the book's word vocabulary)."""
+    """The vocabulary of a model folder: ``vocab.json`` (the book's word vocabulary), or the
+    WordPiece tokenizer of a Hugging Face model (``tokenizer.json`` / ``vocab.txt``)."""
+    if any(os.path.isfile(os.path.join(path, n)) for n in ('tokenizer.json', 'vocab.txt')):
+        return WordPiece.from_folder(path)
     where = os.path.join(path, 'vocab.json')
     if not os.path.isfile(where):
         raise PretrainedError(f'{path}: not a saved model (no vocab.json)')

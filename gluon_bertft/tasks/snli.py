@@ -4,14 +4,17 @@ The book's reader (:func:`~gluon_bertft.data.snli.read_snli`: pairs labelled ``-
 entailment 0 / contradiction 1 / neutral 2), the book's ``SNLIBERTDataset`` arrays (lower-cased
 whitespace tokens, the book's truncation) and ``BERTClassifier`` with three outputs.
 """
+import numpy as onp
 from mxnet import gluon
 
+from ..data import tsv
 from ..data.snli import LABELS, SNLIBERTDataset, read_snli
 from ..data.tokenize import basic
+from ..data.wordpiece import WordPieceTextDataset
 from ..errors import DataError
 from ..heads import BERTClassifier
 from ..train import num_correct
-from .base import ClassifierMixin, Task
+from .base import ClassifierMixin, Task, is_wordpiece
 
 
 class SNLITask(ClassifierMixin, Task):
@@ -35,9 +38,15 @@ class SNLITask(ClassifierMixin, Task):
         return [row[2] for row in rows]
 
     def encode(self, rows, vocab, train=False, log=print):
-        premises, hypotheses, labels = (list(column) for column in zip(*rows))
-        return SNLIBERTDataset((premises, hypotheses, [max(0, y) for y in labels]),
-                               self.max_len, vocab)
+        premises, hypotheses, labels = (list(column) for column in list(zip(*rows))[:3])
+        labels = [max(0, y) for y in labels]
+        if is_wordpiece(vocab):  # a Hugging Face model: its WordPiece, HF's pair truncation
+            pairs = [tsv.Row((p, h), None, None) for p, h in zip(premises, hypotheses)]
+            return WordPieceTextDataset(pairs, vocab, self.max_len,
+                                        onp.asarray(labels, dtype=onp.float32))
+        if len(rows[0]) > 3:  # raw input: split off punctuation as SNLI's text is
+            premises, hypotheses = ([' '.join(basic(t)) for t in texts] for texts in (premises, hypotheses))
+        return SNLIBERTDataset((premises, hypotheses, labels), self.max_len, vocab)
 
     def head(self, bert):
         return BERTClassifier(bert, 3)
@@ -46,4 +55,4 @@ class SNLITask(ClassifierMixin, Task):
         premise, hypothesis = inputs.get('premise'), inputs.get('hypothesis')
         if not (premise and hypothesis):
             raise DataError('snli: give --premise and --hypothesis')
-        return [(' '.join(basic(premise)), ' '.join(basic(hypothesis)), -1)]
+        return [(premise, hypothesis, -1, 'raw')]

@@ -6,9 +6,10 @@ from .. import metrics
 from ..data import conll
 from ..data.tagging import TaggingDataset
 from ..data.tokenize import get_tokenizer
+from ..data.wordpiece import WordPieceTaggingDataset
 from ..errors import DataError
 from ..heads import BERTTagger
-from .base import Task, softmax
+from .base import Task, is_wordpiece, softmax
 
 
 def token_loss(y_hat, y):
@@ -47,6 +48,8 @@ class TagTask(Task):
         return [' '.join(p for w in s.words for p in tokenize(w)) for s in sentences]
 
     def encode(self, sentences, vocab, train=False, log=print):
+        if is_wordpiece(vocab):
+            return WordPieceTaggingDataset(sentences, vocab, self.config['labels'], self.max_len, log)
         return TaggingDataset(sentences, vocab, self.config['labels'], self.max_len,
                               self.config['tokenizer'], log)
 

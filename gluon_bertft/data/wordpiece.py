@@ -1,0 +1,423 @@
+"""WordPiece inputs (Hugging Face BERT checkpoints) through the ``tokenizers`` library.
+
+The arrays are the ones the book's datasets produce (int32 ``(n, max_len)`` token ids padded
+on the right with the pad id, int32 segments, float32 ``(n,)`` valid lengths), with the ids of
+transformers' ``BertTokenizerFast(a, b, truncation=True, max_length=max_len)``. The library's
+own padding and truncation are switched off; both are done here, so they are exact:
+
+- a single text is ``[CLS] a [SEP]``, cut to ``max_len - 2`` pieces;
+- a pair is ``[CLS] a [SEP] b [SEP]``, segment 1 on ``b`` and its ``[SEP]``, cut to
+  ``max_len - 3`` pieces by ``longest_first``: the shorter text is kept whole if it fits in
+  half the room, else each gets half and the longer one the odd piece; on a tie the *second*
+  keeps the odd piece (the book's ``snli.truncated_lengths`` gives it to the first).
+
+Offsets are character offsets in the original text (accents stripped and case folded by the
+normalizer still map back to the original characters), so QA answers decode to the passage's
+own text through ``qa.span_text``.
+"""
+import json
+import os
+
+import numpy as onp
+from tokenizers import (BertWordPieceTokenizer, Tokenizer, decoders, models, normalizers,
+                        pre_tokenizers, processors)
+
+from .qa import answer_tokens, window_starts
+from .snli import DataError, truncated_lengths
+
+IGNORE = -1  # the label of positions the loss and the metric skip (as in tagging.py)
+SPECIALS = {'cls_token': '[CLS]', 'sep_token': '[SEP]', 'pad_token': '[PAD]',
+            'unk_token': '[UNK]', 'mask_token': '[MASK]'}
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding='utf-8-sig') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{path}: invalid JSON at line {e.lineno}: {e.msg}') from None
+
+
+def _token(value):
+    """A special token's text from a config value: a string or ``{"content": ...}``."""
+    return value.get('content') if isinstance(value, dict) else value
+
+
+class WordPiece:
+    """A BERT WordPiece tokenizer (a ``tokenizers.Tokenizer``) with a d2l-Vocab-like face.
+
+    Parameters
+    ----------
+    tokenizer : tokenizers.Tokenizer
+        Its model must be WordPiece; it is copied. As transformers' ``BertTokenizer`` does,
+        the normalizer, pre-tokenizer, post-processor and decoder are set to BERT's from the
+        flags below, and padding and truncation are switched off.
+    lowercase, strip_accents, tokenize_chinese_chars : bool, bool or None, bool
+        ``BertNormalizer`` flags (``strip_accents=None`` follows ``lowercase``).
+    special_tokens : dict, optional
+        ``{'cls_token': '[CLS]', ...}`` overriding :data:`SPECIALS`.
+
+    Attributes: ``tokenizer``, ``vocab_size``, ``idx_to_token`` (list), ``token_to_idx``
+    (dict), the flags, ``special_tokens``, ``cls_id``, ``sep_id``, ``pad_id``, ``unk_id``, ``mask_id``.
+    """
+
+    def __init__(self, tokenizer, lowercase=True, strip_accents=None, tokenize_chinese_chars=True,
+                 special_tokens=None):
+        tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        if not isinstance(tokenizer.model, models.WordPiece):
+            raise ValueError(f'not a WordPiece tokenizer (its model is '
+                             f'{type(tokenizer.model).__name__})')
+        self.lowercase, self.strip_accents = bool(lowercase), strip_accents
+        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
+        self.special_tokens = dict(SPECIALS, **(special_tokens or {}))
+        self.token_to_idx = tokenizer.get_vocab(with_added_tokens=True)
+        self.idx_to_token = [None] * len(self.token_to_idx)
+        for token, i in self.token_to_idx.items():
+            if i >= len(self.idx_to_token):
+                raise ValueError(f'token ids are not 0..{len(self.idx_to_token) - 1}: '
+                                 f'{token!r} has id {i}')
+            self.idx_to_token[i] = token
+        for name, token in self.special_tokens.items():
+            if token not in self.token_to_idx:
+                raise ValueError(f'the vocabulary has no {name} {token!r}')
+            setattr(self, name[:-len('_token')] + '_id', self.token_to_idx[token])
+        cls, sep = self.special_tokens['cls_token'], self.special_tokens['sep_token']
+        tokenizer.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=self.tokenize_chinese_chars,
+            strip_accents=strip_accents, lowercase=self.lowercase)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece(prefix='##')
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f'{cls}:0 $A:0 {sep}:0', pair=f'{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1',
+            special_tokens=[(cls, self.cls_id), (sep, self.sep_id)])
+        tokenizer.add_special_tokens(list(self.special_tokens.values()))  # found in raw text
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self.tokenizer = tokenizer
+        self.vocab_size = len(self.idx_to_token)
+
+    @classmethod
+    def from_folder(cls, path):
+        """The tokenizer of a Hugging Face model folder, read as ``BertTokenizerFast`` reads it.
+
+        ``tokenizer.json`` if present, else ``vocab.txt``; ``tokenizer_config.json`` gives
+        ``do_lower_case`` (default True, and it wins over ``tokenizer.json``'s normalizer, as in
+        transformers), ``strip_accents``, ``tokenize_chinese_chars`` and the special tokens
+        (also read from ``special_tokens_map.json``).
+        """
+        config = _read_json(os.path.join(path, 'tokenizer_config.json'))
+        special = {**_read_json(os.path.join(path, 'special_tokens_map.json')), **config}
+        special = {k: _token(special[k]) for k in SPECIALS if _token(special.get(k))}
+        flags = dict(lowercase=config.get('do_lower_case', True),
+                     strip_accents=config.get('strip_accents'),
+                     tokenize_chinese_chars=config.get('tokenize_chinese_chars', True))
+        if os.path.exists(os.path.join(path, 'tokenizer.json')):
+            tokenizer = Tokenizer.from_file(os.path.join(path, 'tokenizer.json'))
+        elif os.path.exists(os.path.join(path, 'vocab.txt')):
+            names = dict(SPECIALS, **special)
+            tokenizer = Tokenizer.from_str(BertWordPieceTokenizer(
+                os.path.join(path, 'vocab.txt'), lowercase=flags['lowercase'],
+                strip_accents=flags['strip_accents'],
+                handle_chinese_chars=flags['tokenize_chinese_chars'], **names).to_str())
+        else:
+            raise FileNotFoundError(f'{path}: no tokenizer.json or vocab.txt')
+        return cls(tokenizer, special_tokens=special, **flags)
+
+    def save(self, folder):
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``vocab.txt`` to ``folder``
+        (which :meth:`from_folder` and transformers both read back to the same ids)."""
+        os.makedirs(folder, exist_ok=True)
+        self.tokenizer.save(os.path.join(folder, 'tokenizer.json'))
+        config = dict(self.special_tokens, do_lower_case=self.lowercase,
+                      strip_accents=self.strip_accents,
+                      tokenize_chinese_chars=self.tokenize_chinese_chars,
+                      tokenizer_class='BertTokenizer')
+        with open(os.path.join(folder, 'tokenizer_config.json'), 'w', encoding='utf-8') as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+        with open(os.path.join(folder, 'vocab.txt'), 'w', encoding='utf-8') as f:
+            f.writelines(token + '\n' for token in self.idx_to_token)
+
+    def __len__(self):
+        return self.vocab_size
+
+    def __getitem__(self, tokens):
+        """Id of a token (``unk_id`` if unknown), or the list of ids of a list or tuple."""
+        if not isinstance(tokens, (list, tuple)):
+            return self.token_to_idx.get(tokens, self.unk_id)
+        return [self[t] for t in tokens]
+
+    def to_tokens(self, indices):
+        """Token of an id, or the list of tokens of a sequence of ids."""
+        if hasattr(indices, '__len__'):
+            return [self.idx_to_token[int(i)] for i in indices]
+        return self.idx_to_token[int(indices)]
+
+    def tokenize(self, text):
+        """The WordPiece tokens of ``text``, without ``[CLS]``/``[SEP]``."""
+        return self.tokenizer.encode(text, add_special_tokens=False).tokens
+
+    def encode_batch(self, items, **kwargs):
+        """``tokenizers.Encoding`` s of ``items`` without special tokens (``ids``, ``offsets``,
+        ``word_ids``; keyword arguments go to ``Tokenizer.encode_batch``)."""
+        return self.tokenizer.encode_batch(items, add_special_tokens=False, **kwargs)
+
+
+def longest_first_lengths(len_a, len_b, budget):
+    """Lengths that ``tokenizers``' ``longest_first`` truncation (transformers' default) keeps.
+
+    Parameters
+    ----------
+    len_a, len_b : array-like of int, shape (n,)
+        Piece counts of the first and second texts.
+    budget : int
+        Room for both (``max_len - 3``).
+
+    Returns
+    -------
+    a, b : int64 arrays, shape (n,)
+        The shorter text stays whole if it takes at most half the budget, else each side gets
+        ``budget // 2`` and the longer one the odd piece; on a tie the second gets it.
+    """
+    len_a, len_b = onp.asarray(len_a, dtype=onp.int64), onp.asarray(len_b, dtype=onp.int64)
+    over = len_a + len_b > budget
+    a_short = len_a <= len_b  # no swap on ties: the first is "the shorter"
+    short = onp.minimum(len_a, len_b)
+    new_short = onp.where(2 * short <= budget, short, budget // 2)
+    new_long = budget - new_short
+    a = onp.where(over, onp.where(a_short, new_short, new_long), len_a)
+    b = onp.where(over, onp.where(a_short, new_long, new_short), len_b)
+    return a, b
+
+
+TRUNCATIONS = {'longest_first': longest_first_lengths, 'book': truncated_lengths}
+
+
+def encode_texts(wp, texts, max_len, truncation='longest_first'):
+    """BERT inputs of single texts or pairs of raw strings.
+
+    Parameters
+    ----------
+    wp : WordPiece
+    texts : list of 1-tuples or 2-tuples of str
+        All single texts or all pairs (e.g. ``(premise, hypothesis)`` for SNLI).
+    max_len : int
+    truncation : {'longest_first', 'book'}
+        Pair truncation: transformers' (the default), or the book's tie rule
+        (``snli.truncated_lengths``: the first text keeps the odd piece).
+
+    Returns
+    -------
+    tokens, segments : int32 arrays, shape (n, max_len)
+    valid_lens : float32 array, shape (n,)
+    """
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f'truncation={truncation!r}: choose from {", ".join(TRUNCATIONS)}')
+    arity = {len(t) for t in texts}
+    if len(arity) > 1 or arity - {1, 2}:
+        raise ValueError(f'texts must be all 1-tuples or all 2-tuples, got sizes {sorted(arity)}')
+    pair = arity == {2}
+    if max_len < 2 + pair:
+        raise ValueError(f'max_len={max_len}: needs at least {2 + pair} positions for the '
+                         f'special tokens')
+    n = len(texts)
+    first = [e.ids for e in wp.encode_batch([t[0] for t in texts])]
+    second = [e.ids for e in wp.encode_batch([t[1] for t in texts])] if pair else [[]] * n
+    len_a = onp.array([len(x) for x in first], dtype=onp.int64)
+    len_b = onp.array([len(x) for x in second], dtype=onp.int64)
+    if pair:
+        a, b = TRUNCATIONS[truncation](len_a, len_b, max_len - 3)
+    else:
+        a, b = onp.minimum(len_a, max_len - 2), onp.zeros(n, dtype=onp.int64)
+    tokens = onp.full((n, max_len), wp.pad_id, dtype=onp.int32)
+    tokens[:, 0] = wp.cls_id
+    for i in range(n):
+        tokens[i, 1:1 + a[i]] = first[i][:a[i]]
+        tokens[i, 1 + a[i]] = wp.sep_id
+        if pair:
+            tokens[i, 2 + a[i]:2 + a[i] + b[i]] = second[i][:b[i]]
+            tokens[i, 2 + a[i] + b[i]] = wp.sep_id
+    valid_lens = a + b + 2 + pair
+    positions = onp.arange(max_len)
+    segments = onp.zeros((n, max_len), dtype=onp.int32)
+    if pair:
+        segments[(positions >= (a + 2)[:, None]) & (positions < valid_lens[:, None])] = 1
+    return tokens, segments, valid_lens.astype(onp.float32)
+
+
+def encode_words(wp, sentences_words, max_len):
+    """BERT inputs of pre-tokenized sentences (CoNLL words), with where each word starts.
+
+    Each word is split by BERT's pre-tokenizer and WordPiece (``is_pretokenized=True``); a word
+    that normalizes to nothing (e.g. a zero-width space) gets one ``[UNK]`` so that every word
+    has a position. Words are kept while their pieces fit in ``max_len - 2``; the rest are cut
+    whole (a word's pieces are never split), as in ``tagging.TaggingDataset``.
+
+    Returns
+    -------
+    tokens, segments : int32 arrays, shape (n, max_len)
+        ``[CLS] pieces [SEP] [PAD]...``; segments all 0.
+    valid_lens : float32 array, shape (n,)
+    word_starts : list of n int64 arrays, shape (num_kept[i],)
+        Position of each kept word's first piece.
+    num_kept : int64 array, shape (n,)
+    """
+    if max_len < 3:
+        raise ValueError(f'max_len={max_len}: needs [CLS], one word and [SEP]')
+    n = len(sentences_words)
+    tokens = onp.full((n, max_len), wp.pad_id, dtype=onp.int32)
+    valid_lens = onp.zeros(n, dtype=onp.float32)
+    num_kept = onp.zeros(n, dtype=onp.int64)
+    word_starts = []
+    encodings = wp.encode_batch([list(words) for words in sentences_words], is_pretokenized=True)
+    for i, (words, enc) in enumerate(zip(sentences_words, encodings)):
+        ids = onp.array(enc.ids, dtype=onp.int64)
+        word_ids = onp.array(enc.word_ids, dtype=onp.int64)
+        counts = onp.bincount(word_ids, minlength=len(words))[:len(words)]
+        begins = onp.cumsum(counts) - counts  # first piece of each word in ``ids``
+        sizes = onp.maximum(counts, 1)  # a word with no piece becomes [UNK]
+        ends = onp.cumsum(sizes)
+        k = int(onp.searchsorted(ends, max_len - 2, side='right'))
+        row = [wp.cls_id]
+        for j in range(k):
+            row.extend(ids[begins[j]:begins[j] + counts[j]] if counts[j] else [wp.unk_id])
+        row.append(wp.sep_id)
+        tokens[i, :len(row)] = row
+        valid_lens[i] = len(row)
+        num_kept[i] = k
+        word_starts.append((1 + ends[:k] - sizes[:k]).astype(onp.int64))
+    return tokens, onp.zeros_like(tokens), valid_lens, word_starts, num_kept
+
+
+class WordPieceTaggingDataset:
+    """``tagging.TaggingDataset`` through WordPiece: ``all_token_ids``, ``all_segments``,
+    ``valid_lens``, ``labels`` (float32 ``(n, max_len)``: the word's tag id on its first piece,
+    -1 on other pieces, specials and padding) and ``word_starts``.
+
+    ``sentences`` are ``conll.Sentence`` s (``words``, ``tags`` or None, ``path``, ``line``).
+    The first sentence cut is named by file and line through ``log``; an unknown tag of a kept
+    word raises :class:`DataError`.
+    """
+
+    def __init__(self, sentences, wp, tag_names, max_len, log=print):
+        tag_ids = {t: i for i, t in enumerate(tag_names)}
+        (self.all_token_ids, self.all_segments, self.valid_lens, self.word_starts,
+         num_kept) = encode_words(wp, [s.words for s in sentences], max_len)
+        self.labels = onp.full(self.all_token_ids.shape, IGNORE, dtype=onp.float32)
+        cut = []
+        for i, (sent, starts) in enumerate(zip(sentences, self.word_starts)):
+            if num_kept[i] < len(sent.words):
+                cut.append((sent, int(num_kept[i])))
+            if sent.tags is not None:
+                for j, position in enumerate(starts):
+                    self.labels[i, position] = self._tag_id(sent, j, tag_ids)
+        if cut:
+            sent, kept = cut[0]
+            log(f'warning: {len(cut)} sentence(s) longer than max_len={max_len} tokens were cut, '
+                f'e.g. {sent.path}:{sent.line} ({len(sent.words)} words, {kept} kept); the words '
+                f'cut off are predicted O')
+
+    @staticmethod
+    def _tag_id(sent, j, tag_ids):
+        tag = sent.tags[j]
+        if tag not in tag_ids:
+            raise DataError(f'{sent.path}:{sent.line + j}: tag {tag!r} is not one the model '
+                            f'knows ({", ".join(tag_ids)})')
+        return tag_ids[tag]
+
+    def __len__(self):
+        return len(self.valid_lens)
+
+
+class WordPieceTextDataset:
+    """``text.TextDataset`` through WordPiece: ``all_token_ids``, ``all_segments``,
+    ``valid_lens`` of the rows' ``texts`` (1- or 2-tuples), and the given ``labels``."""
+
+    def __init__(self, rows, wp, max_len, labels, truncation='longest_first'):
+        self.all_token_ids, self.all_segments, self.valid_lens = encode_texts(
+            wp, [row.texts for row in rows], max_len, truncation)
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.valid_lens)
+
+
+class WordPieceQADataset:
+    """``qa.QADataset`` through WordPiece: ``[CLS] question [SEP] passage window [SEP]``.
+
+    Parameters
+    ----------
+    questions : list of ``squad.Question`` (``question``, ``context``, ``answers``)
+    wp : WordPiece
+    max_len, stride : int
+        Windows of ``room = max_len - len(question) - 3`` passage pieces every ``stride``.
+    max_query_len : int
+        The question is cut to this many pieces.
+    train : bool
+        Keep only the windows that hold the whole first gold answer.
+
+    Attributes
+    ----------
+    all_token_ids, all_segments : int32 arrays, shape (w, max_len)
+    valid_lens : float32 array, shape (w,)
+    labels : tuple of two float32 arrays, shape (w,)
+        Start and end positions of the first gold answer (0, the ``[CLS]``, where it is not
+        in the window).
+    window_question, window_start, window_offset : int64 arrays, shape (w,)
+        The window's question, its first passage piece, and that piece's position.
+    spans : list of lists of (start, end)
+        ``spans[q][k]``: character offsets of passage piece ``k`` in the original passage, so
+        ``qa.span_text(context, spans[q], first, last)`` is the passage's own text.
+    """
+
+    def __init__(self, questions, wp, max_len, stride, max_query_len=64, train=False, log=print):
+        contexts = list(dict.fromkeys(q.context for q in questions))  # each passage once
+        encoded = dict(zip(contexts, wp.encode_batch(contexts)))
+        queries = wp.encode_batch([q.question for q in questions])
+        rows, meta, labels, self.spans, dropped = [], [], [], [], 0
+        for qi, q in enumerate(questions):
+            q_ids = queries[qi].ids[:max_query_len]
+            passage = encoded[q.context]
+            spans = [tuple(o) for o in passage.offsets]
+            self.spans.append(spans)
+            room = max_len - len(q_ids) - 3
+            if not 0 < stride <= room:
+                raise ValueError(f'max_len={max_len} leaves {room} passage tokens next to a '
+                                 f'{len(q_ids)}-token question: stride={stride} must be in 1..{room}')
+            target = None
+            if q.answers:
+                ans = q.answers[0]
+                target = answer_tokens([(None, s, e) for s, e in spans], ans.start,
+                                       ans.start + len(ans.text))
+            c_ids, offset = passage.ids, len(q_ids) + 2
+            kept = False
+            for start in window_starts(len(spans), room, stride):
+                end = min(start + room, len(spans))
+                inside = target is not None and start <= target[0] and target[1] < end
+                if train and not inside:
+                    continue
+                kept = True
+                rows.append([wp.cls_id] + q_ids + [wp.sep_id] + c_ids[start:end] + [wp.sep_id])
+                meta.append((qi, start, offset))
+                labels.append((target[0] - start + offset, target[1] - start + offset) if inside
+                              else (0, 0))
+            if train and not kept:
+                dropped += 1
+        if dropped:
+            log(f'{dropped} of {len(questions)} training questions dropped: their answer is in no '
+                f'window (answer longer than the window overlap, or no token in it)')
+        n = len(rows)
+        self.all_token_ids = onp.full((n, max_len), wp.pad_id, dtype=onp.int32)
+        self.all_segments = onp.zeros((n, max_len), dtype=onp.int32)
+        self.valid_lens = onp.array([len(r) for r in rows], dtype=onp.float32)
+        for w, (row, (_, _, offset)) in enumerate(zip(rows, meta)):
+            self.all_token_ids[w, :len(row)] = row
+            self.all_segments[w, offset:len(row)] = 1
+        self.window_question, self.window_start, self.window_offset = (
+            onp.array([m[k] for m in meta], dtype=onp.int64).reshape(n) for k in range(3))
+        positions = onp.array(labels, dtype=onp.float32).reshape(n, 2)
+        self.labels = (positions[:, 0].copy(), positions[:, 1].copy())
+
+    def __len__(self):
+        return len(self.valid_lens)

