@@ -26,37 +26,36 @@ def window_starts(num_tokens, room, stride):
     return starts
 
 
-class QADataset:
-    """Windows: ``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` = (start, end)
-    positions of the first gold answer (0 where it is not in the window); ``window_question`` / ``window_start`` / ``window_offset`` map a window back to
-    its question, first passage token, and the position of that token; ``spans[q]`` are the
-    passage tokens' character offsets."""
+class WindowedQA:
+    """Windows of encoded (question, passage) pairs: the arrays both tokenizations share.
 
-    def __init__(self, questions, vocab, max_len, stride, max_query_len=64, train=False, log=print):
-        idx, unk = vocab.token_to_idx, vocab.token_to_idx['<unk>']
-        ids_of = lambda tokens: [idx.get(t, unk) for t in tokens]
+    Attributes: ``all_token_ids``, ``all_segments`` (int32 ``(w, max_len)``), ``valid_lens``
+    (float32 ``(w,)``), ``labels`` = (start, end) float32 ``(w,)`` positions of the first gold
+    answer (0, the ``<cls>``, where it is not in the window); ``window_question`` /
+    ``window_start`` / ``window_offset`` (int64 ``(w,)``) map a window back to its question,
+    first passage token, and the position of that token; ``spans[q]`` are the passage tokens'
+    character offsets ``(start, end)`` in the passage.
+    """
+
+    def _build(self, encoded, max_len, stride, specials, train, log):
+        """``encoded``: per question ``(question ids, passage ids, spans, answer token range or
+        None)``; ``specials``: the ``(cls, sep, pad)`` ids."""
+        cls, sep, pad = specials
         rows, meta, labels, self.spans, dropped = [], [], [], [], 0
-        for qi, q in enumerate(questions):
-            q_ids = ids_of(basic(q.question)[:max_query_len])
-            spans = basic_spans(q.context)
-            self.spans.append([(s, e) for _, s, e in spans])
+        for qi, (q_ids, c_ids, spans, target) in enumerate(encoded):
+            self.spans.append(spans)
             room = max_len - len(q_ids) - 3
             if not 0 < stride <= room:
                 raise ValueError(f'max_len={max_len} leaves {room} passage tokens next to a '
                                  f'{len(q_ids)}-token question: stride={stride} must be in 1..{room}')
-            target = None
-            if q.answers:
-                ans = q.answers[0]
-                target = answer_tokens(spans, ans.start, ans.start + len(ans.text))
-            c_ids, offset = ids_of(t for t, _, _ in spans), len(q_ids) + 2
-            kept = False
+            offset, kept = len(q_ids) + 2, False
             for start in window_starts(len(spans), room, stride):
                 end = min(start + room, len(spans))
                 inside = target is not None and start <= target[0] and target[1] < end
                 if train and not inside:
                     continue
                 kept = True
-                rows.append([idx['<cls>']] + q_ids + [idx['<sep>']] + c_ids[start:end] + [idx['<sep>']])
+                rows.append([cls] + q_ids + [sep] + c_ids[start:end] + [sep])
                 meta.append((qi, start, offset))
                 # a window without the answer points at <cls>, which the head never chooses
                 labels.append((target[0] - start + offset, target[1] - start + offset) if inside
@@ -64,10 +63,10 @@ class QADataset:
             if train and not kept:
                 dropped += 1
         if dropped:
-            log(f'{dropped} of {len(questions)} training questions dropped: their answer is in no '
+            log(f'{dropped} of {len(encoded)} training questions dropped: their answer is in no '
                 f'window (answer longer than the window overlap, or no token in it)')
         n = len(rows)
-        self.all_token_ids = onp.full((n, max_len), idx['<pad>'], dtype=onp.int32)
+        self.all_token_ids = onp.full((n, max_len), pad, dtype=onp.int32)
         self.all_segments = onp.zeros((n, max_len), dtype=onp.int32)
         self.valid_lens = onp.array([len(r) for r in rows], dtype=onp.float32)
         for w, (row, (_, _, offset)) in enumerate(zip(rows, meta)):
@@ -80,6 +79,30 @@ class QADataset:
 
     def __len__(self):
         return len(self.valid_lens)
+
+
+def first_answer(question, spans):
+    """Token range of ``question``'s first gold answer over the passage ``spans``; None if none."""
+    if not question.answers:
+        return None
+    ans = question.answers[0]
+    return answer_tokens([(None, s, e) for s, e in spans], ans.start, ans.start + len(ans.text))
+
+
+class QADataset(WindowedQA):
+    """:class:`WindowedQA` of the book's word vocabulary: lower-cased words and punctuation
+    (:func:`~.tokenize.basic_spans`), the question cut to ``max_query_len`` tokens."""
+
+    def __init__(self, questions, vocab, max_len, stride, max_query_len=64, train=False, log=print):
+        idx, unk = vocab.token_to_idx, vocab.token_to_idx['<unk>']
+        ids_of = lambda tokens: [idx.get(t, unk) for t in tokens]
+        encoded = []
+        for q in questions:
+            tokens = basic_spans(q.context)
+            spans = [(s, e) for _, s, e in tokens]
+            encoded.append((ids_of(basic(q.question)[:max_query_len]),
+                            ids_of(t for t, _, _ in tokens), spans, first_answer(q, spans)))
+        self._build(encoded, max_len, stride, (idx['<cls>'], idx['<sep>'], idx['<pad>']), train, log)
 
 
 def best_spans(dataset, outputs, num_questions, max_answer_len=30):

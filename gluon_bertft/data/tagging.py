@@ -13,6 +13,26 @@ from .tokenize import get_tokenizer
 IGNORE = -1
 
 
+def tag_id(sent, j, tag_ids):
+    """The id of word ``j``'s tag (IGNORE for an untagged sentence); an unknown tag names its line."""
+    if sent.tags is None:
+        return IGNORE
+    tag = sent.tags[j]
+    if tag not in tag_ids:
+        raise DataError(f'{sent.path}:{sent.line + j}: tag {tag!r} is not one the model '
+                        f'knows ({", ".join(tag_ids)})')
+    return tag_ids[tag]
+
+
+def warn_cut(cut, max_len, log):
+    """Say how many sentences ``max_len`` cut, naming the first: ``cut`` = [(sentence, kept)]."""
+    if cut:
+        sent, kept = cut[0]
+        log(f'warning: {len(cut)} sentence(s) longer than max_len={max_len} tokens were cut, '
+            f'e.g. {sent.path}:{sent.line} ({len(sent.words)} words, {kept} kept); the words '
+            f'cut off are predicted O')
+
+
 class TaggingDataset:
     """``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` (``(n, max_len)``, -1 for
     ignored positions) and ``word_starts[i]``: the position of each kept word's first piece."""
@@ -37,7 +57,7 @@ class TaggingDataset:
                     cut.append((sent, j))
                     break
                 starts.append(len(ids))
-                labels += [self._tag_id(sent, j, tag_ids)] + [IGNORE] * (len(pieces) - 1)
+                labels += [tag_id(sent, j, tag_ids)] + [IGNORE] * (len(pieces) - 1)
                 ids += [idx.get(p, unk) for p in pieces]
             ids.append(idx['<sep>'])
             labels.append(IGNORE)
@@ -45,21 +65,7 @@ class TaggingDataset:
             self.labels[i, :len(labels)] = labels
             self.valid_lens[i] = len(ids)
             self.word_starts.append(onp.array(starts, dtype=onp.int64))
-        if cut:
-            sent, kept = cut[0]
-            log(f'warning: {len(cut)} sentence(s) longer than max_len={max_len} tokens were cut, '
-                f'e.g. {sent.path}:{sent.line} ({len(sent.words)} words, {kept} kept); the words '
-                f'cut off are predicted O')
-
-    @staticmethod
-    def _tag_id(sent, j, tag_ids):
-        if sent.tags is None:
-            return IGNORE
-        tag = sent.tags[j]
-        if tag not in tag_ids:
-            raise DataError(f'{sent.path}:{sent.line + j}: tag {tag!r} is not one the model '
-                            f'knows ({", ".join(tag_ids)})')
-        return tag_ids[tag]
+        warn_cut(cut, max_len, log)
 
     def __len__(self):
         return len(self.valid_lens)

@@ -22,10 +22,10 @@ import numpy as onp
 from tokenizers import (BertWordPieceTokenizer, Tokenizer, decoders, models, normalizers,
                         pre_tokenizers, processors)
 
-from .qa import answer_tokens, window_starts
-from .snli import DataError, truncated_lengths
+from .qa import WindowedQA, first_answer
+from .snli import truncated_lengths
+from .tagging import IGNORE, tag_id, warn_cut
 
-IGNORE = -1  # the label of positions the loss and the metric skip (as in tagging.py)
 SPECIALS = {'cls_token': '[CLS]', 'sep_token': '[SEP]', 'pad_token': '[PAD]',
             'unk_token': '[UNK]', 'mask_token': '[MASK]'}
 
@@ -309,22 +309,9 @@ class WordPieceTaggingDataset:
         for i, (sent, starts) in enumerate(zip(sentences, self.word_starts)):
             if num_kept[i] < len(sent.words):
                 cut.append((sent, int(num_kept[i])))
-            if sent.tags is not None:
-                for j, position in enumerate(starts):
-                    self.labels[i, position] = self._tag_id(sent, j, tag_ids)
-        if cut:
-            sent, kept = cut[0]
-            log(f'warning: {len(cut)} sentence(s) longer than max_len={max_len} tokens were cut, '
-                f'e.g. {sent.path}:{sent.line} ({len(sent.words)} words, {kept} kept); the words '
-                f'cut off are predicted O')
-
-    @staticmethod
-    def _tag_id(sent, j, tag_ids):
-        tag = sent.tags[j]
-        if tag not in tag_ids:
-            raise DataError(f'{sent.path}:{sent.line + j}: tag {tag!r} is not one the model '
-                            f'knows ({", ".join(tag_ids)})')
-        return tag_ids[tag]
+            for j, position in enumerate(starts):
+                self.labels[i, position] = tag_id(sent, j, tag_ids)
+        warn_cut(cut, max_len, log)
 
     def __len__(self):
         return len(self.valid_lens)
@@ -343,7 +330,7 @@ class WordPieceTextDataset:
         return len(self.valid_lens)
 
 
-class WordPieceQADataset:
+class WordPieceQADataset(WindowedQA):
     """``qa.QADataset`` through WordPiece: ``[CLS] question [SEP] passage window [SEP]``.
 
     Parameters
@@ -373,51 +360,11 @@ class WordPieceQADataset:
 
     def __init__(self, questions, wp, max_len, stride, max_query_len=64, train=False, log=print):
         contexts = list(dict.fromkeys(q.context for q in questions))  # each passage once
-        encoded = dict(zip(contexts, wp.encode_batch(contexts)))
+        passages = dict(zip(contexts, wp.encode_batch(contexts)))
         queries = wp.encode_batch([q.question for q in questions])
-        rows, meta, labels, self.spans, dropped = [], [], [], [], 0
-        for qi, q in enumerate(questions):
-            q_ids = queries[qi].ids[:max_query_len]
-            passage = encoded[q.context]
+        encoded = []
+        for q, query in zip(questions, queries):
+            passage = passages[q.context]
             spans = [tuple(o) for o in passage.offsets]
-            self.spans.append(spans)
-            room = max_len - len(q_ids) - 3
-            if not 0 < stride <= room:
-                raise ValueError(f'max_len={max_len} leaves {room} passage tokens next to a '
-                                 f'{len(q_ids)}-token question: stride={stride} must be in 1..{room}')
-            target = None
-            if q.answers:
-                ans = q.answers[0]
-                target = answer_tokens([(None, s, e) for s, e in spans], ans.start,
-                                       ans.start + len(ans.text))
-            c_ids, offset = passage.ids, len(q_ids) + 2
-            kept = False
-            for start in window_starts(len(spans), room, stride):
-                end = min(start + room, len(spans))
-                inside = target is not None and start <= target[0] and target[1] < end
-                if train and not inside:
-                    continue
-                kept = True
-                rows.append([wp.cls_id] + q_ids + [wp.sep_id] + c_ids[start:end] + [wp.sep_id])
-                meta.append((qi, start, offset))
-                labels.append((target[0] - start + offset, target[1] - start + offset) if inside
-                              else (0, 0))
-            if train and not kept:
-                dropped += 1
-        if dropped:
-            log(f'{dropped} of {len(questions)} training questions dropped: their answer is in no '
-                f'window (answer longer than the window overlap, or no token in it)')
-        n = len(rows)
-        self.all_token_ids = onp.full((n, max_len), wp.pad_id, dtype=onp.int32)
-        self.all_segments = onp.zeros((n, max_len), dtype=onp.int32)
-        self.valid_lens = onp.array([len(r) for r in rows], dtype=onp.float32)
-        for w, (row, (_, _, offset)) in enumerate(zip(rows, meta)):
-            self.all_token_ids[w, :len(row)] = row
-            self.all_segments[w, offset:len(row)] = 1
-        self.window_question, self.window_start, self.window_offset = (
-            onp.array([m[k] for m in meta], dtype=onp.int64).reshape(n) for k in range(3))
-        positions = onp.array(labels, dtype=onp.float32).reshape(n, 2)
-        self.labels = (positions[:, 0].copy(), positions[:, 1].copy())
-
-    def __len__(self):
-        return len(self.valid_lens)
+            encoded.append((query.ids[:max_query_len], passage.ids, spans, first_answer(q, spans)))
+        self._build(encoded, max_len, stride, (wp.cls_id, wp.sep_id, wp.pad_id), train, log)
