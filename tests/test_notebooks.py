@@ -1,11 +1,14 @@
-"""Execute every notebook in notebooks/ top to bottom (FAST mode) and check what it printed.
+"""Execute every notebook in notebooks/ top to bottom (FAST mode) and check what it computed.
 
-Each ``notebooks/*.ipynb`` is run in a fresh ``python3`` kernel (the interpreter running
-pytest) with ``GLUON_BERTFT_FAST=1`` and the repository root as working directory and on
-``PYTHONPATH``. A notebook passes when no cell raises; notebooks listed in ``CHECKS`` also
-have their outputs checked. Cells are found by their metadata tags.
+Each ``notebooks/*.ipynb`` runs in a fresh ``python3`` kernel with ``GLUON_BERTFT_FAST=1``, in
+``notebooks/`` as Jupyter runs it, with the repository on ``PYTHONPATH``. A notebook passes when
+no cell raises and its check (``CHECKS``, one per notebook) accepts the outputs of the cells it
+finds by their metadata tags. The SNLI notebook needs only ``data/``; the others read
+``../shared/data`` and are skipped where it is absent.
 """
+import ast
 import glob
+import json
 import math
 import os
 import re
@@ -19,24 +22,78 @@ pytest.importorskip('ipykernel')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, 'notebooks', '*.ipynb')))
-LABELS = ('entailment', 'contradiction', 'neutral')
+SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+SNLI_LABELS = ('entailment', 'contradiction', 'neutral')
+NUMBER = r'(-?[\d.]+|nan|-?inf)'
 
 
 def cell_text(cell):
-    """Everything a code cell printed or displayed as text."""
+    """Everything a code cell printed (stdout) or displayed as text."""
     parts = []
     for out in cell.get('outputs', []):
-        if out.output_type == 'stream':
+        if out.output_type == 'stream' and out.name == 'stdout':
             parts.append(out.text)
         elif out.output_type in ('execute_result', 'display_data'):
             parts.append(out.get('data', {}).get('text/plain', ''))
     return ''.join(parts)
 
 
-def tagged(nb, tag):
+def tagged_cell(nb, tag):
     cells = [c for c in nb.cells if c.cell_type == 'code' and tag in c.metadata.get('tags', [])]
     assert len(cells) == 1, f'expected one code cell tagged {tag!r}, found {len(cells)}'
-    return cell_text(cells[0])
+    return cells[0]
+
+
+def tagged(nb, tag):
+    return cell_text(tagged_cell(nb, tag))
+
+
+def displays(nb, tag, mime):
+    """Whether the cell tagged ``tag`` displayed data of type ``mime``."""
+    return any(o.output_type in ('display_data', 'execute_result') and mime in o.get('data', {})
+               for o in tagged_cell(nb, tag).get('outputs', []))
+
+
+def number(text, lo=-math.inf, hi=math.inf):
+    x = float(text)
+    assert math.isfinite(x) and lo <= x <= hi, f'{text} is not a number in [{lo}, {hi}]'
+    return x
+
+
+def metrics(line):
+    """``{name: value}`` of a line of :func:`gluon_bertft.metrics.format_metrics`."""
+    pairs = [item.rsplit(' ', 1) for item in line.strip().split(', ')]
+    assert pairs and all(len(p) == 2 for p in pairs), line
+    return {name: number(value) for name, value in pairs}
+
+
+def check_setup_line(nb):
+    text = cell_text(next(c for c in nb.cells if c.cell_type == 'code'))
+    assert re.search(r'^gluon_bertft from .+; devices \[.+\], .+ OpenMP threads; FAST mode: True; '
+                     r'BERT: \S+$', text, re.M), text
+
+
+def check_epochs(text):
+    """The loop's per-epoch lines (the book's) and the speed line."""
+    epochs = re.findall(rf'^epoch (\d+)/(\d+): loss {NUMBER}, train acc {NUMBER}, '
+                        rf'test acc {NUMBER}$', text, re.M)
+    assert epochs, f'no epoch line in:\n{text}'
+    assert len(epochs) == int(epochs[-1][1]), text
+    for _, _, loss, train_acc, test_acc in epochs:
+        number(loss, 0)
+        number(train_acc, 0, 1)
+        number(test_acc, 0, 1)
+    assert re.search(r'^[\d.]+ examples/sec on \[', text, re.M), text
+
+
+def check_orchestrator_log(text):
+    """``finetune``'s log: the epochs, then the test metrics and the baseline's, same names."""
+    check_epochs(text)
+    test = re.search(r'^test: (.+)$', text, re.M)
+    baseline = re.search(r'^baseline \(.+\): (.+)$', text, re.M)
+    assert test and baseline, f'no test or baseline line in:\n{text}'
+    assert metrics(test.group(1)).keys() == metrics(baseline.group(1)).keys(), text
+    return metrics(test.group(1))
 
 
 def check_bert_finetuning_snli(nb):
@@ -46,55 +103,166 @@ def check_bert_finetuning_snli(nb):
     text = tagged(nb, 'decode')
     assert re.search(r'^tokens:\s+<cls> .+ <sep> .+ <sep>$', text, re.M), text
 
-    text = tagged(nb, 'train')
-    epochs = re.findall(r'^epoch (\d+)/(\d+): loss ([\d.]+|nan|inf), train acc ([\d.]+), '
-                        r'test acc ([\d.]+)$', text, re.M)
-    assert epochs, f'no training line in the output of the training cell:\n{text}'
-    assert len(epochs) == int(epochs[-1][1]), text
-    for _, _, loss, train_acc, test_acc in epochs:
-        assert math.isfinite(float(loss)) and float(loss) > 0, text
-        assert 0 <= float(train_acc) <= 1 and 0 <= float(test_acc) <= 1, text
-    assert re.search(r'examples/sec on \[', text), text
-    assert any(o.output_type == 'display_data' and 'image/svg+xml' in o.get('data', {})
-               for c in nb.cells if 'train' in c.metadata.get('tags', [])
-               for o in c.get('outputs', [])), 'the training cell displayed no d2l.Animator plot'
+    assert displays(nb, 'train', 'image/svg+xml'), 'the training cell shows no d2l.Animator plot'
+    check_epochs(tagged(nb, 'log'))
 
     text = tagged(nb, 'predict')
     predictions = re.findall(r'^prediction: (\w+) \|', text, re.M)
-    assert len(predictions) >= 2, text
-    assert set(predictions) <= set(LABELS), text
+    assert len(predictions) == 4 and set(predictions) <= set(SNLI_LABELS), text
+
+    test = check_orchestrator_log(tagged(nb, 'one-call'))
+    assert 0 <= test['accuracy'] <= 1, test
 
 
-CHECKS = {'bert_finetuning_snli.ipynb': check_bert_finetuning_snli}
-# falls back to data/snli_sample.jsonl; the others read ../shared/data
+def check_bert_pretraining(nb):
+    text = tagged(nb, 'data')
+    counts = re.search(r'^(\d+) paragraphs, (\d+) sentence pairs, vocabulary of (\d+) tokens$',
+                       text, re.M)
+    assert counts and all(int(n) > 0 for n in counts.groups()), text
+
+    text = tagged(nb, 'pretrain')
+    losses = re.search(rf'^MLM loss {NUMBER}, NSP loss {NUMBER}$', text, re.M)
+    assert losses, text
+    number(losses.group(1), 0)
+    number(losses.group(2), 0)
+    assert displays(nb, 'pretrain', 'image/png'), 'the pretraining cell shows no loss curve'
+
+    assert re.search(r'parameters equal: True$', tagged(nb, 'load'), re.M), tagged(nb, 'load')
+
+    test = check_orchestrator_log(tagged(nb, 'finetune'))
+    assert 0 <= test['accuracy'] <= 1, test
+
+
+def predictions(nb):
+    return re.findall(r'^prediction: (.*?) \| (.+)$', tagged(nb, 'predict'), re.M)
+
+
+def task_check(ranges, predicted):
+    """A task notebook's check: the plot, the log, the metric cell (``ranges``: the bounds of
+    the task's metrics, model and baseline), and each prediction (``predicted(nb, p, input)``)."""
+    def check(nb):
+        assert displays(nb, 'train', 'image/svg+xml'), 'the training cell shows no d2l.Animator plot'
+        logged = check_orchestrator_log(tagged(nb, 'log'))
+        text = tagged(nb, 'metric')
+        model = re.search(r'^model:\s+(.+)$', text, re.M)
+        baseline = re.search(r'^baseline:\s+(.+)$', text, re.M)
+        assert model and baseline, f'no model or baseline line in:\n{text}'
+        for found in (metrics(model.group(1)), metrics(baseline.group(1))):
+            for name, (lo, hi) in ranges.items():
+                assert lo <= found[name] <= hi, f'{name} {found[name]} not in [{lo}, {hi}]: {text}'
+        assert metrics(model.group(1)) == pytest.approx(logged, abs=1e-3), text
+        found = predictions(nb)
+        assert len(found) == 2, tagged(nb, 'predict')
+        for prediction, given in found:
+            predicted(nb, prediction, given)
+    return check
+
+
+def labels_of(nb):
+    """The label names the ``load`` cell printed (``labels: [...]`` or ``tags: [...]``)."""
+    match = re.search(r'^(?:labels|tags): (\[.*\])$', tagged(nb, 'load'), re.M)
+    assert match, tagged(nb, 'load')
+    return json.loads(match.group(1).replace("'", '"'))
+
+
+def is_label(nb, prediction, given):
+    assert prediction in labels_of(nb), (prediction, labels_of(nb))
+
+
+def is_score(nb, prediction, given):
+    number(prediction)
+
+
+def is_entity_list(nb, prediction, given):
+    if prediction == '(no entity)':
+        return
+    types = {label[2:] for label in labels_of(nb) if label != 'O'}
+    for entity in prediction.split('; '):
+        kind, words = entity.split(': ', 1)
+        assert kind in types and words in given, (prediction, given)
+
+
+def is_passage_span(nb, prediction, given):
+    passage = re.search(r'^passage = (\(.+?\))$', tagged_cell(nb, 'predict').source, re.M | re.S)
+    text = ast.literal_eval(passage.group(1))
+    answer = ast.literal_eval(prediction)  # printed with !r
+    assert isinstance(answer, str) and answer in text, (answer, text)
+
+
+CHECKS = {
+    'bert_finetuning_snli.ipynb': check_bert_finetuning_snli,
+    'bert_pretraining.ipynb': check_bert_pretraining,
+    'task_classify.ipynb': task_check({'accuracy': (0, 1), 'macro_f1': (0, 1)}, is_label),
+    'task_pair_classify.ipynb': task_check({'accuracy': (0, 1), 'macro_f1': (0, 1)}, is_label),
+    'task_regress.ipynb': task_check({'pearson': (-1, 1), 'spearman': (-1, 1),
+                                      'mse': (0, math.inf)}, is_score),
+    'task_tag.ipynb': task_check({'precision': (0, 1), 'recall': (0, 1), 'f1': (0, 1)},
+                                 is_entity_list),
+    'task_qa.ipynb': task_check({'exact_match': (0, 100), 'f1': (0, 100)}, is_passage_span),
+}
+# FAST mode reads data/snli_sample.jsonl only; the others read ../shared/data
 RUN_WITHOUT_SHARED = {'bert_finetuning_snli.ipynb'}
-SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+
+
+def test_every_notebook_has_a_check():
+    assert sorted(CHECKS) == [os.path.basename(p) for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=os.path.basename)
+def test_setup_cell_imports_gluon_bertft_first(path):
+    """The first code cell is the short set-up, and no cell imports mxnet or d2l before it
+    (gluon_bertft sets MXNet's thread count, which MXNet reads when it is first imported)."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == 'code']
+    assert len(code[0].splitlines()) <= 4, code[0]
+    assert 'from gluon_bertft.notebook import setup' in code[0], code[0]
+    assert not re.search(r'\b(mxnet|d2l)\b', code[0].split('gluon_bertft')[0]), code[0]
+
+
+def test_setup_reads_the_environment(monkeypatch):
+    from gluon_bertft import notebook
+    monkeypatch.chdir(os.path.join(ROOT, 'notebooks'))
+    monkeypatch.setenv('GLUON_BERTFT_FAST', '1')
+    monkeypatch.setenv('BERT_PATH', '/models/bert.small.zip')
+    s = notebook.setup()
+    assert (s.root, s.shared, s.fast, s.pretrained) == (ROOT, SHARED, True,
+                                                         '/models/bert.small.zip')
+    assert s.devices
+    monkeypatch.delenv('GLUON_BERTFT_FAST')
+    monkeypatch.delenv('BERT_PATH')
+    root, shared, fast, pretrained, devices = notebook.setup(default_bert='bert.small')
+    assert (root, fast, pretrained) == (ROOT, False, 'bert.small')
 
 
 @pytest.fixture
 def fast_env(monkeypatch):
-    """FAST mode and the repository on the kernel's import path (the kernel inherits os.environ)."""
+    """FAST mode, the repository on the kernel's import path (the kernel inherits os.environ),
+    downloads cached beside the checkout, as the book's ``../data``."""
     monkeypatch.setenv('GLUON_BERTFT_FAST', '1')
     path = os.environ.get('PYTHONPATH')
     monkeypatch.setenv('PYTHONPATH', ROOT + (os.pathsep + path if path else ''))
+    monkeypatch.setenv('GLUON_BERTFT_DATA', os.environ.get(
+        'GLUON_BERTFT_DATA', os.path.join(os.path.dirname(ROOT), 'data')))
+    for name in ('BERT_PATH', 'WIKITEXT'):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs(path, fast_env):
-    if os.path.basename(path) not in RUN_WITHOUT_SHARED and not os.path.isdir(SHARED):
-        pytest.skip(f'{os.path.basename(path)} reads {SHARED}, which this clone does not have')
+    name = os.path.basename(path)
+    if name not in RUN_WITHOUT_SHARED and not os.path.isdir(SHARED):
+        pytest.skip(f'{name} reads {SHARED}, which this clone does not have')
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name='python3',
-                                     resources={'metadata': {'path': ROOT}})
+                                     resources={'metadata': {'path': os.path.dirname(path)}})
     start = time.time()
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
-        pytest.fail(f'{os.path.basename(path)}: a cell raised\n{e}', pytrace=False)
-    print(f'{os.path.basename(path)}: executed in {time.time() - start:.1f}s')
+        pytest.fail(f'{name}: a cell raised\n{e}', pytrace=False)
+    print(f'{name}: executed in {time.time() - start:.1f}s')
     errors = [out for cell in nb.cells if cell.cell_type == 'code'
               for out in cell.get('outputs', []) if out.output_type == 'error']
     assert not errors, [f'{e.ename}: {e.evalue}' for e in errors]
-    check = CHECKS.get(os.path.basename(path))
-    if check is not None:
-        check(nb)
+    check_setup_line(nb)
+    CHECKS[name](nb)

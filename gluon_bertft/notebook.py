@@ -1,0 +1,49 @@
+"""The set-up every notebook runs in its first cell::
+
+    import sys; sys.path.append('..')  # a checkout without pip install: the package is one folder up
+    from gluon_bertft.notebook import setup  # before mxnet: gluon_bertft sets its thread count
+    ROOT, SHARED, FAST, PRETRAINED, devices = setup()
+
+Importing ``gluon_bertft`` before anything imports ``mxnet`` or ``d2l`` matters: the package
+sets MXNet's OpenMP thread count, which MXNet reads once, at import (:mod:`.threads`).
+"""
+import os
+from collections import namedtuple
+
+Setup = namedtuple('Setup', 'root shared fast pretrained devices')
+
+
+def find_root(start=None):
+    """The checkout that holds ``data/snli_sample.jsonl``: the working directory, its parent
+    (Jupyter runs a notebook in ``notebooks/``), or the folder above the package."""
+    start = os.path.abspath(start or os.getcwd())
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in (start, os.path.dirname(start), package_parent):
+        if os.path.isfile(os.path.join(path, 'data', 'snli_sample.jsonl')):
+            return path
+    return start
+
+
+def setup(default_bert='random', seed=0):
+    """Seed everything, print one line, and return :class:`Setup`:
+    ``(ROOT, SHARED, FAST, PRETRAINED, devices)``.
+
+    ``ROOT``: the checkout (:func:`find_root`); ``SHARED``: the data folder ``../shared/data``
+    beside it; ``FAST``: ``GLUON_BERTFT_FAST=1`` (a quick run, the tests use it);
+    ``PRETRAINED``: ``$BERT_PATH`` (a BERT in the book's format), else ``default_bert``;
+    ``devices``: all GPUs, else the CPU.
+    """
+    from mxnet import npx
+
+    from .devices import default_devices, set_seed
+    npx.set_np()
+    set_seed(seed)
+    root = find_root()
+    shared = os.path.join(os.path.dirname(root), 'shared', 'data')
+    fast = os.environ.get('GLUON_BERTFT_FAST') == '1'
+    bert = os.environ.get('BERT_PATH') or default_bert
+    devices = default_devices()
+    threads = os.environ.get('OMP_NUM_THREADS', "MXNet's default number of")
+    print(f'gluon_bertft from {os.path.dirname(os.path.abspath(__file__))}; devices {devices}, '
+          f'{threads} OpenMP threads; FAST mode: {fast}; BERT: {bert}')
+    return Setup(root, shared, fast, bert, devices)
