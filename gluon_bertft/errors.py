@@ -15,3 +15,10 @@ class PretrainedError(ValueError):
 
 class ConfigError(ValueError):
     """An option or configuration value that does not apply or is out of range (names it)."""
+
+
+def shorten(value, limit=60):
+    """``repr(value)``, cut to about ``limit`` characters: error messages quote input, and a
+    1 MB token must not print a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else f'{text[:limit - 20]}...{text[-12:]} ({len(text)} chars)'

@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 
 import mxnet as mx
 import requests
@@ -16,7 +17,7 @@ from d2l import mxnet as d2l
 from mxnet import npx
 
 from .data.tokenize import build_vocab
-from .errors import PretrainedError
+from .errors import PretrainedError, shorten
 from .model import ARCH_KEYS, BERTModel
 from .storage import atomic_path
 
@@ -84,8 +85,33 @@ def download(name, folder=None, timeout=10):
     return fname
 
 
-def vocab_from_tokens(idx_to_token):
-    """A ``d2l.Vocab`` holding exactly ``idx_to_token`` (the book's way of loading vocab.json)."""
+REQUIRED_TOKENS = ('<unk>', '<pad>', '<cls>', '<sep>')
+
+
+def vocab_from_tokens(idx_to_token, where='vocab.json'):
+    """A ``d2l.Vocab`` holding exactly ``idx_to_token`` (the book's way of loading vocab.json).
+
+    Raises ``PretrainedError`` naming ``where`` unless it is a JSON list of distinct strings
+    holding the tokens the encoders use (``<unk> <pad> <cls> <sep>``).
+    """
+    if not isinstance(idx_to_token, list):
+        raise PretrainedError(f'{where}: expected a JSON list of tokens (index = id), got '
+                              f'{type(idx_to_token).__name__}')
+    bad = next((i for i, t in enumerate(idx_to_token) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise PretrainedError(f'{where}: token {bad} is {shorten(idx_to_token[bad])}, not a string')
+    if len(set(idx_to_token)) != len(idx_to_token):
+        seen, dup = set(), None
+        for t in idx_to_token:
+            if t in seen:
+                dup = t
+                break
+            seen.add(t)
+        raise PretrainedError(f'{where}: the token {shorten(dup)} appears twice')
+    missing = [t for t in REQUIRED_TOKENS if t not in idx_to_token]
+    if missing:
+        raise PretrainedError(f'{where}: no {", ".join(missing)} token (a BERT vocabulary has '
+                              f'{", ".join(REQUIRED_TOKENS)})')
     vocab = d2l.Vocab()
     vocab.idx_to_token = list(idx_to_token)
     vocab.token_to_idx = {token: idx for idx, token in enumerate(vocab.idx_to_token)}
@@ -135,14 +161,15 @@ def _open_model_files(source):
             with tempfile.TemporaryDirectory() as tmp:
                 path = zf.extract(members['pretrained.params'], tmp)
                 params = read_params(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
+            UnicodeDecodeError) as e:
         raise PretrainedError(f'{source}: corrupt or unreadable zip ({e})') from None
     return tokens, params, config
 
 
 def _parse_json(text, where):
     try:
-        return json.loads(text)
+        return json.loads(text.lstrip('\ufeff'))
     except json.JSONDecodeError as e:
         raise PretrainedError(f'{where}: invalid JSON at line {e.lineno}: {e.msg}') from None
 
@@ -202,6 +229,9 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
         return bert, WordPiece.from_folder(hf_folder)
     source = resolve_source(pretrained_model)
     tokens, params, stored = _open_model_files(source)
+    vocab = vocab_from_tokens(tokens, f'{source}: vocab.json')
+    if stored is not None and not isinstance(stored, dict):
+        raise PretrainedError(f'{source}: config.json is {type(stored).__name__}, not a JSON object')
     found = config_from_params(params)
     if preset is None and pretrained_model in PRESETS:
         preset = pretrained_model
@@ -226,14 +256,31 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
     if len(tokens) != found['vocab_size']:
         raise PretrainedError(f'{source}: vocab.json has {len(tokens)} tokens but '
                               f'pretrained.params embeds {found["vocab_size"]}')
-    bert = build_bert(config, dropout)
+    bert = build_bert(config, dropout, where=f'{source}: config.json')
     load_param_dict(bert, params, source, devices)
-    return bert, vocab_from_tokens(tokens)
+    return bert, vocab
 
 
-def build_bert(config, dropout=0.1):
+def check_config(config, where='the model configuration'):
+    """Raise ``PretrainedError`` naming ``where`` and the field unless ``config`` has every key
+    of ``CONFIG_KEYS`` as a positive integer, and ``num_heads`` divides ``num_hiddens``."""
+    if not isinstance(config, dict):
+        raise PretrainedError(f'{where}: expected a JSON object, got {type(config).__name__}')
+    for key in CONFIG_KEYS:
+        value = config.get(key)
+        if key not in config:
+            raise PretrainedError(f'{where}: no {key!r}')
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise PretrainedError(f'{where}: {key!r} is {shorten(value)}; expected a positive integer')
+    if config['num_hiddens'] % config['num_heads']:
+        raise PretrainedError(f'{where}: num_heads={config["num_heads"]} does not divide '
+                              f'num_hiddens={config["num_hiddens"]}')
+
+
+def build_bert(config, dropout=0.1, where='the model configuration'):
     """A :class:`BERTModel` from a config dict with the keys of ``CONFIG_KEYS`` (and any of
-    the architecture switches ``ARCH_KEYS``: Hugging Face BERTs)."""
+    the architecture switches ``ARCH_KEYS``: Hugging Face BERTs), checked (:func:`check_config`)."""
+    check_config(config, where)
     return BERTModel(config['vocab_size'], config['num_hiddens'], config['ffn_num_hiddens'],
                      config['num_heads'], config['num_blks'], dropout, config['max_len'],
                      **{k: config[k] for k in ARCH_KEYS if k in config})

@@ -7,7 +7,7 @@ import pytest
 from conftest import shared_file
 from gluon_bertft import metrics
 from gluon_bertft.data import conll, squad, tsv
-from gluon_bertft.data.snli import DataError
+from gluon_bertft.errors import DataError
 from gluon_bertft.data.text import label_ids, scores
 
 
@@ -64,7 +64,7 @@ def test_csv_quoting_and_jsonl(tmp_path):
     ('header.tsv', 'text\tlabel\ngood\t1\n', (('sentence',), 'label'),
      r"header\.tsv:1: no column named 'sentence'"),
     ('bad.jsonl', '{"s": "a", "l": "x"}\n{"s": "b"\n', (('s',), 'l'), r'bad\.jsonl:2: invalid JSON'),
-    ('key.jsonl', '{"s": "a"}\n', (('s',), 'l'), r"key\.jsonl:1: missing key 'l'"),
+    ('key.jsonl', '{"s": "a"}\n', (('s',), 'l'), r"key\.jsonl:1: no label field 'l'"),
 ])
 def test_table_errors_name_file_and_line(tmp_path, name, text, columns, match):
     with pytest.raises(DataError, match=match):

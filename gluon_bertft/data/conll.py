@@ -9,7 +9,7 @@ import collections
 import re
 
 from ..errors import DataError
-from .tsv import decoded_lines
+from .files import decoded_lines
 
 Sentence = collections.namedtuple('Sentence', 'words tags path line')  # line of the first word
 _TAG = re.compile(r'O|[BI]-\S+')

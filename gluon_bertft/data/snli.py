@@ -11,7 +11,8 @@ LABELS = ('entailment', 'contradiction', 'neutral')  # the book's ids 0, 1, 2
 LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 
 
-from ..errors import DataError  # noqa: F401 (importable from here, as before)
+from ..errors import DataError, shorten
+from .files import decoded_lines
 
 
 def _extract_text(s):
@@ -23,6 +24,7 @@ def _extract_text(s):
 
 
 def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False):
+    where = f'{path}:{lineno}'
     if label == '-' or (keep_unlabelled and label is None):
         if keep_unlabelled:  # for prediction: label id -1
             out[0].append(premise)
@@ -30,53 +32,69 @@ def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False):
             out[2].append(-1)
         return  # no gold label: the book drops these pairs
     if label not in LABEL_IDS:
-        raise DataError(f'{path}:{lineno}: unknown label {label!r} '
+        raise DataError(f'{where}: unknown label {shorten(label)} '
                         f'(expected one of {", ".join(LABELS)} or -)')
     for name, text in (('premise', premise), ('hypothesis', hypothesis)):
         if not text:
-            raise DataError(f'{path}:{lineno}: empty {name}')
+            raise DataError(f'{where}: empty {name}')
     out[0].append(premise)
     out[1].append(hypothesis)
     out[2].append(LABEL_IDS[label])
 
 
-def read_snli(path, keep_unlabelled=False):
+def _json_pair(line, where, keep_unlabelled):
+    """``(label, premise, hypothesis)`` of one ``.jsonl`` line, every field type checked."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f'{where}: invalid JSON ({e.msg})') from None
+    if not isinstance(row, dict):
+        raise DataError(f'{where}: expected a JSON object, got {type(row).__name__}')
+    if 'gold_label' not in row and not keep_unlabelled:
+        raise DataError(f'{where}: missing field "gold_label"')
+    texts = []
+    for key in ('gold_label', 'sentence1', 'sentence2'):
+        key = f'{key}_binary_parse' if f'{key}_binary_parse' in row else key  # as the book
+        value = row.get(key)
+        if key not in row and key != 'gold_label':
+            raise DataError(f'{where}: missing field {key!r}')
+        if not (isinstance(value, str) or (value is None and key == 'gold_label' and keep_unlabelled)):
+            raise DataError(f'{where}: field {key!r} is {json.dumps(value)[:40]}, not a string')
+        texts.append(value)
+    return texts[0], _extract_text(texts[1]), _extract_text(texts[2])
+
+
+def read_snli(path, keep_unlabelled=False, encoding='utf-8'):
     """Read an SNLI file into ``(premises, hypotheses, labels)`` like the book's ``read_snli``.
 
     ``path`` is an official ``snli_1.0_*.txt`` (tab-separated with a header; the binary-parse
     columns are used with brackets stripped) or ``.jsonl`` (``gold_label``, ``sentence1``,
     ``sentence2``; the ``*_binary_parse`` keys are used instead when present, as in the book).
     Pairs labelled ``-`` are dropped; labels are entailment 0, contradiction 1, neutral 2.
-    ``keep_unlabelled`` (prediction) keeps them, and rows without a label, with id -1.
+    ``keep_unlabelled`` (prediction) keeps them, and rows without a label, with id -1. Blank
+    lines and a byte-order mark are skipped; errors name the file and line.
     """
     out = ([], [], [])
-    with open(path, encoding='utf-8') as f:
-        if path.endswith('.jsonl'):
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    label = row.get('gold_label') if keep_unlabelled else row['gold_label']
-                    premise = row.get('sentence1_binary_parse', row['sentence1'])
-                    hypothesis = row.get('sentence2_binary_parse', row['sentence2'])
-                except json.JSONDecodeError as e:
-                    raise DataError(f'{path}:{lineno}: invalid JSON ({e.msg})') from None
-                except (KeyError, TypeError) as e:
-                    raise DataError(f'{path}:{lineno}: missing field {e}') from None
-                _keep(path, lineno, label, _extract_text(premise), _extract_text(hypothesis), out,
-                      keep_unlabelled)
-        else:
-            header = f.readline().rstrip('\n').split('\t')
-            if header[:3] != ['gold_label', 'sentence1_binary_parse', 'sentence2_binary_parse']:
-                raise DataError(f'{path}:1: not an SNLI .txt header (expected gold_label, '
-                                f'sentence1_binary_parse, sentence2_binary_parse, ...)')
-            for lineno, line in enumerate(f, 2):
-                row = line.rstrip('\n').split('\t')
-                if len(row) != len(header):
-                    raise DataError(f'{path}:{lineno}: {len(row)} columns, expected {len(header)}')
-                _keep(path, lineno, row[0], _extract_text(row[1]), _extract_text(row[2]), out,
-                      keep_unlabelled)
+    lines = decoded_lines(path, encoding)
+    if path.lower().endswith(('.jsonl', '.json')):
+        for lineno, line in enumerate(lines, 1):
+            if line.strip():
+                where = f'{path}:{lineno}'
+                _keep(path, lineno, *_json_pair(line, where, keep_unlabelled), out, keep_unlabelled)
+        return out
+    header = lines[0].rstrip('\r\n').split('\t') if lines else []
+    if header[:3] != ['gold_label', 'sentence1_binary_parse', 'sentence2_binary_parse']:
+        raise DataError(f'{path}:1: not an SNLI .txt header (expected gold_label, '
+                        f'sentence1_binary_parse, sentence2_binary_parse, ...); .jsonl files '
+                        'need the .jsonl extension')
+    for lineno, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        row = line.rstrip('\r\n').split('\t')
+        if len(row) != len(header):
+            raise DataError(f'{path}:{lineno}: {len(row)} columns, expected {len(header)}')
+        _keep(path, lineno, row[0], _extract_text(row[1]), _extract_text(row[2]), out,
+              keep_unlabelled)
     return out
 
 

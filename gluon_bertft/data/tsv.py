@@ -9,38 +9,18 @@ import csv
 import json
 import os
 
-from ..errors import DataError
+from ..errors import DataError, shorten
+from .files import decoded_lines
+
+csv.field_size_limit(2 ** 31 - 1)  # long texts are valid input (the default limit is 128 KiB)
 
 Row = collections.namedtuple('Row', 'texts label where')
 FORMATS = ('tsv', 'csv', 'jsonl', 'lines')
 
 
-def decoded_lines(path, encoding='utf-8'):
-    """The lines of ``path`` (ending in ``'\\n'`` except maybe the last), decoded one by one.
-
-    Splits the bytes on ``\\n`` only: ``str.splitlines`` would also break at U+0085, which
-    Windows-1252 byte 0x85 decodes to under Latin-1. A byte that does not decode is an error
-    naming the line.
-    """
-    with open(path, 'rb') as f:
-        data = f.read()
-    lines = data.split(b'\n')
-    if lines and not lines[-1]:
-        lines.pop()
-    out = []
-    for lineno, raw in enumerate(lines, 1):
-        try:
-            out.append(raw.decode(encoding) + '\n')
-        except UnicodeDecodeError as e:
-            raise DataError(f'{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} '
-                            f'is not valid {encoding} (give the file\'s encoding, e.g. '
-                            f'--encoding cp1252)') from None
-    return out
-
-
 def guess_format(path):
     ext = os.path.splitext(path)[1].lower()
-    return {'.csv': 'csv', '.jsonl': 'jsonl'}.get(ext, 'tsv')
+    return {'.csv': 'csv', '.jsonl': 'jsonl', '.json': 'jsonl'}.get(ext, 'tsv')
 
 
 def _column_index(spec, header, path):
@@ -50,7 +30,8 @@ def _column_index(spec, header, path):
         raise DataError(f'{path}: column {spec!r} is a name but the file is read without a header '
                         f'(give 0-based column numbers)')
     if spec not in header:
-        raise DataError(f'{path}:1: no column named {spec!r} in the header {header}')
+        raise DataError(f'{path}:1: no column named {shorten(spec)} in the header '
+                        f'{shorten(header, 200)}')
     return header.index(spec)
 
 
@@ -97,14 +78,39 @@ def _read_jsonl(path, lines, text_columns, label_column):
         where = f'{path}:{lineno}'
         try:
             obj = json.loads(line)
-            values = [obj[k] for k in text_columns]
-            label = obj[label_column] if label_column is not None else None
         except json.JSONDecodeError as e:
             raise DataError(f'{where}: invalid JSON ({e.msg})') from None
-        except (KeyError, TypeError) as e:
-            raise DataError(f'{where}: missing key {e}') from None
-        rows.append(_row([str(v) for v in values], None if label is None else str(label), where))
+        if not isinstance(obj, dict):
+            raise DataError(f'{where}: expected a JSON object, got {type(obj).__name__} '
+                            f'{shorten(obj)}')
+        values = [json_text(obj, key, where) for key in text_columns]
+        label = None if label_column is None else json_label(obj, label_column, where)
+        rows.append(_row(values, label, where))
     return rows
+
+
+def json_text(obj, key, where):
+    """The text in field ``key`` of a JSON object: a string (a number is taken as its text)."""
+    if key not in obj:
+        raise DataError(f'{where}: no field {shorten(key)} (fields: {shorten(sorted(obj), 120)})')
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f'{where}: field {shorten(key)} is {json.dumps(value)[:40]}, not a text')
+    return str(value)
+
+
+def json_label(obj, key, where):
+    """The label in field ``key``: a string or a number (``1`` and ``1.0`` are one class);
+    null, booleans, lists and objects are refused."""
+    if key not in obj:
+        raise DataError(f'{where}: no label field {shorten(key)} (fields: {shorten(sorted(obj), 120)})')
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f'{where}: label field {shorten(key)} is {json.dumps(value)[:40]}; '
+                        'expected a string or a number')
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _row(texts, label, where):

@@ -15,6 +15,7 @@ from d2l import mxnet as d2l
 from mxnet import gluon, np
 
 from ..errors import DataError
+from .files import decoded_lines
 from .tokenize import RESERVED_TOKENS
 
 MIN_FREQ = 5
@@ -36,8 +37,7 @@ def read_wiki(path, shuffle=True):
     sentences are kept; with ``shuffle`` their order is shuffled with ``random`` as the book does.
     """
     file = corpus_file(path)
-    with open(file, encoding='utf-8') as f:
-        lines = f.readlines()
+    lines = decoded_lines(file)
     if not any(line.strip() for line in lines):
         raise DataError(f'{file}: the corpus is empty')
     paragraphs = [line.strip().lower().split(' . ')
