@@ -28,7 +28,9 @@ class Checkpoint:
         return self.path is not None and os.path.isfile(os.path.join(self.path, 'state.json'))
 
     def save(self, net, trainer, **state):
-        """Write ``net``'s parameters, ``trainer``'s states and ``state`` (JSON values)."""
+        """Write ``net``'s parameters, ``trainer``'s states and ``state`` (JSON values);
+        ``DivergedError`` instead if a weight is not finite."""
+        storage.check_finite_weights(net, self.path)
         with storage.atomic_path(self.path) as tmp:
             os.makedirs(tmp)
             net.save_parameters(os.path.join(tmp, 'model.params'))

@@ -7,7 +7,7 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 
 
 def default_devices():
@@ -27,10 +27,28 @@ def parse_devices(spec):
     devices = []
     for item in spec.split(','):
         kind, _, index = item.strip().partition(':')
-        if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
-            raise ConfigError(f'--devices {spec!r}: expected auto, cpu, gpu or a list like cpu:0,cpu:1')
+        if kind not in ('cpu', 'gpu') or not (index or '0').isdigit() or len(index) > 4:
+            raise ConfigError(f'--devices {shorten(spec)}: expected auto, cpu, gpu or a list like '
+                              'cpu:0,cpu:1 (device numbers below 10000)')
         devices.append(mx.Context(kind, int(index or 0)))
+    gpus = [d for d in devices if d.device_type == 'gpu']
+    if gpus:
+        count = num_gpus()
+        unusable = [str(d) for d in gpus if d.device_id >= count]
+        if unusable:
+            raise ConfigError(f'--devices {shorten(spec)}: {", ".join(unusable)} not usable; this '
+                              f'MXNet build sees {count} GPU(s)')
+    if len(set(map(str, devices))) != len(devices):
+        raise ConfigError(f'--devices {shorten(spec)}: a device is named twice')
     return devices
+
+
+def num_gpus():
+    """GPUs this MXNet build can use (0 for the CPU build, which raises when asked)."""
+    try:
+        return mx.context.num_gpus()
+    except mx.MXNetError:
+        return 0
 
 
 def set_seed(seed):

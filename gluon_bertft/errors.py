@@ -17,6 +17,10 @@ class ConfigError(ValueError):
     """An option or configuration value that does not apply or is out of range (names it)."""
 
 
+class DivergedError(ValueError):
+    """Training produced a non-finite loss or weights (names the step); nothing is saved."""
+
+
 def shorten(value, limit=60):
     """``repr(value)``, cut to about ``limit`` characters: error messages quote input, and a
     1 MB token must not print a megabyte."""

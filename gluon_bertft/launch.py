@@ -7,6 +7,7 @@ Locally (the default) every process runs on this machine and talks over 127.0.0.
 others and says which one and why; a launched process also ends by itself when the launcher
 goes away (it holds the process's standard input).
 """
+import argparse
 import os
 import re
 import shlex
@@ -208,6 +209,14 @@ def launch(args, command):
     return 0
 
 
+def port(value):
+    """A TCP port number for argparse: 1..65535."""
+    n = int(value)
+    if not 0 < n < 65536:
+        raise argparse.ArgumentTypeError(f'{value}: a port is a number from 1 to 65535')
+    return n
+
+
 def add_arguments(parser):
     """The ``launch`` subcommand's options."""
     parser.add_argument('-n', '--workers', type=int, required=True, help='number of workers')
@@ -216,7 +225,7 @@ def add_arguments(parser):
                                         'over them with ssh (default: all on this machine)')
     parser.add_argument('--scheduler-host', default='127.0.0.1',
                         help='address of this machine that the hosts reach (with --hosts)')
-    parser.add_argument('--port', type=int, default=9091, help="the scheduler's port (9091)")
+    parser.add_argument('--port', type=port, default=9091, help="the scheduler's port (9091)")
     parser.add_argument('--logs', default=None,
                         help='folder for scheduler.log, server*.log, worker*.log '
                              '(default: runs/launch/DATE-TIME)')

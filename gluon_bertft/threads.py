@@ -48,8 +48,12 @@ def configure(environ=os.environ, modules=sys.modules):
             return None
     elif choice.isdigit() and int(choice) > 0:
         count = int(choice)
-    else:
-        raise ValueError(f'{ENV}={environ[ENV]!r}: expected cores, mxnet or a positive number')
+    else:  # at import: an error here would come before the CLI can print one
+        sys.stderr.write(f'warning: {ENV}={environ[ENV][:40]!r} is not cores, mxnet or a positive '
+                         'number; using one thread per core\n')
+        count = physical_cores()
+        if count is None:
+            return None
     environ['OMP_NUM_THREADS'] = str(count)
     configured = count
     return count

@@ -4,6 +4,7 @@ Differences from ``d2l.train_ch13``, none of which changes what is learned: loss
 accuracy are summed on the devices and read once per log interval instead of after every
 batch; a validation split can be reported and its best epoch kept; the history is returned.
 """
+import math
 import sys
 import time
 
@@ -12,6 +13,7 @@ from mxnet import autograd, gluon, np
 from tqdm.auto import tqdm
 
 from .devices import batch_len, default_devices, split_batch
+from .errors import DivergedError
 from .optimizer import LazyEmbeddingAdam
 
 ETA_NOTICE_SECONDS = 600  # a run expected to take longer says so after its first interval
@@ -159,6 +161,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             if (i + 1) % log_every == 0 or i + 1 == num_batches:
                 # the only host synchronisation inside the epoch
                 running = sum(float(s) for s in loss_sum) / count
+                check_finite(running, epoch, i + 1, num_batches)
                 bar.set_postfix(loss=f'{running:.3f}', refresh=False)
                 bar.update((i + 1) - bar.n)
                 if not noticed:
@@ -174,6 +177,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
         elapsed = time.time() - start
         train_time, train_examples = train_time + elapsed, train_examples + count
         history['train_loss'].append(sum(float(s) for s in loss_sum) / count)
+        check_finite(history['train_loss'][-1], epoch, num_batches, num_batches)
         history['train_acc'].append(_ratio(correct, predicted))
         history['examples_per_sec'].append(count / elapsed)
         line = f'loss {history["train_loss"][-1]:.3f}, train acc {history["train_acc"][-1]:.3f}'
@@ -203,6 +207,15 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             param.set_data(best_params[name])
         log(f'kept epoch {history["best_epoch"]} (best valid {history["valid_metric"]} {best:.3f})')
     return history
+
+
+def check_finite(loss, epoch, batch, num_batches):
+    """Raise ``DivergedError`` at a sync point of the loop when the running loss is not finite."""
+    if not math.isfinite(loss):
+        raise DivergedError(
+            f'the training loss became {loss} by step {epoch * num_batches + batch} (epoch '
+            f'{epoch + 1}, batch {batch}): training diverged; nothing more was saved. Lower --lr, '
+            'or use --clip-grad 1.0 / --warmup 0.1')
 
 
 def clip_global_norm(trainer, devices, max_norm):

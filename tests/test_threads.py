@@ -44,9 +44,19 @@ def test_configure_respects_the_user_and_an_imported_mxnet(monkeypatch, environ,
     assert environ.get('OMP_NUM_THREADS') == ('2' if expected == 'cores' else expected)
 
 
-def test_a_bad_setting_is_named():
-    with pytest.raises(ValueError, match="GLUON_BERTFT_THREADS='lots'"):
-        threads.configure({'GLUON_BERTFT_THREADS': 'lots'}, {})
+def test_a_bad_setting_is_named_and_ignored(capsys):
+    env = {'GLUON_BERTFT_THREADS': 'lots'}
+    # at import an exception would come before the CLI could print one: warn, use the cores
+    assert threads.configure(env, {}) == threads.physical_cores()
+    assert "GLUON_BERTFT_THREADS='lots' is not cores" in capsys.readouterr().err
+
+
+def test_a_bad_setting_does_not_break_the_cli():
+    env = dict(os.environ, GLUON_BERTFT_THREADS='abc')
+    env.pop('OMP_NUM_THREADS', None)
+    done = subprocess.run([sys.executable, '-m', 'gluon_bertft', 'predict', '--model', 'nowhere'],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr
 
 
 def test_importing_the_package_first_sets_mxnets_threads():
