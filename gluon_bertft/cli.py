@@ -11,6 +11,7 @@ from .config import FinetuneConfig, PretrainConfig, add_options, from_args, posi
 from .errors import ConfigError, DataError, PretrainedError
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
+RAW_INPUTS = ('premise', 'hypothesis', 'text', 'text_b', 'question', 'passage')  # of predict
 
 
 def build_parser():
@@ -77,10 +78,16 @@ def run(args):
     elif args.data:
         if not args.output:
             raise ConfigError('predict --data: give --output (a .jsonl or .csv file)')
+        for name in RAW_INPUTS:
+            if getattr(args, name) is not None:
+                raise ConfigError(f'--{name.replace("_", "-")}: not with --data (the inputs are '
+                                  'read from the file)')
         n = predict.predict_file(args.model, args.data, args.output, args.batch_size,
                                  parse_devices(args.devices))
         print(f'wrote {n} predictions to {args.output}')
     else:
+        if args.output:
+            raise ConfigError('--output: applies with --data (predictions for a whole file)')
         net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
         print(predict.predict(net, vocab, task, premise=args.premise, hypothesis=args.hypothesis,
                               text=args.text, text_b=args.text_b, question=args.question,

@@ -4,6 +4,7 @@ The CLI builds its options from these fields (name, default, help), the checkpoi
 the settings a resumed run must share, and a saved model's ``config.json`` keeps them.
 """
 import argparse
+import codecs
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
@@ -57,6 +58,17 @@ class RunConfig:
         """The settings a checkpoint records: every field but :attr:`RESUMABLE`."""
         d = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
         return dict(d, **extra)
+
+    def check_ranges(self):
+        """Raise ``ConfigError`` naming a field out of its CLI type's range (``positive``,
+        ``fraction``): what the CLI refuses, refused for the Python API too."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), f.metadata.get('type')
+            if kind in (positive, fraction) and value is not None:
+                try:
+                    kind(value)
+                except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+                    raise ConfigError(f'--{f.name.replace("_", "-")} {e}') from None
 
     def to_dict(self):
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -126,6 +138,7 @@ class FinetuneConfig(RunConfig):
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
+        self.check_ranges()
         if self.task != 'snli' and not self.train:
             raise ConfigError(f'--task {self.task}: give the training file (--train)')
         if self.checkpoint_every and not self.out:
@@ -139,6 +152,22 @@ class FinetuneConfig(RunConfig):
             raise ConfigError(f'--dropout {self.dropout}: must be in [0, 1)')
         if self.task == 'qa' and self.tokenizer not in (None, 'basic'):
             raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
+        if self.task == 'snli' and self.tokenizer is not None:
+            raise ConfigError('--tokenizer: --task snli tokenizes as the book does (lower-cased '
+                              'whitespace tokens); the table tasks take --tokenizer')
+        try:
+            encoding = codecs.lookup(self.encoding).name
+        except LookupError:
+            raise ConfigError(f'--encoding {self.encoding}: not a text encoding Python knows '
+                              '(e.g. utf-8, cp1252, latin-1)') from None
+        if self.task in ('snli', 'qa') and encoding != 'utf-8':
+            raise ConfigError(f'--encoding: --task {self.task} reads UTF-8 files only')
+        if self.data != 'SNLI' and (self.task != 'snli' or self.train):
+            raise ConfigError('--data: applies to --task snli without --train (the SNLI folder); '
+                              'give the files with --train and --test')
+        if self.test_fraction != 0.1 and (self.test or not self.train):
+            raise ConfigError('--test-fraction: applies without --test (the share of --train '
+                              'held back as the test set)')
         if self.task in ('snli', 'tag', 'qa'):
             for name in ('format', 'text_columns', 'label_column', 'header'):
                 if getattr(self, name) is not None:

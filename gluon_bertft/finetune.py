@@ -99,6 +99,9 @@ def finetune(config, animator=None, log=print):
                                                  config.dropout, task.vocab_text(train_rows))
     if config.max_len > bert_cfg['max_len']:
         raise ConfigError(f'--max-len {config.max_len}: the BERT has {bert_cfg["max_len"]} positions')
+    if (config.trainable_blocks or 0) > bert_cfg['num_blks']:
+        raise ConfigError(f'--trainable-blocks {config.trainable_blocks}: the BERT has '
+                          f'{bert_cfg["num_blks"]} blocks')
     source = 'random initialization (no pretraining)' if config.pretrained == 'random' else config.pretrained
     log(f'BERT: {source}, {bert_cfg["num_blks"]} blocks, {bert_cfg["num_hiddens"]} hidden, '
         f'{len(vocab)} tokens; {task.name}: {len(train_rows)} training, {len(test_rows)} test '

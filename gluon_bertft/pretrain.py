@@ -160,7 +160,7 @@ def load_corpus(corpus, max_len, seed):
     return WikiTextDataset(read_wiki(corpus), max_len)
 
 
-def pretrain(config, log=print):
+def pretrain(config, log=print, log_every=10):
     """Pretrain BERT as §15.10 does from a :class:`~gluon_bertft.config.PretrainConfig`;
     returns ``(bert, vocab, state)``.
 
@@ -173,8 +173,10 @@ def pretrain(config, log=print):
     ``<stem>.history.json``. Under ``launch`` (dist_sync) each worker trains on its shard of
     the sentence pairs with ``batch_size`` as the global batch; the servers sum the workers'
     gradients of their mean losses, which the optimizer scales by 1/W; rank 0 writes.
+    ``log_every``: steps per point of the loss history (and per progress line).
     """
     c = config
+    c.check_ranges()
     if c.preset not in PRESETS:
         raise ConfigError(f'--preset {c.preset!r}: unknown (choose from {", ".join(sorted(PRESETS))})')
     if not c.corpus or not c.out:
@@ -223,8 +225,8 @@ def pretrain(config, log=print):
     train_iter = PretrainIter(arrays, local_batch, shuffle=True, seed=c.seed, trim=True)
     save = (lambda s: ckpt.save(bert, trainer, **s)) if rank == 0 and c.steps else None
     state = train_bert(bert, train_iter, trainer, len(vocab), devices, c.steps, state,
-                       checkpoint_every=c.checkpoint_every or max(1, c.steps), save=save,
-                       step_done=watchdog.beat if watchdog else None, rank=rank)
+                       checkpoint_every=c.checkpoint_every or max(1, c.steps), log_every=log_every,
+                       save=save, step_done=watchdog.beat if watchdog else None, rank=rank)
     if watchdog:
         log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(bert)}')
         distributed.finish()
@@ -242,7 +244,7 @@ def pretrain(config, log=print):
 
 def pretrain_bert(corpus, out, preset='bert.small', num_steps=1000, batch_size=512, max_len=64,
                   lr=0.01, dropout=0.2, devices=None, seed=0, resume=False, checkpoint=None,
-                  checkpoint_every=50, log=print, **options):
+                  checkpoint_every=50, log_every=10, log=print, **options):
     """:func:`pretrain` with keyword arguments (``devices``: contexts or a spec string)."""
     if devices is not None and not isinstance(devices, str):
         devices = ','.join(f'{d.device_type}:{d.device_id}' for d in devices)
@@ -250,4 +252,4 @@ def pretrain_bert(corpus, out, preset='bert.small', num_steps=1000, batch_size=5
                                    batch_size=batch_size, max_len=max_len, lr=lr, dropout=dropout,
                                    devices=devices or 'auto', seed=seed, resume=resume,
                                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                                   **options), log=log)
+                                   **options), log=log, log_every=log_every)

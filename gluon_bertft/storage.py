@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 
-from .errors import PretrainedError
+from .errors import DivergedError, PretrainedError
 
 PARAMS = 'model.params'
 OLD_PARAMS = 'classifier.params'  # written by versions before the one pipeline
@@ -70,16 +70,18 @@ def save_figure(fig, path):
 
 
 def plot_history(history, path):
-    """The book's train loss / train acc / test acc curves (and valid acc), per epoch, as a PNG."""
+    """The book's train loss / train acc / test acc curves (and the validation metric), per
+    epoch, as a PNG."""
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
     epochs = range(1, len(history['train_loss']) + 1)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for key, style in (('train_loss', '-'), ('train_acc', 'm--'), ('test_acc', 'g-.'),
-                       ('valid_acc', 'r:')):
+                       ('valid', 'r:')):
         if history.get(key):
-            ax.plot(epochs, history[key], style, label=key.replace('_', ' '))
+            label = f'valid {history.get("valid_metric", "")}'.strip() if key == 'valid' else key
+            ax.plot(epochs, history[key], style, label=label.replace('_', ' '))
     ax.set_xlabel('epoch')
     save_figure(fig, path)
 
@@ -88,8 +90,10 @@ def save_model(net, vocab, path, config):
     """Write a fine-tuned model folder atomically: ``config.json``, the vocabulary, ``model.params``.
 
     ``vocab`` is a ``d2l.Vocab`` (written as ``vocab.json``) or a tokenizer with a
-    ``save(folder)`` method (WordPiece: its own files).
+    ``save(folder)`` method (WordPiece: its own files). ``DivergedError`` instead if a weight
+    is not finite.
     """
+    check_finite_weights(net, path)
     with atomic_path(path) as tmp:
         os.makedirs(tmp)
         if hasattr(vocab, 'save'):
@@ -109,3 +113,13 @@ def params_file(path):
         if os.path.isfile(os.path.join(path, name)):
             return os.path.join(path, name)
     raise PretrainedError(f'{path}: not a saved model (no {PARAMS})')
+
+
+def check_finite_weights(net, path):
+    """Raise ``DivergedError`` naming the parameter if a weight of ``net`` is nan or infinite:
+    a model or checkpoint with such weights is never written to ``path``."""
+    import numpy as onp
+    for name, param in net._collect_params_with_prefix().items():
+        if not onp.isfinite(param.data().asnumpy()).all():
+            raise DivergedError(f'{path}: not written, parameter {name} has non-finite values '
+                                '(training diverged: lower --lr, or use --clip-grad 1.0)')

@@ -4,7 +4,7 @@ import mxnet as mx
 import pytest
 
 from gluon_bertft.data.snli import read_snli
-from gluon_bertft.finetune import build_vocab
+from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.model import BERTModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ def sample():
 
 @pytest.fixture(scope='session')
 def vocab(sample):
-    return build_vocab(sample)
+    return build_vocab(sample[0] + sample[1])
 
 
 def tiny_bert(vocab_size, dropout=0.0, seed=0, cls=BERTModel, init=None, **overrides):

@@ -1,9 +1,9 @@
+"""Batches: every example once, trimming, length buckets, sorted evaluation, label arrays."""
 import numpy as onp
 import pytest
 
-from gluon_bertft.data.batching import BatchIter
+from gluon_bertft.data.batching import BatchIter, make_iter
 from gluon_bertft.data.snli import SNLIBERTDataset
-from gluon_bertft.finetune import make_iter
 
 
 @pytest.fixture(scope='module')
@@ -67,3 +67,16 @@ def test_bad_batch_size_and_empty(dataset):
     empty = (onp.zeros((0, 4)), onp.zeros((0, 4)), onp.zeros(0), onp.zeros(0))
     with pytest.raises(ValueError, match='empty'):
         BatchIter(empty, 4)
+
+
+def test_batches_trim_per_token_labels_and_keep_label_tuples():
+    tokens = onp.arange(4 * 16, dtype=onp.int32).reshape(4, 16)
+    valid_lens = onp.array([5, 3, 9, 4], dtype=onp.float32)
+    per_token = onp.arange(4 * 16, dtype=onp.float32).reshape(4, 16)
+    starts, ends = onp.arange(4, dtype=onp.float32), onp.arange(4, dtype=onp.float32) + 1
+    (X, y), = BatchIter((tokens, tokens, valid_lens, per_token), 4, round_to=8)
+    assert X[0].shape == y.shape == (4, 16)  # longest 9 -> 16
+    (X, y), _ = BatchIter((tokens, tokens, valid_lens, (starts, ends)), 2, round_to=4)
+    assert X[0].shape == (2, 8) and [a.asnumpy().tolist() for a in y] == [[0, 1], [1, 2]]
+    (X, y), = BatchIter((tokens[1:2], tokens[1:2], valid_lens[1:2], per_token[1:2]), 1, round_to=4)
+    assert y.shape == (1, 4) and y.asnumpy().tolist() == [per_token[1, :4].tolist()]

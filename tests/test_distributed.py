@@ -18,16 +18,17 @@ import pytest
 from mxnet import autograd, gluon
 
 from gluon_bertft import distributed
-from gluon_bertft.data.batching import BatchIter
+from gluon_bertft.data.batching import BatchIter, make_iter
 from gluon_bertft.data.snli import SNLIBERTDataset, read_snli
-from gluon_bertft.finetune import TrainingCheckpoint, build_vocab, finetune_snli, make_iter
+from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.train import make_trainer
 from conftest import ROOT, SAMPLE
 from test_train import classifier
+from tiny_data import classify_tsv, wiki_file
 
 TESTS = os.path.join(ROOT, 'tests')
-FINETUNE = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--epochs', '2',
-            '--batch-size', '64', '--max-examples', '600', '--max-len', '64',
+FINETUNE = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--preset', 'bert.tiny',
+            '--epochs', '2', '--batch-size', '64', '--max-examples', '300', '--max-len', '64',
             '--checkpoint-every', '3']
 
 
@@ -103,7 +104,7 @@ def test_shards_are_disjoint_equal_and_step_in_lockstep(sample, vocab):
 def one_step(rank, num_workers, kvstore='device'):
     """One Adam step from rank ``rank``'s weights on its shard of 64 pairs (dropout off)."""
     data = read_snli(SAMPLE)
-    vocab = build_vocab(data)
+    vocab = build_vocab(data[0] + data[1])
     net = classifier(vocab, seed=rank)  # the workers start apart: rank 0's weights must win
     trainer = make_trainer(net, 1e-3, kvstore=kvstore)
     part = distributed.shard(tuple(c[:64] for c in data), rank, num_workers)
@@ -168,12 +169,12 @@ def test_two_workers_end_with_the_same_parameters_and_rank0_alone_writes(hosts_r
     # every node, here and "remote", bound to loopback only
     assert set(re.findall(r'Bind to role=\w+.*?ip=([\d.]+)', logs)) == {'127.0.0.1'}
     assert len(re.findall(r'Bind to role=', logs)) == 4
-    assert 'worker 0 of 2 (dist_sync): 300 training pairs, 32 of each global batch of 64' in stdout
+    assert 'worker 0 of 2 (dist_sync): 150 training examples, 32 of each global batch of 64' in stdout
     assert stdout.count('test acc') == 2 and logs.count('test acc') == 2  # rank 0's lines only
-    assert sorted(os.listdir(tmp / 'out')) == ['checkpoint', 'classifier', 'history.json',
+    assert sorted(os.listdir(tmp / 'out')) == ['checkpoint', 'model', 'result.json',
                                                'training_curve.png']
-    history = json.loads((tmp / 'out' / 'history.json').read_text())
-    assert len(history['test_acc']) == 2
+    result = json.loads((tmp / 'out' / 'result.json').read_text())
+    assert len(result['test_acc']) == 2 and 'accuracy' in result['test']
     state = json.loads((tmp / 'out' / 'checkpoint' / 'state.json').read_text())
     assert (state['epoch'], state['batch'], state['run']['num_workers']) == (2, 0, 2)
 
@@ -214,8 +215,9 @@ def test_a_killed_worker_stops_the_run_and_resume_ends_as_an_unbroken_run(tmp_pa
 
 
 def test_a_worker_that_cannot_join_gives_up_clearly(tmp_path):
-    args = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--max-examples', '100',
-            '--max-len', '64', '--batch-size', '32', '--epochs', '1', '--out', str(tmp_path / 'o')]
+    args = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--preset', 'bert.tiny',
+            '--max-examples', '100', '--max-len', '64', '--batch-size', '32', '--epochs', '1',
+            '--out', str(tmp_path / 'o')]
     nobody, mismatch = free_port(), free_port()
     with processes() as start:
         for role in ('scheduler', 'server'):  # they wait for two workers; one comes, saying 1
@@ -253,7 +255,8 @@ def test_an_empty_shard_stops_the_run_clearly(tmp_path):
     with processes() as start:
         code, _, err = finish(launch(start, '-n', '2', '--port', str(free_port()), '--logs',
                                      str(tmp_path / 'logs'), '--', 'finetune', '--train', SAMPLE,
-                                     '--pretrained', 'random', '--max-examples', '1',
+                                     '--pretrained', 'random', '--preset', 'bert.tiny',
+                                     '--max-len', '32', '--max-examples', '1',
                                      '--out', str(tmp_path / 'o')), 120)
     assert code == 1
     assert 'error: 1 training examples for 2 workers: the shard of rank 1 would be empty' in err
@@ -274,31 +277,41 @@ def test_launch_refuses_a_port_in_use_and_a_missing_command(tmp_path):
         assert not (tmp_path / 'logs').exists()
 
 
-def test_single_process_resume_equals_an_unbroken_run(tmp_path, monkeypatch):
-    """Checkpoints on one process: a crash right after the second one, then ``resume``."""
-    kwargs = dict(train_file=SAMPLE, pretrained_model='random', num_epochs=2, batch_size=32,
-                  max_examples=160, max_len=64, checkpoint_every=2, log=lambda *a: None)
-    unbroken, _, history = finetune_snli(out=str(tmp_path / 'a'), **kwargs)
-    saves = []
-    real_save = TrainingCheckpoint.save
+def test_launch_two_workers_finetune_classify(tmp_path):
+    train = classify_tsv(tmp_path / 'train.tsv', 64)
+    with processes() as start:
+        code, stdout, err = finish(launch(
+            start, '-n', '2', '--port', str(free_port()), '--logs', str(tmp_path / 'logs'), '--',
+            'finetune', '--task', 'classify', '--train', train, '--pretrained', 'random',
+            '--preset', 'bert.tiny', '--max-len', '32', '--batch-size', '16', '--epochs', '2',
+            '--out', str(tmp_path / 'out')), 240)
+    assert code == 0, err
+    prints = fingerprints(tmp_path / 'logs')
+    assert len(prints) == 2 and prints[0] == prints[1]
+    # 58 training rows after the test split: 29 per worker, 8 of each global batch of 16
+    assert 'worker 0 of 2 (dist_sync): 29 training examples, 8 of each global batch of 16' in stdout
+    assert sorted(os.listdir(tmp_path / 'out')) == ['model', 'result.json', 'training_curve.png']
+    config = json.loads((tmp_path / 'out' / 'model' / 'config.json').read_text())
+    assert config['task'] == 'classify' and config['labels'] == ['neg', 'pos']
+    result = json.loads((tmp_path / 'out' / 'result.json').read_text())
+    assert len(result['test_acc']) == 2 and 'f1[pos]' in result['test']
 
-    def crash_after_second(self, *args):
-        real_save(self, *args)
-        saves.append(args[2:4])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(TrainingCheckpoint, 'save', crash_after_second)
-    with pytest.raises(KeyboardInterrupt):
-        finetune_snli(out=str(tmp_path / 'b'), **kwargs)
-    monkeypatch.undo()
-    lines = []
-    resumed, _, resumed_history = finetune_snli(out=str(tmp_path / 'b'), resume=True,
-                                                **dict(kwargs, log=lines.append))
-    assert saves == [(0, 2), (0, 4)]
-    assert f'resumed from {tmp_path / "b" / "checkpoint"}: 0 epochs and 4 batches done' in lines
-    assert distributed.fingerprint(resumed) == distributed.fingerprint(unbroken)
-    assert resumed_history['test_acc'] == history['test_acc']
-    with pytest.raises(ValueError, match='all 2 epochs are done; ask for more epochs'):
-        finetune_snli(out=str(tmp_path / 'b'), resume=True, **kwargs)
-    with pytest.raises(Exception, match=r'written with batch_size=32 \(now 16\)'):
-        finetune_snli(out=str(tmp_path / 'b'), resume=True, **dict(kwargs, batch_size=16))
+
+def test_launch_two_workers_pretrain(tmp_path):
+    corpus = wiki_file(tmp_path / 'wiki.tokens')
+    out = tmp_path / 'bert.zip'
+    with processes() as start:
+        code, stdout, err = finish(launch(
+            start, '-n', '2', '--port', str(free_port()), '--logs', str(tmp_path / 'logs'), '--',
+            'pretrain', '--corpus', corpus, '--preset', 'bert.tiny', '--max-len', '32',
+            '--batch-size', '16', '--steps', '4', '--checkpoint-every', '2', '--out', str(out)), 240)
+    assert code == 0, err
+    prints = fingerprints(tmp_path / 'logs')
+    assert len(prints) == 2 and prints[0] == prints[1]
+    assert re.search(r'^worker 0 of 2 \(dist_sync\): \d+ sentence pairs, 8 of each global batch '
+                     r'of 16$', stdout, re.M)
+    assert sorted(os.listdir(tmp_path)) == ['bert.ckpt', 'bert.history.json', 'bert.loss.png',
+                                            'bert.zip', 'logs', 'wiki.tokens']
+    state = json.loads((tmp_path / 'bert.ckpt' / 'state.json').read_text())
+    assert state['step'] == 4 and state['run']['num_workers'] == 2
+    assert json.loads((tmp_path / 'bert.history.json').read_text())['step'] == 4

@@ -7,6 +7,7 @@ from mxnet import autograd, gluon, np
 from gluon_bertft import precision
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import SNLIBERTDataset
+from gluon_bertft.errors import ConfigError
 from gluon_bertft.optimizer import LazyEmbeddingAdam
 from gluon_bertft.train import make_trainer, train
 from test_train import LOSS, classifier, quiet
@@ -120,9 +121,9 @@ def test_loss_scale_changes_nothing_but_the_gradients_scale(sample, vocab):
 
 
 def test_float16_is_refused_on_cpus_and_unknown_dtypes_are_named():
-    with pytest.raises(ValueError, match=r'dtype=float16 needs GPUs.*cpu\(0\)'):
+    with pytest.raises(ConfigError, match=r'--dtype float16 needs GPUs.*cpu\(0\)'):
         precision.check_dtype('float16', [mx.cpu()])
-    with pytest.raises(ValueError, match="dtype='bfloat16'"):
+    with pytest.raises(ConfigError, match="--dtype 'bfloat16'"):
         precision.check_dtype('bfloat16', [mx.cpu()])
     precision.check_dtype('float16', [mx.gpu(0), mx.gpu(1)])
     precision.check_dtype('float32', [mx.cpu()])

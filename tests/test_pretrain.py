@@ -14,8 +14,9 @@ from conftest import SAMPLE, shared_file
 from gluon_bertft import pretrain, pretrained
 from gluon_bertft.cli import main
 from gluon_bertft.data.batching import BatchIter
-from gluon_bertft.data.snli import DataError, SNLIBERTDataset, read_snli
+from gluon_bertft.data.snli import SNLIBERTDataset, read_snli
 from gluon_bertft.data.wikitext import PretrainIter, WikiTextDataset, read_wiki
+from gluon_bertft.errors import ConfigError, DataError, PretrainedError
 from gluon_bertft.heads import BERTClassifier
 from gluon_bertft.train import make_trainer, train
 
@@ -128,9 +129,11 @@ def test_missing_corpus_and_small_max_len_and_no_pair_that_fits(tmp_path, corpus
 
 
 def test_corpus_smaller_than_a_batch_is_an_error(tmp_path, corpus):
-    with pytest.raises(ValueError, match='corpus too small: .* pairs for batch_size=4096'):
+    with pytest.raises(ConfigError, match=r'--batch-size 4096: the corpus has \d+ sentence pairs, '
+                                          'fewer than one batch'):
         pretrain.pretrain_bert(corpus, str(tmp_path / 'm.zip'), num_steps=1,
                                **dict(RUN, batch_size=4096))
+    assert os.listdir(tmp_path) == []
 
 
 def test_batches_resume_mid_epoch_and_trimming_changes_no_loss(dataset):
@@ -212,12 +215,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus):
 def test_resume_from_another_preset_or_corpus_is_a_clear_error(tmp_path, corpus):
     out = str(tmp_path / 'm')
     pretrain.pretrain_bert(corpus, out, num_steps=1, **RUN)
-    with pytest.raises(pretrained.PretrainedError, match="preset='bert.tiny' .now 'bert.small'"):
+    with pytest.raises(PretrainedError, match="preset='bert.tiny' .now 'bert.small'"):
         pretrain.pretrain_bert(corpus, out, num_steps=2, resume=True, **dict(RUN, preset='bert.small'))
     with open(os.path.join(corpus, 'wiki.train.tokens'), encoding='utf-8') as f:
         other = write(tmp_path, ''.join(f.readlines()[:400]))
-    with pytest.raises(pretrained.PretrainedError, match='different vocabulary'):
+    with pytest.raises(PretrainedError, match=r"vocab_sha1='\w+' \(now '\w+'\)"):
         pretrain.pretrain_bert(other, out, num_steps=2, resume=True, **RUN)
+    with pytest.raises(PretrainedError, match=r'written with .*max_len=64 \(now 32\)'):
+        pretrain.pretrain_bert(corpus, out, num_steps=2, resume=True, **dict(RUN, max_len=32))
 
 
 def test_two_devices_keep_one_model(tmp_path, corpus):
@@ -236,6 +241,6 @@ def test_cli_pretrain_writes_the_books_format_and_reports_bad_input(tmp_path, co
     with open(str(tmp_path / 'cli.history.json'), encoding='utf-8') as f:
         assert json.load(f)['step'] == 2
     assert main(['pretrain', '--corpus', corpus, '--preset', 'bert.huge', '--out', out]) == 2
-    assert "preset 'bert.huge': unknown" in capsys.readouterr().err
+    assert "--preset 'bert.huge': unknown" in capsys.readouterr().err
     assert main(['pretrain', '--corpus', str(tmp_path / 'none'), '--out', out]) == 2
     assert 'no such file, nor a folder' in capsys.readouterr().err

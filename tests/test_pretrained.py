@@ -1,3 +1,4 @@
+"""Pretrained BERT in the book's format: save, load (zip, folder), checks, downloads."""
 import hashlib
 import http.server
 import json
@@ -12,8 +13,8 @@ from d2l import mxnet as d2l
 from mxnet import np
 
 from gluon_bertft import pretrained
-from gluon_bertft.pretrained import (PretrainedError, atomic_path, load_pretrained_model,
-                                     save_pretrained)
+from gluon_bertft.errors import PretrainedError
+from gluon_bertft.pretrained import load_pretrained_model, save_pretrained
 from conftest import TINY, tiny_bert
 
 VOCAB_TOKENS = ['<cls>', '<mask>', '<pad>', '<sep>', '<unk>'] + [f'w{i}' for i in range(45)]
@@ -115,21 +116,10 @@ def test_corrupt_zip_and_incomplete_dir_are_errors(saved):
 
 def test_params_that_are_not_bert_are_an_error(tmp_path):
     os.makedirs(tmp_path / 'm')
-    (tmp_path / 'm' / 'vocab.json').write_text('["a"]')
+    (tmp_path / 'm' / 'vocab.json').write_text('["<unk>", "<pad>", "<cls>", "<sep>"]')
     mx.npx.save(str(tmp_path / 'm' / 'pretrained.params'), {'foo.weight': np.zeros((2, 2))})
     with pytest.raises(PretrainedError, match='not a d2l BERT parameter file'):
         load_pretrained_model(str(tmp_path / 'm'))
-
-
-def test_atomic_path_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / 'out.json'
-    target.write_text('old')
-    with pytest.raises(RuntimeError):
-        with atomic_path(str(target)) as tmp, open(tmp, 'w') as f:
-            f.write('half')
-            raise RuntimeError('disk full')
-    assert target.read_text() == 'old'
-    assert os.listdir(tmp_path) == ['out.json']
 
 
 @pytest.fixture
@@ -194,3 +184,6 @@ def test_hub_entries_are_the_books():
                                                     num_heads=4, num_blks=2, max_len=512)
     assert pretrained.PRESETS['bert.base'] == dict(num_hiddens=768, ffn_num_hiddens=3072,
                                                    num_heads=12, num_blks=12, max_len=512)
+    # the book's §15.10 model, for pretraining and random initialization
+    assert pretrained.ALL_PRESETS == dict(pretrained.PRESETS, **{'bert.tiny': dict(
+        num_hiddens=128, ffn_num_hiddens=256, num_heads=2, num_blks=2, max_len=1000)})

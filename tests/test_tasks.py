@@ -14,10 +14,9 @@ from d2l import mxnet as d2l
 from conftest import shared_file
 from gluon_bertft import cli, pretrained, tasks
 from gluon_bertft.data import conll, qa, squad
-from gluon_bertft.data.snli import DataError
 from gluon_bertft.data.tagging import IGNORE, TaggingDataset
-from gluon_bertft.data.tokenize import basic
-from gluon_bertft.finetune import RESERVED_TOKENS
+from gluon_bertft.data.tokenize import RESERVED_TOKENS, basic
+from gluon_bertft.errors import DataError
 
 
 def vocab_of(texts):
@@ -162,8 +161,8 @@ def conll_files(tmp):
 
 
 def squad_files(tmp):
-    squad_subset(shared_file('squad', 'train-v1.1.subset.json'), tmp / 'train.json', 800)
-    squad_subset(shared_file('squad', 'dev-v1.1.shared.json'), tmp / 'test.json', 300)
+    squad_subset(shared_file('squad', 'train-v1.1.subset.json'), tmp / 'train.json', 400)
+    squad_subset(shared_file('squad', 'dev-v1.1.shared.json'), tmp / 'test.json', 150)
     return ['--epochs', '2', '--lr', '3e-3']
 
 
@@ -186,7 +185,7 @@ SMALL = dict(num_hiddens=64, ffn_num_hiddens=128, num_heads=2, num_blks=2, max_l
 
 @pytest.mark.parametrize('task', sorted(CASES))
 def test_cli_finetune_evaluate_predict(task, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(pretrained.PRESETS, 'test-small', SMALL)
+    monkeypatch.setitem(pretrained.ALL_PRESETS, 'test-small', SMALL)
     make_files, ext, key, predict_args, expected = CASES[task]
     options = make_files(tmp_path)
     out = tmp_path / 'run'
@@ -212,7 +211,8 @@ def test_cli_finetune_evaluate_predict(task, tmp_path, capsys, monkeypatch):
     ('classify', 'ham\tfine\n', ['--label-column', '2'], r'train\.txt:1: 2 column\(s\), but column 2'),
     ('classify', 'ham\tfine\nspam\tcaf\xe9 \u00a3100\n', ['--encoding', 'ascii'],
      r'train\.txt:2: byte 0xc3 at column 9 is not valid ascii'),
-    ('tag', 'EU B-ORG\nrejects O\n', ['--max-len', '2'], r'max_len=2: needs <cls>, one word and <sep>'),
+    ('tag', 'EU B-ORG\nrejects O\n\nParis B-LOC\n', ['--max-len', '2', '--test-fraction', '0.5'],
+     r'max_len=2: needs <cls>, one word and <sep>'),
     ('tag', 'EU B-ORG\nrejects\n', [], r'train\.txt:2: one column'),
     ('qa', '{"data": [{"paragraphs": [{"qas": [{"id": "x", "question": "Why?"}]}]}]}', [],
      r'train\.txt:1 \(question x, .*\): the question has no passage'),
@@ -237,17 +237,3 @@ def test_unknown_label_in_the_test_file_is_named(tmp_path, capsys):
     assert code == 2
     assert re.search(r"test\.tsv:3: unknown label 'neutral' \(the model knows 'neg', 'pos'\)",
                      capsys.readouterr().err)
-
-
-def test_batches_trim_per_token_labels_and_keep_label_tuples():
-    from gluon_bertft.data.batching import BatchIter
-    tokens = onp.arange(4 * 16, dtype=onp.int32).reshape(4, 16)
-    valid_lens = onp.array([5, 3, 9, 4], dtype=onp.float32)
-    per_token = onp.arange(4 * 16, dtype=onp.float32).reshape(4, 16)
-    starts, ends = onp.arange(4, dtype=onp.float32), onp.arange(4, dtype=onp.float32) + 1
-    (X, y), = BatchIter((tokens, tokens, valid_lens, per_token), 4, round_to=8)
-    assert X[0].shape == y.shape == (4, 16)  # longest 9 -> 16
-    (X, y), _ = BatchIter((tokens, tokens, valid_lens, (starts, ends)), 2, round_to=4)
-    assert X[0].shape == (2, 8) and [a.asnumpy().tolist() for a in y] == [[0, 1], [1, 2]]
-    (X, y), = BatchIter((tokens[1:2], tokens[1:2], valid_lens[1:2], per_token[1:2]), 1, round_to=4)
-    assert y.shape == (1, 4) and y.asnumpy().tolist() == [per_token[1, :4].tolist()]

@@ -1,14 +1,16 @@
+"""The fine-tuning loop (the book's train_ch13 over devices), evaluation, freezing, the trainer."""
 import mxnet as mx
 import numpy as onp
 import pytest
 from mxnet import gluon, np
 
-from gluon_bertft.data.batching import BatchIter
-from gluon_bertft.data.snli import LABELS, SNLIBERTDataset, read_snli
-from gluon_bertft.finetune import (build_vocab, finetune_snli, load_classifier, make_iter,
-                                   save_classifier, set_seed, split_off)
-from gluon_bertft.heads import BERTClassifier, predict_snli
-from gluon_bertft.train import evaluate_accuracy, freeze, make_trainer, parse_devices, train
+from gluon_bertft.data.batching import BatchIter, make_iter
+from gluon_bertft.data.snli import SNLIBERTDataset, read_snli
+from gluon_bertft.data.tokenize import build_vocab
+from gluon_bertft.devices import set_seed
+from gluon_bertft.finetune import split_rows
+from gluon_bertft.heads import BERTClassifier
+from gluon_bertft.train import evaluate_accuracy, freeze, make_trainer, train
 from conftest import SAMPLE, tiny_bert, shared_file
 
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -91,20 +93,26 @@ def test_validation_keeps_the_best_epoch(small, vocab):
     net = classifier(vocab)
     train_ds = SNLIBERTDataset(tuple(c[:200] for c in read_snli(SAMPLE)), 64, vocab)
     valid, test = BatchIter.from_dataset(small, 128), make_iter(train_ds, 128, False, True)
+    validate = lambda net: ('accuracy', evaluate_accuracy(net, valid, [mx.cpu()]))
+    lines = []
     history = train(net, BatchIter.from_dataset(train_ds, 32, shuffle=True), test, LOSS,
-                    make_trainer(net, 3e-3), 4, [mx.cpu()], valid_iter=valid, log=quiet)
+                    make_trainer(net, 3e-3), 4, [mx.cpu()], validate=validate, log=lines.append)
     best = history['best_epoch']
-    assert history['valid_acc'][best - 1] == max(history['valid_acc'])
-    assert evaluate_accuracy(net, valid, [mx.cpu()]) == pytest.approx(max(history['valid_acc']))
+    assert history['valid_metric'] == 'accuracy' and len(history['valid']) == 4
+    assert history['valid'][best - 1] == max(history['valid'])
+    assert evaluate_accuracy(net, valid, [mx.cpu()]) == pytest.approx(max(history['valid']))
     assert evaluate_accuracy(net, test, [mx.cpu()]) == pytest.approx(history['test_acc'][best - 1])
+    assert sum(', valid accuracy ' in line for line in lines) == 4
+    if best != 4:
+        assert f'kept epoch {best} (best valid accuracy {max(history["valid"]):.3f})' in lines
 
 
 def test_finetuning_real_pairs_lowers_loss_and_beats_chance():
     """A 2-block BERT from random initialization on ~7,900 real SNLI pairs, 2 epochs."""
-    data = read_snli(shared_file('snli', 'snli_1.0_dev.jsonl'))
+    rows = list(zip(*read_snli(shared_file('snli', 'snli_1.0_dev.jsonl'))))
     set_seed(0)
-    train_data, test_data = split_off(data, 0.2, 0)
-    vocab = build_vocab(train_data)
+    train_data, test_data = (tuple(map(list, zip(*part))) for part in split_rows(rows, 0.2, 0))
+    vocab = build_vocab(train_data[0] + train_data[1])
     net = classifier(vocab, dropout=0.1, num_hiddens=64, ffn_num_hiddens=128, init=mx.init.Xavier())
     net.hybridize(static_alloc=True, static_shape=True)
     history = train(net, make_iter(SNLIBERTDataset(train_data, 64, vocab), 32, True, True),
@@ -113,55 +121,3 @@ def test_finetuning_real_pairs_lowers_loss_and_beats_chance():
     assert history['train_loss'][1] < history['train_loss'][0] - 0.02
     # 1,968 held-back pairs: chance is 1/3 with a standard error of about 0.011
     assert history['test_acc'][-1] > 0.42
-
-
-def test_save_and_load_classifier_predicts_the_same(tmp_path, small, vocab):
-    net = classifier(vocab)
-    x, _ = next(iter(BatchIter.from_dataset(small, 16)))
-    config = dict(vocab_size=len(vocab), num_hiddens=32, ffn_num_hiddens=64, num_heads=2,
-                  num_blks=2, max_len=64, num_classes=3)
-    save_classifier(net, vocab, str(tmp_path / 'clf'), config)
-    loaded, loaded_vocab, loaded_config = load_classifier(str(tmp_path / 'clf'), [mx.cpu()])
-    assert loaded_config == config and loaded_vocab.idx_to_token == vocab.idx_to_token
-    assert float(np.abs(loaded(x) - net(x)).max()) < 1e-6
-    label = predict_snli(loaded, loaded_vocab, 'A man is sleeping .', 'Nobody sleeps .')
-    assert label in LABELS
-    assert label == predict_snli(net, vocab, 'a man is sleeping .'.split(), ['nobody', 'sleeps', '.'])
-
-
-def test_finetune_snli_writes_outputs_atomically_and_checks_input(tmp_path):
-    lines = []
-    net, vocab, history = finetune_snli(train_file=SAMPLE, pretrained_model='random',
-                                        num_epochs=1, batch_size=64, max_examples=200,
-                                        max_len=64, out=str(tmp_path / 'run'), log=lines.append)
-    assert lines[0].startswith('BERT: random initialization (no pretraining), 2 blocks, 256 hidden')
-    assert lines[1].startswith('epoch 1/1: loss ') and ', train acc ' in lines[1]
-    assert lines[2].endswith(' examples/sec on [cpu(0)]')
-    assert sorted(__import__('os').listdir(tmp_path / 'run')) == ['classifier', 'history.json',
-                                                                  'training_curve.png']
-    with pytest.raises(ValueError, match='batch_size=0'):
-        finetune_snli(train_file=SAMPLE, pretrained_model='random', batch_size=0)
-
-
-def test_finetune_from_a_saved_pretrained_zip(tmp_path, vocab):
-    from gluon_bertft.pretrained import save_pretrained
-    bert = tiny_bert(len(vocab))
-    config = dict(vocab_size=len(vocab), num_hiddens=32, ffn_num_hiddens=64, num_heads=2,
-                  num_blks=2, max_len=64)
-    path = save_pretrained(bert, vocab, str(tmp_path / 'bert.zip'), config)
-    lines = []
-    finetune_snli(train_file=SAMPLE, pretrained_model=path, preset=None, num_epochs=1,
-                  batch_size=64, max_examples=200, max_len=64, out=str(tmp_path / 'run'),
-                  log=lines.append)
-    assert lines[0].startswith(f'BERT: {path}, 2 blocks, 32 hidden, {len(vocab)} tokens')
-    _, _, saved = load_classifier(str(tmp_path / 'run' / 'classifier'), [mx.cpu()])
-    assert {k: saved[k] for k in config} == config
-
-
-def test_parse_devices():
-    assert parse_devices('cpu:0,cpu:1') == [mx.cpu(0), mx.cpu(1)]
-    assert parse_devices('auto') == [mx.cpu()]
-    with pytest.raises(ValueError, match='no GPU'):
-        parse_devices('gpu')
-    with pytest.raises(ValueError, match="devices='tpu:0'"):
-        parse_devices('tpu:0')

@@ -11,6 +11,7 @@
 
 :mod:`.base` documents the protocol each task implements.
 """
+from ..data.snli import LABELS
 from ..errors import ConfigError
 from .classify import ClassifyTask, PairClassifyTask, RegressTask
 from .qa import QATask
@@ -43,8 +44,10 @@ def task_from_config(config):
     name = config.get('task', 'snli')
     if name not in TASKS:
         raise ConfigError(f'config.json: task {name!r} is none of {", ".join(TASKS)}')
-    if 'seq_len' in config and 'max_len' not in config.get('bert', {}):  # written before 0.2
+    if 'seq_len' in config:  # written before 0.2: max_len was the BERT's, seq_len the examples'
         config = dict(config, max_len=config['seq_len'])
+    if name == 'snli' and 'labels' not in config:  # written before 0.2: the book's three
+        config = dict(config, labels=list(LABELS))
     config.setdefault('tokenizer', 'whitespace')
     config.setdefault('reader', dict(encoding='utf-8'))
     return TASKS[name](dict(config, task=name))

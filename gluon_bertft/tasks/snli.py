@@ -4,6 +4,9 @@ The book's reader (:func:`~gluon_bertft.data.snli.read_snli`: pairs labelled ``-
 entailment 0 / contradiction 1 / neutral 2), the book's ``SNLIBERTDataset`` arrays (lower-cased
 whitespace tokens, the book's truncation) and ``BERTClassifier`` with three outputs.
 """
+import contextlib
+import io
+
 import numpy as onp
 from mxnet import gluon
 
@@ -46,7 +49,10 @@ class SNLITask(ClassifierMixin, Task):
                                         onp.asarray(labels, dtype=onp.float32))
         if len(rows[0]) > 3:  # raw input: split off punctuation as SNLI's text is
             premises, hypotheses = ([' '.join(basic(t)) for t in texts] for texts in (premises, hypotheses))
-        return SNLIBERTDataset((premises, hypotheses, labels), self.max_len, vocab)
+        with contextlib.redirect_stdout(io.StringIO()) as said:  # the book's 'read N examples'
+            dataset = SNLIBERTDataset((premises, hypotheses, labels), self.max_len, vocab)
+        log(said.getvalue().strip())  # to the caller's log: predict's output is the label alone
+        return dataset
 
     def head(self, bert):
         return BERTClassifier(bert, 3)
