@@ -5,6 +5,8 @@ the settings a resumed run must share, and a saved model's ``config.json`` keeps
 """
 import argparse
 import codecs
+import math
+import os
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
@@ -31,6 +33,22 @@ def fraction(value):
     x = float(value)
     if not 0 <= x < 1:
         raise argparse.ArgumentTypeError(f'{value}: must be in [0, 1)')
+    return x
+
+
+def positive_number(value):
+    """A finite number > 0 (learning rates, clipping norms)."""
+    x = float(value)
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f'{value}: must be a finite number > 0')
+    return x
+
+
+def non_negative(value):
+    """A finite number >= 0 (weight decay)."""
+    x = float(value)
+    if not (math.isfinite(x) and x >= 0):
+        raise argparse.ArgumentTypeError(f'{value}: must be a finite number >= 0')
     return x
 
 
@@ -64,7 +82,7 @@ class RunConfig:
         ``fraction``): what the CLI refuses, refused for the Python API too."""
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), f.metadata.get('type')
-            if kind in (positive, fraction) and value is not None:
+            if kind in (positive, fraction, positive_number, non_negative) and value is not None:
                 try:
                     kind(value)
                 except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
@@ -100,14 +118,14 @@ class FinetuneConfig(RunConfig):
     batch_size: int = opt(512, 'examples per optimizer step (the global batch under launch)',
                           type=positive)
     max_len: int = opt(128, 'tokens per example, <cls> and <sep> included', type=positive)
-    lr: float = opt(1e-4, "Adam's learning rate", type=float)
-    dropout: float = opt(0.1, 'dropout of the encoder', type=float)
+    lr: float = opt(1e-4, "Adam's learning rate", type=positive_number)
+    dropout: float = opt(0.1, 'dropout of the encoder, in [0, 1)', type=fraction)
     warmup: float = opt(0.0, "BERT's recipe: linear warmup over this share of the steps, then "
                         "linear decay to 0 (0: the book's constant rate)", type=fraction)
     weight_decay: float = opt(0.0, "BERT's recipe: AdamW weight decay, not on biases and "
-                              "LayerNorm (e.g. 0.01)", type=float)
+                              "LayerNorm (e.g. 0.01)", type=non_negative)
     clip_grad: Optional[float] = opt(None, "BERT's recipe: clip the global gradient norm at "
-                                     "this (e.g. 1.0)", type=float)
+                                     "this (e.g. 1.0)", type=positive_number)
     max_examples: Optional[int] = opt(None, 'use at most this many training examples', type=positive)
     max_test_examples: Optional[int] = opt(None, 'use at most this many test examples', type=positive)
     trainable_blocks: Optional[int] = opt(None, 'train the task layer plus the top K encoder '
@@ -145,11 +163,7 @@ class FinetuneConfig(RunConfig):
             raise ConfigError('--checkpoint-every: give the output folder (--out)')
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
-        if self.weight_decay < 0 or (self.clip_grad is not None and self.clip_grad <= 0):
-            raise ConfigError(f'--weight-decay {self.weight_decay} / --clip-grad {self.clip_grad}: '
-                              'must be >= 0 / > 0')
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f'--dropout {self.dropout}: must be in [0, 1)')
+        check_output(self.out, folder=True)
         if self.task == 'qa' and self.tokenizer not in (None, 'basic'):
             raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
         if self.task == 'snli' and self.tokenizer is not None:
@@ -160,8 +174,11 @@ class FinetuneConfig(RunConfig):
         except LookupError:
             raise ConfigError(f'--encoding {self.encoding}: not a text encoding Python knows '
                               '(e.g. utf-8, cp1252, latin-1)') from None
-        if self.task in ('snli', 'qa') and encoding != 'utf-8':
-            raise ConfigError(f'--encoding: --task {self.task} reads UTF-8 files only')
+        del encoding  # every reader takes it (data/files.py)
+        smallest = 5 if self.task in ('snli', 'pair-classify') else 3
+        if self.max_len < smallest:
+            raise ConfigError(f'--max-len {self.max_len}: --task {self.task} needs at least '
+                              f'{smallest} (<cls>, <sep> and a token of each text)')
         if self.data != 'SNLI' and (self.task != 'snli' or self.train):
             raise ConfigError('--data: applies to --task snli without --train (the SNLI folder); '
                               'give the files with --train and --test')
@@ -188,14 +205,22 @@ class PretrainConfig(RunConfig):
     steps: int = opt(1000, 'optimizer steps in all (0: save the random initial weights)', type=int)
     batch_size: int = opt(512, 'sentence pairs per step (the global batch under launch)', type=positive)
     max_len: int = opt(64, 'tokens per sentence pair', type=positive)
-    lr: float = opt(0.01, "Adam learning rate (the book's 0.01)", type=float)
-    dropout: float = opt(0.2, 'dropout of the encoder', type=float)
+    lr: float = opt(0.01, "Adam learning rate (the book's 0.01)", type=positive_number)
+    dropout: float = opt(0.2, 'dropout of the encoder, in [0, 1)', type=fraction)
     checkpoint: Optional[str] = opt(None, 'checkpoint folder (default: OUT without .zip, plus .ckpt)')
     checkpoint_every: Optional[int] = opt(50, 'steps between checkpoints', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
                  'hybridize', 'steps', 'lr', 'corpus')
 
+
+
+def check_output(path, folder):
+    """Refuse, before any work, an output path that cannot be written: a ``folder`` output
+    that is an existing file, or a file output that is an existing folder."""
+    if path and os.path.exists(path) and os.path.isdir(path) != folder:
+        raise ConfigError(f'--out {path}: exists as a {"file" if folder else "folder"}; give '
+                          f'{"a folder" if folder else "a file"} path (a folder is replaced as a whole)')
 
 
 def add_options(parser, config_cls, skip=()):

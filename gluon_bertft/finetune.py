@@ -134,7 +134,9 @@ def finetune(config, animator=None, log=print):
                                               devices)
     validate = None
     if valid_set is not None:
-        validate = lambda _: (task.metric, task.score(outputs(valid_set), valid_rows, valid_set)[task.metric])
+        def validate(_):
+            value = task.score(outputs(valid_set), valid_rows, valid_set)[task.metric]
+            return task.metric, float('nan') if value is None else value  # undefined: never best
     num_workers = kv.num_workers if watchdog else 1
     ckpt = Checkpoint(os.path.join(config.out, 'checkpoint') if config.out else None,
                       config.run_settings(num_workers=num_workers,
@@ -168,7 +170,7 @@ def finetune(config, animator=None, log=print):
         result.update(test=task.score(outputs(test_set), test_rows, test_set),
                       baseline=task.baseline(train_rows, test_rows, test_set))
         log(f'test: {format_metrics(result["test"])}')
-        doc = task.baseline.__doc__.strip().rstrip('.')
+        doc = task.baseline.__doc__.strip().rstrip('.').replace('``', '')
         log(f'baseline ({doc[0].lower() + doc[1:]}): {format_metrics(result["baseline"])}')
     if config.out and rank == 0:
         meta = dict(task.config, bert=bert_cfg, pretrained=config.pretrained, train_file=files[0],

@@ -92,15 +92,16 @@ def squad_em_f1(predictions, golds):
 def correlations(gold, pred):
     """Pearson and Spearman correlation and the mean squared error of regression predictions.
 
-    A constant prediction has no correlation: reported as 0.
+    A constant prediction or constant gold scores have no correlation: reported as None
+    (undefined), not 0.
     """
     gold, pred = onp.asarray(gold, dtype=onp.float64), onp.asarray(pred, dtype=onp.float64)
-    constant = onp.ptp(pred) == 0 or onp.ptp(gold) == 0
-    return {'pearson': 0.0 if constant else float(stats.pearsonr(gold, pred)[0]),
-            'spearman': 0.0 if constant else float(stats.spearmanr(gold, pred)[0]),
+    constant = len(gold) < 2 or onp.ptp(pred) == 0 or onp.ptp(gold) == 0
+    return {'pearson': None if constant else float(stats.pearsonr(gold, pred)[0]),
+            'spearman': None if constant else float(stats.spearmanr(gold, pred)[0]),
             'mse': float(((gold - pred) ** 2).mean())}
 
 
 def format_metrics(report):
-    """``'name value, ...'`` of a metrics dict, three decimals."""
-    return ', '.join(f'{k} {v:.3f}' for k, v in report.items())
+    """``'name value, ...'`` of a metrics dict, three decimals (None: ``undefined``)."""
+    return ', '.join(f'{k} {"undefined" if v is None else f"{v:.3f}"}' for k, v in report.items())

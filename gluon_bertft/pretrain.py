@@ -20,7 +20,7 @@ from mxnet import autograd, gluon, init
 
 from . import distributed, pretrained, storage
 from .checkpoint import Checkpoint
-from .config import PretrainConfig
+from .config import PretrainConfig, check_output
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
 from .devices import parse_devices, set_seed, split_arrays
 from .errors import ConfigError
@@ -181,6 +181,8 @@ def pretrain(config, log=print, log_every=10):
         raise ConfigError(f'--preset {c.preset!r}: unknown (choose from {", ".join(sorted(PRESETS))})')
     if not c.corpus or not c.out:
         raise ConfigError('pretrain: give --corpus and --out')
+    check_output(c.out, folder=not c.out.endswith('.zip'))
+    check_output(c.checkpoint or output_paths(c.out)[0], folder=True)
     if c.steps < 0:
         raise ConfigError(f'--steps {c.steps}: must be >= 0')
     if c.max_len > PRESETS[c.preset]['max_len']:

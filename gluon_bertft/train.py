@@ -189,7 +189,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             history['valid'].append(value)
             history['valid_metric'] = name
             line += f', valid {name} {value:.3f}'
-            if keep_best and (best is None or value > best):
+            if keep_best and value == value and (best is None or value > best):  # nan: undefined
                 best, history['best_epoch'] = value, epoch + 1
                 best_params = {n: p.data(devices[0]).copy()
                                for n, p in net._collect_params_with_prefix().items()}

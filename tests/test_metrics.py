@@ -77,4 +77,6 @@ def test_correlations_by_hand():
     swapped = metrics.correlations([1, 2, 3, 4], [1, 3, 2, 4])
     assert swapped['pearson'] == pytest.approx(0.8) and swapped['spearman'] == pytest.approx(0.8)
     assert swapped['mse'] == pytest.approx(0.5)
-    assert metrics.correlations([1, 2, 3], [2, 2, 2])['pearson'] == 0.0
+    assert metrics.correlations([1, 2, 3], [2, 2, 2])['pearson'] is None  # undefined, not 0
+    assert metrics.correlations([2, 2, 2], [1, 2, 3])['spearman'] is None
+    assert 'pearson undefined' in metrics.format_metrics(metrics.correlations([1, 2], [3, 3]))

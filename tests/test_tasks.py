@@ -212,7 +212,7 @@ def test_cli_finetune_evaluate_predict(task, tmp_path, capsys, monkeypatch):
     ('classify', 'ham\tfine\nspam\tcaf\xe9 \u00a3100\n', ['--encoding', 'ascii'],
      r'train\.txt:2: byte 0xc3 at column 9 is not valid ascii'),
     ('tag', 'EU B-ORG\nrejects O\n\nParis B-LOC\n', ['--max-len', '2', '--test-fraction', '0.5'],
-     r'max_len=2: needs <cls>, one word and <sep>'),
+     r'--max-len 2: --task tag needs at least 3'),
     ('tag', 'EU B-ORG\nrejects\n', [], r'train\.txt:2: one column'),
     ('qa', '{"data": [{"paragraphs": [{"qas": [{"id": "x", "question": "Why?"}]}]}]}', [],
      r'train\.txt:1 \(question x, .*\): the question has no passage'),

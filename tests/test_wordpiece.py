@@ -259,5 +259,6 @@ def test_qa_answers_decode_to_the_passage_text(tiny):
         for k, answer in enumerate(answers):
             _, first, last = best[k]
             assert qa.span_text(context, data.spans[k], first, last) == answer
-    with pytest.raises(ValueError, match='stride'):
-        WordPieceQADataset(questions, tiny, 10, 8)
+    # a stride larger than the room a question leaves is fitted to it, not refused
+    fitted = WordPieceQADataset(questions, tiny, 10, 8)
+    assert len(fitted) > 0 and (fitted.valid_lens <= 10).all()

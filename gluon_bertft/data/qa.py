@@ -42,14 +42,15 @@ class WindowedQA:
         None)``; ``specials``: the ``(cls, sep, pad)`` ids."""
         cls, sep, pad = specials
         rows, meta, labels, self.spans, dropped = [], [], [], [], 0
+        if max_len < 4:
+            raise ValueError(f'max_len={max_len}: QA needs <cls>, <sep>, <sep> and a passage token')
         for qi, (q_ids, c_ids, spans, target) in enumerate(encoded):
             self.spans.append(spans)
+            q_ids = q_ids[:max_len - 4]  # a question too long for max_len leaves one token
             room = max_len - len(q_ids) - 3
-            if not 0 < stride <= room:
-                raise ValueError(f'max_len={max_len} leaves {room} passage tokens next to a '
-                                 f'{len(q_ids)}-token question: stride={stride} must be in 1..{room}')
             offset, kept = len(q_ids) + 2, False
-            for start in window_starts(len(spans), room, stride):
+            # the defaults work together: a long question shortens the window step
+            for start in window_starts(len(spans), room, min(stride, room)):
                 end = min(start + room, len(spans))
                 inside = target is not None and start <= target[0] and target[1] < end
                 if train and not inside:

@@ -58,7 +58,7 @@ class ClassifyTask(ClassifierMixin, Task):
         return BERTClassifier(bert, len(self.config['labels']))
 
     def raw_rows(self, inputs):
-        texts = tuple(t for t in (inputs.get('text'), inputs.get('text_b')) if t)
+        texts = tuple(t for t in (inputs.get('text'), inputs.get('text_b')) if t and t.strip())
         if len(texts) not in self.num_texts:
             raise DataError(f'{self.name}: give {" or ".join(map(str, self.num_texts))} '
                             f'text(s) (--text, --text-b)')

@@ -33,7 +33,7 @@ class QATask(Task):
     accuracy = staticmethod(span_correct)
 
     def read(self, path, labelled=True):
-        return squad.read_squad(path, answers_required=labelled)
+        return squad.read_squad(path, labelled, self.config['reader'].get('encoding', 'utf-8'))
 
     def fit(self, questions):
         self.config['labels'] = None
@@ -44,10 +44,20 @@ class QATask(Task):
     def encode(self, questions, vocab, train=False, log=print):
         c = self.config
         if is_wordpiece(vocab):  # answers map back through the tokenizer's character offsets
-            return WordPieceQADataset(questions, vocab, c['max_len'], c['stride'],
-                                      c['max_query_len'], train, log)
-        return qa.QADataset(questions, vocab, c['max_len'], c['stride'], c['max_query_len'],
-                            train, log)
+            return self.check_windows(WordPieceQADataset(
+                questions, vocab, c['max_len'], c['stride'], c['max_query_len'], train, log),
+                questions, train)
+        dataset = qa.QADataset(questions, vocab, c['max_len'], c['stride'], c['max_query_len'],
+                               train, log)
+        return self.check_windows(dataset, questions, train)
+
+    def check_windows(self, dataset, questions, train):
+        """A training set whose every window was dropped (no answer fits) is an error."""
+        if train and len(dataset) == 0:
+            raise DataError(f'{questions[0].where.split(" (")[0]}: no training window holds an '
+                            f'answer (--max-len {self.max_len}, --stride {self.config["stride"]}, '
+                            f'--max-query-len {self.config["max_query_len"]})')
+        return dataset
 
     def head(self, bert):
         return BERTSpanQA(bert)
@@ -67,7 +77,7 @@ class QATask(Task):
         return metrics.squad_em_f1([''] * len(questions), [[a.text for a in q.answers] for q in questions])
 
     def raw_rows(self, inputs):
-        if not (inputs.get('question') and inputs.get('passage')):
+        if not all((inputs.get(k) or '').strip() for k in ('question', 'passage')):
             raise DataError('qa: give --question and --passage')
         return [squad.Question(None, inputs['question'], inputs['passage'], [], '<input>')]
 

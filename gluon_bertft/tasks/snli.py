@@ -29,7 +29,8 @@ class SNLITask(ClassifierMixin, Task):
     accuracy = staticmethod(num_correct)
 
     def read(self, path, labelled=True):
-        return self.check_rows(list(zip(*read_snli(path, keep_unlabelled=not labelled))), path)
+        columns = read_snli(path, not labelled, self.config['reader'].get('encoding', 'utf-8'))
+        return self.check_rows(list(zip(*columns)), path)
 
     def fit(self, rows):
         self.config['labels'] = list(LABELS)
@@ -59,6 +60,6 @@ class SNLITask(ClassifierMixin, Task):
 
     def raw_rows(self, inputs):
         premise, hypothesis = inputs.get('premise'), inputs.get('hypothesis')
-        if not (premise and hypothesis):
+        if not (premise and premise.strip() and hypothesis and hypothesis.strip()):
             raise DataError('snli: give --premise and --hypothesis')
         return [(premise, hypothesis, -1, 'raw')]

@@ -42,6 +42,9 @@ class TagTask(Task):
 
     def fit(self, sentences):
         self.config['labels'] = conll.tag_names(sentences)
+        if len(self.config['labels']) < 2:
+            raise DataError(f'{sentences[0].path}: every word of the training data is tagged O; '
+                            'there is no entity to learn')
 
     def vocab_text(self, sentences):
         tokenize = get_tokenizer(self.config['tokenizer'])
@@ -71,7 +74,7 @@ class TagTask(Task):
         return metrics.entity_f1([s.tags for s in sentences], [['O'] * len(s.words) for s in sentences])
 
     def raw_rows(self, inputs):
-        if not inputs.get('text'):
+        if not (inputs.get('text') or '').strip():
             raise DataError('tag: give a sentence (--text), words separated by spaces')
         return [conll.Sentence(inputs['text'].split(), None, '<input>', 1)]
 
