@@ -159,12 +159,16 @@ def test_predict_file_is_atomic(ext, models, tmp_path, monkeypatch):
     assert not (tmp_path / 'p.jsonl').exists()
 
 
+def predicted(path, data, out, count):
+    """The records ``predict_file`` wrote for ``data``, checked to be ``count``."""
+    assert predict.predict_file(str(path), data, str(out), devices=CPU, log=quiet) == count
+    return read_records(out)
+
+
 def test_predict_file_tag_words_tags_and_confidence(models, tmp_path):
     path, _, _, _ = models('tag')
     data = conll_file(tmp_path / 'new.conll', 6, seed=7, tagged=False)
-    out = tmp_path / 'tags.jsonl'
-    assert predict.predict_file(str(path), data, str(out), devices=CPU, log=quiet) == 6
-    records = read_records(out)
+    records = predicted(path, data, tmp_path / 'tags.jsonl', 6)
     text = open(data).read().split('\n\n')[1:]
     assert [r['words'] for r in records] == [block.split() for block in text]
     assert [r['where'] for r in records][0] == f'{data}:3'
@@ -182,9 +186,7 @@ def test_predict_file_tag_words_tags_and_confidence(models, tmp_path):
 def test_predict_file_qa_answers_and_scores(models, tmp_path):
     path, _, _, _ = models('qa')
     data = squad_json(tmp_path / 'questions.json', 5, seed=9, answers=False)
-    out = tmp_path / 'answers.csv'
-    assert predict.predict_file(str(path), data, str(out), devices=CPU, log=quiet) == 5
-    records = read_records(out)
+    records = predicted(path, data, tmp_path / 'answers.csv', 5)
     passages = [p['context'] for p in json.load(open(data))['data'][0]['paragraphs']]
     assert [r['id'] for r in records] == [f'q{i}' for i in range(5)]
     for rec, passage in zip(records, passages):

@@ -27,10 +27,8 @@ def span_correct(y_hat, y):
 class QATask(Task):
     """SQuAD exact match and F1 (percent); the baseline answers the empty string."""
 
-    name = 'qa'
-    metric = 'f1'
-    loss = staticmethod(span_loss)
-    accuracy = staticmethod(span_correct)
+    name, metric = 'qa', 'f1'  # SQuAD's F1 picks the best epoch
+    loss, accuracy = staticmethod(span_loss), staticmethod(span_correct)
 
     def read(self, path, labelled=True):
         return squad.read_squad(path, labelled, self.config['reader'].get('encoding', 'utf-8'))
