@@ -7,7 +7,7 @@ history so far. It is written atomically: an interrupted save leaves the previou
 import os
 
 from . import storage
-from .errors import PretrainedError
+from .errors import PretrainedError, cut, shorten
 
 
 class Checkpoint:
@@ -30,32 +30,47 @@ class Checkpoint:
     def save(self, net, trainer, **state):
         """Write ``net``'s parameters, ``trainer``'s states and ``state`` (JSON values);
         ``DivergedError`` instead if a weight is not finite."""
-        storage.check_finite_weights(net, self.path)
+        at = ', '.join(f'{k} {state[k]}' for k in ('step', 'epoch', 'batch') if k in state)
+        storage.check_finite_weights(net, self.path, f' at {at}' if at else '')
         with storage.atomic_path(self.path) as tmp:
             os.makedirs(tmp)
             net.save_parameters(os.path.join(tmp, 'model.params'))
             trainer.save_states(os.path.join(tmp, 'trainer.states'))
             storage.write_json(os.path.join(tmp, 'state.json'), dict(state, run=self.run))
 
-    def read_state(self):
-        """The saved ``state.json``, checked to be an object with a ``run``."""
+    def read_state(self, counters=None, history=()):
+        """The saved ``state.json``, checked to be an object with a ``run``, each of
+        ``counters`` (``{name: largest or None}``) an integer from 0, and ``history`` an
+        object whose keys ``history`` are lists."""
         where = os.path.join(self.path, 'state.json')
         state = storage.read_json(where)
+        start_over = f'delete {self.path} to start over'
         if not isinstance(state, dict) or not isinstance(state.get('run'), dict):
-            raise PretrainedError(f'{where}: not a checkpoint state (no "run" object); delete '
-                                  f'{self.path} to start over')
+            raise PretrainedError(f'{where}: not a checkpoint state (no "run" object); {start_over}')
+        for name, largest in (counters or {}).items():
+            value = state.get(name)
+            if (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                    or (largest is not None and value > largest)):
+                span = '>= 0' if largest is None else f'in 0..{largest}'
+                raise PretrainedError(f'{where}: "{name}" is {shorten(value)}, not an integer '
+                                      f'{span}; {start_over}')
+        if history and not (isinstance(state.get('history'), dict) and
+                            all(isinstance(state['history'].get(k), list) for k in history)):
+            raise PretrainedError(f'{where}: "history" is not an object of lists ({", ".join(history)}); '
+                                  f'{start_over}')
         return state
 
-    def load(self, net, trainer, devices, lr=None):
+    def load(self, net, trainer, devices, lr=None, counters=None, history=()):
         """Check the run settings, load into ``net`` and ``trainer``; returns the saved state.
 
-        Raises ``PretrainedError`` naming every setting that differs. ``lr``: the learning
-        rate to continue with (the saved optimizer comes back with its own).
+        Raises ``PretrainedError`` naming every setting that differs, or a field of the state
+        that is not what :meth:`read_state` is asked to check. ``lr``: the learning rate to
+        continue with (the saved optimizer comes back with its own).
         """
-        state = self.read_state()
-        diff = [f'{k}={v!r} (now {self.run.get(k)!r})' for k, v in state['run'].items()
-                if self.run.get(k) != v]
-        diff += [f'{k} unset (now {v!r})' for k, v in self.run.items() if k not in state['run']]
+        state = self.read_state(counters, history)
+        diff = [f'{cut(str(k), 60)}={shorten(v)} (now {shorten(self.run.get(k))})'
+                for k, v in state['run'].items() if self.run.get(k) != v]
+        diff += [f'{k} unset (now {shorten(v)})' for k, v in self.run.items() if k not in state['run']]
         if diff:
             raise PretrainedError(
                 f'{self.path}: cannot resume, the checkpoint was written with {"; ".join(diff)}. '

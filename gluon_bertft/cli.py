@@ -7,10 +7,11 @@ ends with one ``error: ...`` line naming the file, line, field or option, and ex
 import argparse
 import sys
 
-from .config import FinetuneConfig, PretrainConfig, add_options, from_args, positive
+from .config import FinetuneConfig, PretrainConfig, add_options, check_output, from_args, positive
 from .errors import ConfigError, DataError, PretrainedError
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
+MAX_MESSAGE = 1000  # characters of an error message
 RAW_INPUTS = ('premise', 'hypothesis', 'text', 'text_b', 'question', 'passage')  # of predict
 
 
@@ -78,6 +79,7 @@ def run(args):
     elif args.data:
         if not args.output:
             raise ConfigError('predict --data: give --output (a .jsonl or .csv file)')
+        check_output(args.output, folder=False, option='--output')
         for name in RAW_INPUTS:
             if getattr(args, name) is not None:
                 raise ConfigError(f'--{name.replace("_", "-")}: not with --data (the inputs are '
@@ -102,6 +104,9 @@ def main(argv=None):
     try:
         run(args)
     except (DataError, PretrainedError, ConfigError, ValueError, OSError) as e:
-        print(f'error: {e}', file=sys.stderr)
+        message = str(e)
+        if len(message) > MAX_MESSAGE:  # one that quotes input, past errors.shorten's reach
+            message = f'{message[:MAX_MESSAGE - 40]}... ({len(message)} characters)'
+        print(f'error: {message}', file=sys.stderr)
         return 2
     return 0

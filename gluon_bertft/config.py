@@ -4,13 +4,13 @@ The CLI builds its options from these fields (name, default, help), the checkpoi
 the settings a resumed run must share, and a saved model's ``config.json`` keeps them.
 """
 import argparse
-import codecs
 import math
 import os
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .data.files import check_encoding
 from .errors import ConfigError
 
 TASK_NAMES = ('snli', 'classify', 'pair-classify', 'regress', 'tag', 'qa')
@@ -52,6 +52,14 @@ def non_negative(value):
     return x
 
 
+def seed_number(value):
+    """A seed of numpy's and MXNet's generators: 0..2**32 - 1."""
+    n = int(value)
+    if not 0 <= n < 2 ** 32:
+        raise argparse.ArgumentTypeError(f'{value}: must be an integer from 0 to 2**32 - 1')
+    return n
+
+
 def columns(value):
     return tuple(c.strip() for c in value.split(',')) if value else None
 
@@ -60,7 +68,8 @@ def columns(value):
 class RunConfig:
     """What every training run takes: devices, seed, output, checkpoints, resume, scale-out."""
     devices: str = opt('auto', 'auto (all GPUs, else the CPU), cpu, gpu, or e.g. cpu:0,cpu:1')
-    seed: int = opt(0, 'seed of the data order, splits, initialization and dropout', type=int)
+    seed: int = opt(0, 'seed of the data order, splits, initialization and dropout',
+                    type=seed_number)
     out: Optional[str] = opt(None, 'output folder (finetune default: runs/TASK)')
     checkpoint_every: Optional[int] = opt(
         None, 'write OUT/checkpoint every N optimizer steps (and after every epoch)', type=positive)
@@ -82,7 +91,8 @@ class RunConfig:
         ``fraction``): what the CLI refuses, refused for the Python API too."""
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), f.metadata.get('type')
-            if kind in (positive, fraction, positive_number, non_negative) and value is not None:
+            if kind in (positive, fraction, positive_number, non_negative, seed_number) \
+                    and value is not None:
                 try:
                     kind(value)
                 except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
@@ -164,18 +174,16 @@ class FinetuneConfig(RunConfig):
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
         check_output(self.out, folder=True)
+        for name, folder in (('model', True), ('checkpoint', True), ('result.json', False),
+                             ('training_curve.png', False)):  # what a run writes into --out
+            check_output(self.out and os.path.join(self.out, name), folder)
         if self.task == 'qa' and self.tokenizer not in (None, 'basic'):
             raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
         if self.task == 'snli' and self.tokenizer is not None:
             raise ConfigError('--tokenizer: --task snli tokenizes as the book does (lower-cased '
                               'whitespace tokens); the table tasks take --tokenizer')
-        try:
-            encoding = codecs.lookup(self.encoding).name
-        except LookupError:
-            raise ConfigError(f'--encoding {self.encoding}: not a text encoding Python knows '
-                              '(e.g. utf-8, cp1252, latin-1)') from None
-        del encoding  # every reader takes it (data/files.py)
-        smallest = 5 if self.task in ('snli', 'pair-classify') else 3
+        check_encoding(self.encoding)  # every reader takes it (data/files.py)
+        smallest = min_len(self.task)
         if self.max_len < smallest:
             raise ConfigError(f'--max-len {self.max_len}: --task {self.task} needs at least '
                               f'{smallest} (<cls>, <sep> and a token of each text)')
@@ -209,18 +217,35 @@ class PretrainConfig(RunConfig):
     dropout: float = opt(0.2, 'dropout of the encoder, in [0, 1)', type=fraction)
     checkpoint: Optional[str] = opt(None, 'checkpoint folder (default: OUT without .zip, plus .ckpt)')
     checkpoint_every: Optional[int] = opt(50, 'steps between checkpoints', type=positive)
+    encoding: str = opt('utf-8', 'text encoding of the corpus, e.g. cp1252')
 
+    # the corpus and its encoding may change: the checkpoint's vocabulary digest must match
     RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
-                 'hybridize', 'steps', 'lr', 'corpus')
+                 'hybridize', 'steps', 'lr', 'corpus', 'encoding')
 
 
+def min_len(task):
+    """The fewest tokens per example of ``task``: ``<cls>``, ``<sep>`` (pairs: two) and a token
+    of each text."""
+    return 5 if task in ('snli', 'pair-classify') else 3
 
-def check_output(path, folder):
+
+def check_output(path, folder, option='--out'):
     """Refuse, before any work, an output path that cannot be written: a ``folder`` output
-    that is an existing file, or a file output that is an existing folder."""
-    if path and os.path.exists(path) and os.path.isdir(path) != folder:
-        raise ConfigError(f'--out {path}: exists as a {"file" if folder else "folder"}; give '
+    that is an existing file, a file output that is an existing folder, or a path under a file
+    or in a folder that is not writable."""
+    if not path:
+        return
+    if os.path.exists(path) and os.path.isdir(path) != folder:
+        raise ConfigError(f'{option} {path}: exists as a {"file" if folder else "folder"}; give '
                           f'{"a folder" if folder else "a file"} path (a folder is replaced as a whole)')
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the folders to be made: the first that exists decides
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f'{option} {path}: {parent} is a file, not a folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f'{option} {path}: cannot write in {parent} (permission denied)')
 
 
 def add_options(parser, config_cls, skip=()):

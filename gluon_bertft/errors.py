@@ -24,5 +24,9 @@ class DivergedError(ValueError):
 def shorten(value, limit=60):
     """``repr(value)``, cut to about ``limit`` characters: error messages quote input, and a
     1 MB token must not print a megabyte."""
-    text = repr(value)
+    return cut(repr(value), limit)
+
+
+def cut(text, limit=200):
+    """``text`` cut to about ``limit`` characters (a list of names in a message)."""
     return text if len(text) <= limit else f'{text[:limit - 20]}...{text[-12:]} ({len(text)} chars)'

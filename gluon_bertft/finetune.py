@@ -143,7 +143,9 @@ def finetune(config, animator=None, log=print):
                                           schedule_steps=total_steps if config.warmup else None))
     resume_at, history = (0, 0), None
     if config.resume and ckpt.exists():
-        state = ckpt.load(net, trainer, devices, config.lr)
+        state = ckpt.load(net, trainer, devices, config.lr,
+                          counters=dict(epoch=None, batch=len(train_iter) - 1),
+                          history=('train_loss', 'train_acc', 'test_acc', 'valid', 'examples_per_sec'))
         if state['epoch'] >= config.epochs:
             raise ConfigError(f'{ckpt.path}: all {state["epoch"]} epochs are done; ask for more '
                               '--epochs to train on')

@@ -19,7 +19,7 @@ import numpy as onp
 import requests
 
 from .model import BERTModel  # noqa: F401 (the docstrings refer to it)
-from .errors import PretrainedError
+from .errors import PretrainedError, shorten
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def read_hf_config(path):
     model_type, archs = stored.get('model_type'), stored.get('architectures') or []
     if model_type not in (None, 'bert') or any(not str(a).startswith('Bert') for a in archs) \
             or (model_type is None and not archs):
-        raise PretrainedError(f'{file}: model_type {model_type!r} (architectures {archs}) is not '
+        raise PretrainedError(f'{file}: model_type {shorten(model_type)} (architectures {shorten(archs)}) is not '
                               f'supported: only model_type: bert (BertModel / BertFor* '
                               f'checkpoints) is')
     config = {}
@@ -116,16 +116,16 @@ def read_hf_config(path):
             raise PretrainedError(f'{file}: key {hf_key!r} is missing')
         config[key] = value = stored[hf_key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise PretrainedError(f'{file}: key {hf_key!r} must be a positive integer, not {value!r}')
+            raise PretrainedError(f'{file}: key {hf_key!r} must be a positive integer, not {shorten(value)}')
     if config['num_hiddens'] % config['num_heads']:
         raise PretrainedError(f'{file}: hidden_size is not a multiple of num_attention_heads')
     act = stored.get('hidden_act', 'gelu')
     if not isinstance(act, str) or act not in HF_ACTIVATIONS:
-        raise PretrainedError(f'{file}: hidden_act {act!r} is not supported (only '
+        raise PretrainedError(f'{file}: hidden_act {shorten(act)} is not supported (only '
                               f'{", ".join(HF_ACTIVATIONS)})')
     if stored.get('position_embedding_type', 'absolute') != 'absolute':
         raise PretrainedError(f'{file}: position_embedding_type '
-                              f'{stored["position_embedding_type"]!r} is not supported (only absolute)')
+                              f'{shorten(stored["position_embedding_type"])} is not supported (only absolute)')
     if stored.get('is_decoder') or stored.get('add_cross_attention'):
         raise PretrainedError(f'{file}: decoder BERTs (is_decoder, add_cross_attention) are not supported')
     try:

@@ -17,6 +17,8 @@ import sys
 import time
 
 from . import threads
+from .config import positive, positive_number
+from .data.files import decoded_lines
 from .distributed import TIMEOUT_ENV
 
 # what every launched process runs: a scheduler or server serves inside `import mxnet`, a
@@ -52,8 +54,7 @@ class Node:
 
 def read_hosts(path):
     """Hosts of a host file: one a line; blank lines and ``#`` comments are skipped."""
-    with open(path, encoding='utf-8') as f:
-        hosts = [line.split('#')[0].strip() for line in f]
+    hosts = [line.split('#')[0].strip() for line in decoded_lines(path)]
     hosts = [h for h in hosts if h]
     if not hosts:
         raise LaunchError(f'{path}: no hosts in the host file')
@@ -229,10 +230,10 @@ def add_arguments(parser):
     parser.add_argument('--logs', default=None,
                         help='folder for scheduler.log, server*.log, worker*.log '
                              '(default: runs/launch/DATE-TIME)')
-    parser.add_argument('--timeout', type=float, default=None,
+    parser.add_argument('--timeout', type=positive_number, default=None,
                         help=f'seconds a worker waits for the scheduler, or for a training step, '
                              f'before it gives up (${TIMEOUT_ENV}; default 900)')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive, default=None,
                         help='OMP_NUM_THREADS of each worker (default: the cores of '
                              'this machine shared among its workers)')
     parser.add_argument('--ssh', default=SSH, help=f'remote shell for --hosts ("{SSH}")')
@@ -251,6 +252,6 @@ def main(args):
             raise LaunchError(f'-n {args.workers} -s {args.servers}: need at least one of each')
         args.logs = args.logs or os.path.join('runs', 'launch', time.strftime('%Y%m%d-%H%M%S'))
         return launch(args, command)
-    except (LaunchError, OSError) as e:
+    except (ValueError, OSError) as e:  # LaunchError, or a host file that cannot be read
         print(f'launch: error: {e}', file=sys.stderr)
         return 2

@@ -11,13 +11,13 @@ from .data.batching import make_iter
 from .data.snli import LABELS, encode_pairs
 from .data.wordpiece import WordPiece
 from .devices import default_devices
-from .errors import PretrainedError
+from .errors import PretrainedError, shorten
 from .tasks import task_from_config
 from .train import predict_outputs
 
 
 def read_saved_model(path):
-    """``(vocab, config)`` of a saved model folder, checked (:func:`storage.save_model`).
+    """``(vocab, config, task)`` of a saved model folder, checked (:func:`storage.save_model`).
 
     ``config['bert']`` is the architecture; folders of earlier versions, which kept it at the
     top level, are read too. Raises ``PretrainedError`` naming the file and field.
@@ -30,14 +30,21 @@ def read_saved_model(path):
         raise PretrainedError(f'{where}: not a JSON object')
     if 'bert' not in config:  # written before the one pipeline
         config = dict(config, bert={k: config[k] for k in pretrained.CONFIG_KEYS if k in config})
+    if not isinstance(config['bert'], dict):
+        raise PretrainedError(f'{where}: "bert" is {shorten(config["bert"])}, not a JSON object')
     missing = [k for k in pretrained.CONFIG_KEYS if k not in config['bert']]
     if missing:
         raise PretrainedError(f'{where}: no {", ".join(missing)} in the model configuration')
+    pretrained.check_config(config['bert'], f'{where}: "bert"')
+    task = task_from_config(config, where)
+    if task.max_len > config['bert']['max_len']:
+        raise PretrainedError(f'{where}: max_len {task.max_len} is longer than the BERT\'s '
+                              f'{config["bert"]["max_len"]} positions')
     vocab = load_vocab(path)
     if len(vocab) != config['bert']['vocab_size']:
         raise PretrainedError(f'{path}: the vocabulary has {len(vocab)} tokens, config.json '
                               f'says vocab_size {config["bert"]["vocab_size"]}')
-    return vocab, config
+    return vocab, config, task
 
 
 def load_vocab(path):
@@ -48,21 +55,20 @@ def load_vocab(path):
     where = os.path.join(path, 'vocab.json')
     if not os.path.isfile(where):
         raise PretrainedError(f'{path}: not a saved model (no vocab.json)')
-    tokens = storage.read_json(where)
-    if not isinstance(tokens, list):
-        raise PretrainedError(f'{where}: expected a JSON list of tokens')
-    return pretrained.vocab_from_tokens(tokens)
+    return pretrained.vocab_from_tokens(storage.read_json(where), where)
 
 
 def load_model(path, devices=None):
     """``(net, vocab, task)`` of a model folder written by :func:`~gluon_bertft.finetune.finetune`
     (or an SNLI classifier folder of an earlier version), hybridized, on ``devices``."""
     devices = devices or default_devices()
-    vocab, config = read_saved_model(path)
-    task = task_from_config(config)
-    net = task.head(pretrained.build_bert(config['bert'], dropout=0.0))
+    vocab, config, task = read_saved_model(path)
     params = storage.params_file(path)
-    pretrained.load_param_dict(net, pretrained.read_params(params), params, devices)
+    loaded = pretrained.read_params(params)
+    # before the model is built: a config.json that does not fit could ask for a huge one
+    pretrained.check_fits(config['bert'], loaded, path, 'config.json', os.path.basename(params))
+    net = task.head(pretrained.build_bert(config['bert'], dropout=0.0))
+    pretrained.load_param_dict(net, loaded, params, devices)
     net.hybridize(static_alloc=True)
     return net, vocab, task
 

@@ -21,10 +21,11 @@ from mxnet import autograd, gluon, init
 from . import distributed, pretrained, storage
 from .checkpoint import Checkpoint
 from .config import PretrainConfig, check_output
+from .data.files import check_encoding
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
 from .devices import parse_devices, set_seed, split_arrays
 from .errors import ConfigError
-from .train import make_trainer
+from .train import check_finite, make_trainer
 
 PRESETS = pretrained.ALL_PRESETS
 
@@ -114,6 +115,7 @@ def train_bert(net, train_iter, trainer, vocab_size, devices, num_steps, state,
             if since == log_every or step == num_steps:
                 # the only host synchronisation: once per log interval
                 means = [float(s) / since for s in sums]
+                check_finite(means[0] + means[1], step, hint='Lower --lr')
                 hist['step'].append(step)
                 hist['mlm'].append(means[0])
                 hist['nsp'].append(means[1])
@@ -154,10 +156,10 @@ def plot_pretraining(history, path):
     storage.save_figure(fig, path)
 
 
-def load_corpus(corpus, max_len, seed):
+def load_corpus(corpus, max_len, seed, encoding='utf-8'):
     """``WikiTextDataset`` of a WikiText file or folder; the shuffle and masks follow ``seed``."""
     set_seed(seed)
-    return WikiTextDataset(read_wiki(corpus), max_len)
+    return WikiTextDataset(read_wiki(corpus, encoding=encoding), max_len)
 
 
 def pretrain(config, log=print, log_every=10):
@@ -182,15 +184,21 @@ def pretrain(config, log=print, log_every=10):
     if not c.corpus or not c.out:
         raise ConfigError('pretrain: give --corpus and --out')
     check_output(c.out, folder=not c.out.endswith('.zip'))
-    check_output(c.checkpoint or output_paths(c.out)[0], folder=True)
+    ckpt_path, png_path, history_path = output_paths(c.out)
+    check_output(c.checkpoint or ckpt_path, True, '--checkpoint' if c.checkpoint else '--out')
+    for path in (png_path, history_path):  # written beside --out
+        check_output(path, False)
+    check_encoding(c.encoding)
     if c.steps < 0:
         raise ConfigError(f'--steps {c.steps}: must be >= 0')
     if c.max_len > PRESETS[c.preset]['max_len']:
         raise ConfigError(f'--max-len {c.max_len}: longer than the {c.preset} position embedding '
                           f'({PRESETS[c.preset]["max_len"]})')
+    if c.max_len < 5:
+        raise ConfigError(f'--max-len {c.max_len}: a pair needs at least 5 (<cls>, two <sep> '
+                          'and a token of each sentence)')
     devices = parse_devices(c.devices)
-    ckpt_path, png_path, history_path = output_paths(c.out)
-    dataset = load_corpus(c.corpus, c.max_len, c.seed)
+    dataset = load_corpus(c.corpus, c.max_len, c.seed, c.encoding)
     vocab = dataset.vocab
     kv, watchdog, rank, local_batch = c.kvstore or distributed.default_kvstore(), None, 0, c.batch_size
     arrays = dataset.arrays()
@@ -218,8 +226,11 @@ def pretrain(config, log=print, log_every=10):
     # its rescale_grad 1/W turns the servers' sum of W mean-loss gradients into their mean
     trainer = make_trainer(bert, c.lr, kvstore=kv)
     if c.resume and ckpt.exists():
-        saved = ckpt.load(bert, trainer, devices, c.lr)
-        state.update(step=saved['step'], history=saved['history'], seconds=saved.get('seconds', 0.0))
+        saved = ckpt.load(bert, trainer, devices, c.lr, counters=dict(step=None),
+                          history=('step', 'mlm', 'nsp'))
+        seconds = saved.get('seconds', 0.0)  # the time of the runs before: a statistic only
+        state.update(step=saved['step'], history=saved['history'],
+                     seconds=seconds if isinstance(seconds, (int, float)) else 0.0)
         log(f'resumed from {ckpt.path} at step {state["step"]}')
     if watchdog:
         distributed.agree(kv, batches=-(-len(arrays[0]) // local_batch), step=state['step'])

@@ -5,6 +5,7 @@ get its encoder (pretrained, or randomly initialized with a vocabulary of the tr
 """
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -18,8 +19,8 @@ from mxnet import npx
 
 from .data.tokenize import build_vocab
 from .errors import PretrainedError, shorten
-from .model import ARCH_KEYS, BERTModel
-from .storage import atomic_path
+from .model import ACTIVATIONS, ARCH_KEYS, BERTModel
+from .storage import atomic_path, parse_json, read_json
 
 d2l.DATA_HUB['bert.small'] = (d2l.DATA_URL + 'bert.small.zip',
                               'a4e718a47137ccd1809c9107ab4f5edd317bae2c')
@@ -138,13 +139,11 @@ def _open_model_files(source):
         for name in ('vocab.json', 'pretrained.params'):
             if not os.path.isfile(files[name]):
                 raise PretrainedError(f'{source}: directory has no {name}')
-        with open(files['vocab.json'], encoding='utf-8') as f:
-            tokens = _parse_json(f.read(), files['vocab.json'])
+        tokens = read_json(files['vocab.json'])
         params = read_params(files['pretrained.params'])
         config = None
         if os.path.isfile(files['config.json']):
-            with open(files['config.json'], encoding='utf-8') as f:
-                config = _parse_json(f.read(), files['config.json'])
+            config = _config_object(read_json(files['config.json']), files['config.json'])
         return tokens, params, config
     try:
         with zipfile.ZipFile(source) as zf:
@@ -152,26 +151,25 @@ def _open_model_files(source):
             for name in ('vocab.json', 'pretrained.params'):
                 if name not in members:
                     raise PretrainedError(f'{source}: zip has no {name}')
-            tokens = _parse_json(zf.read(members['vocab.json']).decode('utf-8'),
-                                 f"{source}:{members['vocab.json']}")
+            where = lambda name: f'{source}:{members[name]}'
+            tokens = parse_json(zf.read(members['vocab.json']), where('vocab.json'))
             config = None
             if 'config.json' in members:
-                config = _parse_json(zf.read(members['config.json']).decode('utf-8'),
-                                     f"{source}:{members['config.json']}")
+                config = _config_object(parse_json(zf.read(members['config.json']),
+                                                   where('config.json')), where('config.json'))
             with tempfile.TemporaryDirectory() as tmp:
                 path = zf.extract(members['pretrained.params'], tmp)
                 params = read_params(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
-            UnicodeDecodeError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error) as e:
         raise PretrainedError(f'{source}: corrupt or unreadable zip ({e})') from None
     return tokens, params, config
 
 
-def _parse_json(text, where):
-    try:
-        return json.loads(text.lstrip('\ufeff'))
-    except json.JSONDecodeError as e:
-        raise PretrainedError(f'{where}: invalid JSON at line {e.lineno}: {e.msg}') from None
+def _config_object(config, where):
+    """A stored ``config.json`` must be a JSON object (``null`` is not "no config")."""
+    if not isinstance(config, dict):
+        raise PretrainedError(f'{where}: expected a JSON object, got {json.dumps(config)[:40]}')
+    return config
 
 
 def config_from_params(params):
@@ -185,6 +183,14 @@ def config_from_params(params):
                     max_len=params['encoder.pos_embedding'].shape[1])
     except KeyError as e:
         raise PretrainedError(f'parameter {e} is missing: not a d2l BERT parameter file') from None
+
+
+def check_fits(config, params, where, what, params_name):
+    """Raise ``PretrainedError`` unless the shapes of ``params`` are those of ``config``."""
+    for key, value in config_from_params(params).items():
+        if config.get(key) != value:
+            raise PretrainedError(f'{where}: the model configuration ({what}) has {key}='
+                                  f'{shorten(config.get(key))} but {params_name} has {key}={value}')
 
 
 def hf_source(pretrained_model):
@@ -230,8 +236,6 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
     source = resolve_source(pretrained_model)
     tokens, params, stored = _open_model_files(source)
     vocab = vocab_from_tokens(tokens, f'{source}: vocab.json')
-    if stored is not None and not isinstance(stored, dict):
-        raise PretrainedError(f'{source}: config.json is {type(stored).__name__}, not a JSON object')
     found = config_from_params(params)
     if preset is None and pretrained_model in PRESETS:
         preset = pretrained_model
@@ -248,11 +252,7 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
                                     if p['num_hiddens'] == found['num_hiddens']), None)
         if config['num_heads'] is None:
             raise PretrainedError(f'{source}: give num_heads (the file does not tell it)')
-    for key, value in found.items():
-        if config[key] != value:
-            raise PretrainedError(
-                f'{source}: the model configuration ({preset or "arguments"}) has {key}={config[key]}'
-                f' but pretrained.params has {key}={value}')
+    check_fits(config, params, source, preset or 'arguments', 'pretrained.params')
     if len(tokens) != found['vocab_size']:
         raise PretrainedError(f'{source}: vocab.json has {len(tokens)} tokens but '
                               f'pretrained.params embeds {found["vocab_size"]}')
@@ -275,6 +275,14 @@ def check_config(config, where='the model configuration'):
     if config['num_hiddens'] % config['num_heads']:
         raise PretrainedError(f'{where}: num_heads={config["num_heads"]} does not divide '
                               f'num_hiddens={config["num_hiddens"]}')
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    valid = dict(activation=lambda v: v in ACTIVATIONS, embedding_norm=lambda v: isinstance(v, bool),
+                 layer_norm_eps=lambda v: number(v) and v > 0,
+                 type_vocab_size=lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                 attention_dropout=lambda v: v is None or (number(v) and 0 <= v < 1))
+    for key, ok in valid.items():  # the architecture switches (Hugging Face BERTs)
+        if key in config and not ok(config[key]):
+            raise PretrainedError(f'{where}: {key!r} is {shorten(config[key])}; not a valid value')
 
 
 def build_bert(config, dropout=0.1, where='the model configuration'):

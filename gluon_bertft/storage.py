@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 
+from .data.files import place, read_bytes
 from .errors import DivergedError, PretrainedError
 
 PARAMS = 'model.params'
@@ -46,15 +47,22 @@ def write_json(path, obj):
 
 def read_json(path, error=PretrainedError):
     """The JSON value in ``path``; ``error`` names the file (and line) when it is unreadable."""
+    return parse_json(read_bytes(path, error), path, error)
+
+
+def parse_json(data, where, error=PretrainedError):
+    """The JSON value of the bytes ``data`` (of the file or zip member ``where``): UTF-8, a
+    byte-order mark allowed; ``error`` names ``where`` and the line when it is not JSON."""
     try:
-        with open(path, encoding='utf-8-sig') as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise error(f'{path}: invalid JSON at line {e.lineno}: {e.msg}') from None
+        return json.loads(data.decode('utf-8-sig'))
     except UnicodeDecodeError as e:
-        raise error(f'{path}: not UTF-8 text ({e.reason} at byte {e.start})') from None
-    except OSError as e:
-        raise error(f'{path}: cannot read ({e.strerror})') from None
+        line, column = place(data, e.start)
+        raise error(f'{where}: not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, '
+                    f'column {column}; JSON files are UTF-8)') from None
+    except json.JSONDecodeError as e:
+        raise error(f'{where}: invalid JSON at line {e.lineno}: {e.msg}') from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise error(f'{where}: invalid JSON (nested too deeply)') from None
 
 
 def save_figure(fig, path):
@@ -115,11 +123,11 @@ def params_file(path):
     raise PretrainedError(f'{path}: not a saved model (no {PARAMS})')
 
 
-def check_finite_weights(net, path):
-    """Raise ``DivergedError`` naming the parameter if a weight of ``net`` is nan or infinite:
-    a model or checkpoint with such weights is never written to ``path``."""
+def check_finite_weights(net, path, when=''):
+    """Raise ``DivergedError`` naming the parameter (and ``when``: the step) if a weight of
+    ``net`` is nan or infinite: a model or checkpoint with such weights is never written."""
     import numpy as onp
     for name, param in net._collect_params_with_prefix().items():
         if not onp.isfinite(param.data().asnumpy()).all():
-            raise DivergedError(f'{path}: not written, parameter {name} has non-finite values '
-                                '(training diverged: lower --lr, or use --clip-grad 1.0)')
+            raise DivergedError(f'{path}: not written{when}, parameter {name} has non-finite '
+                                'values (training diverged: lower --lr)')

@@ -161,7 +161,8 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
             if (i + 1) % log_every == 0 or i + 1 == num_batches:
                 # the only host synchronisation inside the epoch
                 running = sum(float(s) for s in loss_sum) / count
-                check_finite(running, epoch, i + 1, num_batches)
+                check_finite(running, epoch * num_batches + i + 1,
+                             f' (epoch {epoch + 1}, batch {i + 1})')
                 bar.set_postfix(loss=f'{running:.3f}', refresh=False)
                 bar.update((i + 1) - bar.n)
                 if not noticed:
@@ -177,7 +178,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
         elapsed = time.time() - start
         train_time, train_examples = train_time + elapsed, train_examples + count
         history['train_loss'].append(sum(float(s) for s in loss_sum) / count)
-        check_finite(history['train_loss'][-1], epoch, num_batches, num_batches)
+        check_finite(history['train_loss'][-1], (epoch + 1) * num_batches, f' (epoch {epoch + 1})')
         history['train_acc'].append(_ratio(correct, predicted))
         history['examples_per_sec'].append(count / elapsed)
         line = f'loss {history["train_loss"][-1]:.3f}, train acc {history["train_acc"][-1]:.3f}'
@@ -209,13 +210,12 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     return history
 
 
-def check_finite(loss, epoch, batch, num_batches):
-    """Raise ``DivergedError`` at a sync point of the loop when the running loss is not finite."""
+def check_finite(loss, step, detail='', hint='Lower --lr, or use --clip-grad 1.0 / --warmup 0.1'):
+    """Raise ``DivergedError`` at a sync point of a loop (fine-tuning, pretraining) when the
+    running loss is not finite, naming the step (``detail``: e.g. its epoch and batch)."""
     if not math.isfinite(loss):
-        raise DivergedError(
-            f'the training loss became {loss} by step {epoch * num_batches + batch} (epoch '
-            f'{epoch + 1}, batch {batch}): training diverged; nothing more was saved. Lower --lr, '
-            'or use --clip-grad 1.0 / --warmup 0.1')
+        raise DivergedError(f'the training loss became {loss} by step {step}{detail}: training '
+                            f'diverged; nothing more was saved. {hint}')
 
 
 def clip_global_norm(trainer, devices, max_norm):

@@ -117,3 +117,35 @@ def task_files(task, folder):
                     test=squad_json(folder / 'test.json', 16, seed=1),
                     stride=8, max_query_len=8)
     raise ValueError(task)
+
+
+# --- the CLI on bad input (tests/test_bad_input.py, tests/test_bad_runs.py) ---
+
+# TINY_RUN as finetune options, one epoch
+TINY_ARGS = ['--pretrained', 'random', '--preset', 'bert.tiny', '--max-len', '32',
+             '--batch-size', '16', '--epochs', '1', '--devices', 'cpu', '--max-test-examples', '16']
+
+
+def cli_run(capsys, *argv):
+    """``(exit code, stderr)`` of ``python -m gluon_bertft ARGV`` run in this process
+    (argparse's own errors exit through ``SystemExit(2)``)."""
+    from gluon_bertft import cli
+    capsys.readouterr()
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def refused(capsys, *argv, match):
+    """Run the CLI and check that it refused: exit code 2, no traceback, and a last stderr line
+    ``...error: ...`` that matches ``match`` (a regex) and is short; returns that line."""
+    import re
+    code, err = cli_run(capsys, *argv)
+    assert code == 2, err
+    assert 'Traceback' not in err
+    line = err.strip().splitlines()[-1]
+    assert 'error: ' in line and len(line) < 1000, line
+    assert re.search(match, line), line
+    return line

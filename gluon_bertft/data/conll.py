@@ -8,7 +8,7 @@ converted to IOB2, which leaves IOB2 unchanged, so every scheme ends in the same
 import collections
 import re
 
-from ..errors import DataError
+from ..errors import DataError, shorten
 from .files import decoded_lines
 
 Sentence = collections.namedtuple('Sentence', 'words tags path line')  # line of the first word
@@ -50,10 +50,10 @@ def read_conll(path, encoding='utf-8', tagged=True):
             words.append(fields[0])
             continue
         if len(fields) < 2:
-            raise DataError(f'{path}:{lineno}: one column ({fields[0]!r}); expected the token '
+            raise DataError(f'{path}:{lineno}: one column ({shorten(fields[0])}); expected the token '
                             f'first and its tag last')
         if not _TAG.fullmatch(fields[-1]):
-            raise DataError(f'{path}:{lineno}: tag {fields[-1]!r} is not O, B-TYPE or I-TYPE '
+            raise DataError(f'{path}:{lineno}: tag {shorten(fields[-1])} is not O, B-TYPE or I-TYPE '
                             f'(IOB1 or IOB2)')
         if not words:
             first = lineno

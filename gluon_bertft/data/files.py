@@ -1,70 +1,86 @@
-"""Reading data files: one place for encodings, byte-order marks, and errors that name the
-file and line (and point at ``--encoding``)."""
+"""Reading data files: one place for encodings, byte-order marks, JSON values of the wrong
+type, and errors that name the file and line (and point at ``--encoding``)."""
 import codecs
+import json
 
 from ..errors import ConfigError, DataError
 
-UTF8 = ('utf-8', 'utf_8', 'utf8', 'utf-8-sig')
+HINT = "give the file's encoding, e.g. --encoding cp1252"
 
 
 def check_encoding(encoding):
-    """The codec name of ``encoding``; ``ConfigError`` naming ``--encoding`` if Python has none."""
+    """The codec name of ``encoding``; ``ConfigError`` naming ``--encoding`` unless Python
+    knows it as a text encoding (``base64`` or ``rot13`` are codecs, but not of bytes to text)."""
     try:
-        return codecs.lookup(encoding).name
+        info = codecs.lookup(encoding)
     except (LookupError, TypeError):
-        raise ConfigError(f'--encoding {encoding!r}: not a text encoding Python knows (e.g. '
-                          'utf-8, cp1252, latin-1)') from None
+        info = None
+    if info is None or not getattr(info, '_is_text_encoding', True):
+        raise ConfigError(f'--encoding {str(encoding)[:40]}: not a text encoding Python knows '
+                          '(e.g. utf-8, cp1252, latin-1)')
+    return info.name
 
 
-def read_bytes(path):
+def read_bytes(path, error=DataError):
     """The bytes of ``path`` without a leading UTF-8 byte-order mark (as Excel's "CSV UTF-8"
-    writes); ``DataError`` naming the file if it cannot be read."""
+    writes); ``error`` naming the file if it cannot be read."""
     try:
         with open(path, 'rb') as f:
             data = f.read()
     except IsADirectoryError:
-        raise DataError(f'{path}: a folder, not a data file') from None
+        raise error(f'{path}: a folder, not a file') from None
     except OSError as e:
-        raise DataError(f'{path}: cannot read ({e.strerror})') from None
+        raise error(f'{path}: cannot read ({e.strerror})') from None
     return data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
 
 
-def _decode_error(path, data, e, encoding):
-    lineno = data[:e.start].count(b'\n') + 1
-    return DataError(f'{path}:{lineno}: byte 0x{data[e.start]:02x} is not valid {encoding} '
-                     f'(give the file\'s encoding, e.g. --encoding cp1252)')
+def place(data, offset):
+    """``(line, column)``, from 1, of byte ``offset`` of ``data``."""
+    return data.count(b'\n', 0, offset) + 1, offset - (data.rfind(b'\n', 0, offset) + 1) + 1
 
 
 def read_text(path, encoding='utf-8'):
-    """The whole text of ``path`` (a BOM dropped); a byte that does not decode names its line."""
+    """The whole text of ``path`` (a BOM dropped); a byte that does not decode is an error
+    naming its line and column and pointing at ``--encoding``."""
     check_encoding(encoding)
     data = read_bytes(path)
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise _decode_error(path, data, e, encoding) from None
+        line, column = place(data, e.start)
+        hint = (HINT if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+                else 'the file starts with a UTF-16 byte-order mark: give --encoding utf-16')
+        raise DataError(f'{path}:{line}: byte 0x{data[e.start]:02x} at column {column} is not '
+                        f'valid {encoding} ({hint})') from None
+    return text[1:] if text.startswith('\ufeff') else text  # a BOM of another encoding's reading
 
 
 def decoded_lines(path, encoding='utf-8'):
-    """The lines of ``path`` (ending in ``'\\n'`` except maybe the last), decoded one by one.
+    """The lines of ``path``, each ending in ``'\\n'``, of :func:`read_text`.
 
-    Splits the bytes on ``\\n`` only: ``str.splitlines`` would also break at U+0085, which
-    Windows-1252 byte 0x85 decodes to under Latin-1. A UTF-8 byte-order mark is read as none;
-    a byte that does not decode is an error naming the line.
+    Splits on ``\\n`` only: ``str.splitlines`` would also break at U+0085, which
+    Windows-1252 byte 0x85 decodes to under Latin-1. The text is decoded whole, so encodings
+    whose newline is not the byte 0x0a (UTF-16) work too.
     """
-    check_encoding(encoding)
-    data = read_bytes(path)
-    lines = data.split(b'\n')
+    lines = read_text(path, encoding).split('\n')
     if lines and not lines[-1]:
         lines.pop()
-    out = []
-    for lineno, raw in enumerate(lines, 1):
-        try:
-            out.append(raw.decode(encoding) + '\n')
-        except UnicodeDecodeError as e:
-            raise DataError(f'{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} '
-                            f'is not valid {encoding} (give the file\'s encoding, e.g. '
-                            f'--encoding cp1252)') from None
-    if out and out[0].startswith('\ufeff'):  # a BOM of another encoding's reading
-        out[0] = out[0][1:]
-    return out
+    return [line + '\n' for line in lines]
+
+
+def parse_json(text, path, line=None):
+    """The JSON value of ``text``: the whole file ``path``, or its line ``line`` (JSON lines);
+    ``DataError`` naming the file and line when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f'{path}:{line or e.lineno}: invalid JSON ({e.msg})') from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise DataError(f'{path}:{line or 1}: invalid JSON (nested too deeply)') from None
+
+
+def json_object(value, where):
+    """``value`` if it is a JSON object (a dict), else ``DataError`` naming ``where``."""
+    if not isinstance(value, dict):
+        raise DataError(f'{where}: expected a JSON object, got {json.dumps(value)[:40]}')
+    return value

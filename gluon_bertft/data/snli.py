@@ -12,7 +12,7 @@ LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 
 
 from ..errors import DataError, shorten
-from .files import decoded_lines
+from .files import decoded_lines, json_object, parse_json
 
 
 def _extract_text(s):
@@ -42,14 +42,10 @@ def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False):
     out[2].append(LABEL_IDS[label])
 
 
-def _json_pair(line, where, keep_unlabelled):
+def _json_pair(line, path, lineno, keep_unlabelled):
     """``(label, premise, hypothesis)`` of one ``.jsonl`` line, every field type checked."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f'{where}: invalid JSON ({e.msg})') from None
-    if not isinstance(row, dict):
-        raise DataError(f'{where}: expected a JSON object, got {type(row).__name__}')
+    where = f'{path}:{lineno}'
+    row = json_object(parse_json(line, path, lineno), where)
     if 'gold_label' not in row and not keep_unlabelled:
         raise DataError(f'{where}: missing field "gold_label"')
     texts = []
@@ -57,9 +53,9 @@ def _json_pair(line, where, keep_unlabelled):
         key = f'{key}_binary_parse' if f'{key}_binary_parse' in row else key  # as the book
         value = row.get(key)
         if key not in row and key != 'gold_label':
-            raise DataError(f'{where}: missing field {key!r}')
+            raise DataError(f'{where}: missing field {shorten(key)}')
         if not (isinstance(value, str) or (value is None and key == 'gold_label' and keep_unlabelled)):
-            raise DataError(f'{where}: field {key!r} is {json.dumps(value)[:40]}, not a string')
+            raise DataError(f'{where}: field {shorten(key)} is {json.dumps(value)[:40]}, not a string')
         texts.append(value)
     return texts[0], _extract_text(texts[1]), _extract_text(texts[2])
 
@@ -79,8 +75,8 @@ def read_snli(path, keep_unlabelled=False, encoding='utf-8'):
     if path.lower().endswith(('.jsonl', '.json')):
         for lineno, line in enumerate(lines, 1):
             if line.strip():
-                where = f'{path}:{lineno}'
-                _keep(path, lineno, *_json_pair(line, where, keep_unlabelled), out, keep_unlabelled)
+                _keep(path, lineno, *_json_pair(line, path, lineno, keep_unlabelled), out,
+                      keep_unlabelled)
         return out
     header = lines[0].rstrip('\r\n').split('\t') if lines else []
     if header[:3] != ['gold_label', 'sentence1_binary_parse', 'sentence2_binary_parse']:

@@ -8,7 +8,7 @@ import collections
 import json
 
 from ..errors import DataError, shorten
-from .files import read_text
+from .files import json_object, parse_json, read_text
 
 Question = collections.namedtuple('Question', 'qid question context answers where')
 Answer = collections.namedtuple('Answer', 'text start')
@@ -46,32 +46,23 @@ def _list(value, what, where):
     return value
 
 
-def _object(value, where):
-    if not isinstance(value, dict):
-        raise DataError(f'{where}: expected a JSON object, got {type(value).__name__} {shorten(value)}')
-    return value
-
-
 def read_squad(path, answers_required=True, encoding='utf-8'):
     """The questions of a SQuAD v1.1 file, each with its passage and gold answers (which may
     be absent when not ``answers_required``: prediction). Every field's type is checked;
     errors name the file, the line of the question's id and its place in the JSON."""
     raw = read_text(path, encoding)
-    try:
-        top = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise DataError(f'{path}:{e.lineno}: invalid JSON ({e.msg})') from None
+    top = parse_json(raw, path)
     if not isinstance(top, dict) or 'data' not in top:
         raise DataError(f'{path}: not SQuAD JSON (no top-level "data" list)')
     questions = []
     for a, article in enumerate(_list(top['data'], '"data"', path)):
-        article = _object(article, f'{path} (data[{a}])')
+        article = json_object(article, f'{path} (data[{a}])')
         for p, para in enumerate(_list(article.get('paragraphs', []), '"paragraphs"', f'{path} (data[{a}])')):
-            para = _object(para, f'{path} (data[{a}].paragraphs[{p}])')
+            para = json_object(para, f'{path} (data[{a}].paragraphs[{p}])')
             context = para.get('context')
             for q, qa in enumerate(_list(para.get('qas', []), '"qas"', f'{path} (data[{a}].paragraphs[{p}])')):
                 place = f'data[{a}].paragraphs[{p}].qas[{q}]'
-                qa = _object(qa, f'{path} ({place})')
+                qa = json_object(qa, f'{path} ({place})')
                 qid = qa.get('id')
                 # the line is looked up only for an error: a search per question is slow
                 fail = lambda msg: DataError(f'{_where(path, raw, qid, place)}: {msg}')

@@ -7,7 +7,7 @@ is named with its file and line.
 """
 import numpy as onp
 
-from ..errors import DataError
+from ..errors import DataError, cut, shorten
 from .tokenize import get_tokenizer
 
 IGNORE = -1
@@ -19,8 +19,8 @@ def tag_id(sent, j, tag_ids):
         return IGNORE
     tag = sent.tags[j]
     if tag not in tag_ids:
-        raise DataError(f'{sent.path}:{sent.line + j}: tag {tag!r} is not one the model '
-                        f'knows ({", ".join(tag_ids)})')
+        raise DataError(f'{sent.path}:{sent.line + j}: tag {shorten(tag)} is not one the model '
+                        f'knows ({cut(", ".join(tag_ids))})')
     return tag_ids[tag]
 
 

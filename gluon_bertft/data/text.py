@@ -5,7 +5,7 @@ as ``<cls> tokens <sep>``, truncated to ``max_len - 2`` tokens, segments all 0 (
 """
 import numpy as onp
 
-from ..errors import DataError
+from ..errors import DataError, cut, shorten
 from .snli import encode_pairs
 from .tokenize import get_tokenizer
 
@@ -41,8 +41,8 @@ def label_ids(rows, names):
     ids = onp.zeros(len(rows), dtype=onp.float32)
     for i, row in enumerate(rows):
         if row.label not in index:
-            raise DataError(f'{row.where}: unknown label {row.label!r} (the model knows '
-                            f'{", ".join(map(repr, names))})')
+            raise DataError(f'{row.where}: unknown label {shorten(row.label)} (the model knows '
+                            f'{cut(", ".join(map(repr, names)))})')
         ids[i] = index[row.label]
     return ids
 
@@ -54,9 +54,9 @@ def scores(rows):
         try:
             out[i] = float(row.label)
         except ValueError:
-            raise DataError(f'{row.where}: label {row.label!r} is not a number (regression)') from None
+            raise DataError(f'{row.where}: label {shorten(row.label)} is not a number (regression)') from None
         if not onp.isfinite(out[i]):
-            raise DataError(f'{row.where}: label {row.label!r} is not a finite number')
+            raise DataError(f'{row.where}: label {shorten(row.label)} is not a finite number')
     return out
 
 

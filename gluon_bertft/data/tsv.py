@@ -10,7 +10,7 @@ import json
 import os
 
 from ..errors import DataError, shorten
-from .files import decoded_lines
+from .files import decoded_lines, json_object, parse_json
 
 csv.field_size_limit(2 ** 31 - 1)  # long texts are valid input (the default limit is 128 KiB)
 
@@ -55,6 +55,8 @@ def read_table(path, text_columns=('sentence',), label_column='label', fmt=None,
     if header is None:
         header = any(not (isinstance(c, int) or c.isdigit()) for c in columns)
     names = next(reader, None) if header else None
+    if header and names is None:
+        raise DataError(f'{path}: the file is empty (no header line)')
     indices = [_column_index(c, names, path) for c in columns]
     rows = []
     for row in reader:
@@ -76,13 +78,7 @@ def _read_jsonl(path, lines, text_columns, label_column):
         if not line.strip():
             continue
         where = f'{path}:{lineno}'
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f'{where}: invalid JSON ({e.msg})') from None
-        if not isinstance(obj, dict):
-            raise DataError(f'{where}: expected a JSON object, got {type(obj).__name__} '
-                            f'{shorten(obj)}')
+        obj = json_object(parse_json(line, path, lineno), where)
         values = [json_text(obj, key, where) for key in text_columns]
         label = None if label_column is None else json_label(obj, label_column, where)
         rows.append(_row(values, label, where))

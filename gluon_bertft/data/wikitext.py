@@ -30,14 +30,14 @@ def corpus_file(path):
     return file
 
 
-def read_wiki(path, shuffle=True):
+def read_wiki(path, shuffle=True, encoding='utf-8'):
     """The book's ``_read_wiki``: lower-cased paragraphs as lists of ``' . '``-separated sentences.
 
     ``path`` is a WikiText file or a folder with ``wiki.train.tokens``. Lines with at least two
     sentences are kept; with ``shuffle`` their order is shuffled with ``random`` as the book does.
     """
     file = corpus_file(path)
-    lines = decoded_lines(file)
+    lines = decoded_lines(file, encoding)
     if not any(line.strip() for line in lines):
         raise DataError(f'{file}: the corpus is empty')
     paragraphs = [line.strip().lower().split(' . ')

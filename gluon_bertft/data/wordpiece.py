@@ -22,6 +22,8 @@ import numpy as onp
 from tokenizers import (BertWordPieceTokenizer, Tokenizer, decoders, models, normalizers,
                         pre_tokenizers, processors)
 
+from ..errors import PretrainedError
+from ..storage import read_json
 from .qa import WindowedQA, first_answer
 from .snli import truncated_lengths
 from .tagging import IGNORE, tag_id, warn_cut
@@ -31,13 +33,13 @@ SPECIALS = {'cls_token': '[CLS]', 'sep_token': '[SEP]', 'pad_token': '[PAD]',
 
 
 def _read_json(path):
+    """The JSON object in ``path`` (``{}`` if there is no such file)."""
     if not os.path.exists(path):
         return {}
-    with open(path, encoding='utf-8-sig') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'{path}: invalid JSON at line {e.lineno}: {e.msg}') from None
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise PretrainedError(f'{path}: expected a JSON object, got {json.dumps(value)[:40]}')
+    return value
 
 
 def _token(value):
@@ -113,17 +115,22 @@ class WordPiece:
         flags = dict(lowercase=config.get('do_lower_case', True),
                      strip_accents=config.get('strip_accents'),
                      tokenize_chinese_chars=config.get('tokenize_chinese_chars', True))
-        if os.path.exists(os.path.join(path, 'tokenizer.json')):
-            tokenizer = Tokenizer.from_file(os.path.join(path, 'tokenizer.json'))
-        elif os.path.exists(os.path.join(path, 'vocab.txt')):
-            names = dict(SPECIALS, **special)
-            tokenizer = Tokenizer.from_str(BertWordPieceTokenizer(
-                os.path.join(path, 'vocab.txt'), lowercase=flags['lowercase'],
-                strip_accents=flags['strip_accents'],
-                handle_chinese_chars=flags['tokenize_chinese_chars'], **names).to_str())
-        else:
+        file = next((os.path.join(path, name) for name in ('tokenizer.json', 'vocab.txt')
+                     if os.path.exists(os.path.join(path, name))), None)
+        if file is None:
             raise FileNotFoundError(f'{path}: no tokenizer.json or vocab.txt')
-        return cls(tokenizer, special_tokens=special, **flags)
+        try:
+            if file.endswith('.json'):
+                tokenizer = Tokenizer.from_file(file)
+            else:
+                tokenizer = Tokenizer.from_str(BertWordPieceTokenizer(
+                    file, lowercase=flags['lowercase'], strip_accents=flags['strip_accents'],
+                    handle_chinese_chars=flags['tokenize_chinese_chars'],
+                    **dict(SPECIALS, **special)).to_str())
+            return cls(tokenizer, special_tokens=special, **flags)
+        except Exception as e:  # the Rust library raises plain Exception for a broken file
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise PretrainedError(f'{file}: not a WordPiece tokenizer that can be read ({reason})') from None
 
     def save(self, folder):
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``vocab.txt`` to ``folder``

@@ -11,13 +11,18 @@
 
 :mod:`.base` documents the protocol each task implements.
 """
+from ..config import min_len
+from ..data import tsv
+from ..data.files import check_encoding
 from ..data.snli import LABELS
-from ..errors import ConfigError
+from ..data.tokenize import TOKENIZERS
+from ..errors import ConfigError, PretrainedError, shorten
 from .classify import ClassifyTask, PairClassifyTask, RegressTask
 from .qa import QATask
 from .snli import SNLITask
 from .tag import TagTask
 
+READER_KEYS = ('fmt', 'text_columns', 'label_column', 'header', 'encoding')
 TASKS = {cls.name: cls for cls in (SNLITask, ClassifyTask, PairClassifyTask, RegressTask,
                                    TagTask, QATask)}
 
@@ -39,18 +44,58 @@ def make_task(name, max_len=128, fmt=None, text_columns=None, label_column=None,
     return cls(config)
 
 
-def task_from_config(config):
-    """The task of a saved model's ``config.json`` (older SNLI classifiers name none)."""
+def task_from_config(config, where='config.json'):
+    """The task of a saved model's ``config.json`` (older SNLI classifiers name none), every
+    field it uses checked: ``PretrainedError`` naming ``where`` and the field."""
     name = config.get('task', 'snli')
-    if name not in TASKS:
-        raise ConfigError(f'config.json: task {name!r} is none of {", ".join(TASKS)}')
     if 'seq_len' in config:  # written before 0.2: max_len was the BERT's, seq_len the examples'
         config = dict(config, max_len=config['seq_len'])
     if name == 'snli' and 'labels' not in config:  # written before 0.2: the book's three
         config = dict(config, labels=list(LABELS))
+    config = dict(config, task=name)
     config.setdefault('tokenizer', 'whitespace')
     config.setdefault('reader', dict(encoding='utf-8'))
-    return TASKS[name](dict(config, task=name))
+    _check_saved(config, where)
+    return TASKS[name](config)
+
+
+def _check_saved(config, where):
+    def check(key, ok, expected, source=config, prefix=''):
+        if not ok(source.get(key)):
+            raise PretrainedError(f'{where}: {prefix}{key!r} is {shorten(source.get(key))}; '
+                                  f'expected {expected}')
+
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
+    column = lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+    names = lambda v, n: (isinstance(v, list) and all(isinstance(x, str) for x in v)
+                          and len(set(v)) == len(v) and (len(v) == n if n else len(v) >= 2))
+    check('task', lambda v: isinstance(v, str) and v in TASKS, f'one of {", ".join(TASKS)}')
+    smallest = min_len(config['task'])
+    check('max_len', lambda v: count(v) and v >= smallest, f'an integer >= {smallest} (tokens per example)')
+    check('tokenizer', lambda v: isinstance(v, str) and v in TOKENIZERS,
+          f'one of {", ".join(TOKENIZERS)}')
+    if config['task'] in ('snli', 'classify', 'pair-classify', 'tag'):
+        size = 3 if config['task'] == 'snli' else None
+        check('labels', lambda v: names(v, size), f'a list of {size or "two or more"} distinct names')
+    if config['task'] == 'qa':
+        for key in ('stride', 'max_query_len', 'max_answer_len'):
+            check(key, count, 'a positive integer')
+    check('reader', lambda v: isinstance(v, dict) and set(v) <= set(READER_KEYS),
+          f'an object with some of {", ".join(READER_KEYS)}')
+    reader = dict(fmt=lambda v: v is None or v in tsv.FORMATS, header=lambda v: v in (None, True, False),
+                  text_columns=lambda v: isinstance(v, list) and len(v) <= 2 and all(map(column, v)),
+                  label_column=lambda v: v is None or column(v),
+                  encoding=lambda v: isinstance(v, str) and _text_encoding(v))
+    for key, ok in reader.items():
+        if key in config['reader']:
+            check(key, ok, 'a valid value', config['reader'], 'reader ')
+
+
+def _text_encoding(name):
+    try:
+        return bool(check_encoding(name))
+    except ConfigError:
+        return False
 
 
 __all__ = ['TASKS', 'make_task', 'task_from_config', 'SNLITask', 'ClassifyTask',

@@ -8,7 +8,7 @@ from ..data import tsv
 from ..data.text import TextDataset, label_ids, scores
 from ..data.tokenize import get_tokenizer
 from ..data.wordpiece import WordPieceTextDataset
-from ..errors import DataError
+from ..errors import DataError, shorten
 from ..heads import BERTClassifier, BERTRegressor
 from ..train import num_correct
 from .base import ClassifierMixin, Task, is_wordpiece
@@ -91,6 +91,9 @@ class RegressTask(ClassifyTask):
 
     def fit(self, rows):
         self.config['labels'] = None
+        if onp.ptp(scores(rows)) == 0:
+            raise DataError(f'{rows[0].where}: every training score is {shorten(rows[0].label)}; there is '
+                            'nothing to learn (and no correlation to report)')
 
     def targets(self, rows):
         return scores(rows)
