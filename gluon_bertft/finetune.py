@@ -10,7 +10,6 @@ import os
 
 import numpy as onp
 from d2l import mxnet as d2l
-from mxnet import gluon  # noqa: F401 (d2l's data hub needs it loaded)
 
 from . import distributed, precision, pretrained, storage
 from .checkpoint import Checkpoint
@@ -130,13 +129,13 @@ def finetune(config, animator=None, log=print):
                            half, config.weight_decay, clip_grad=config.clip_grad,
                            schedule=(int(config.warmup * total_steps), total_steps)
                            if config.warmup else None)
+    # a notebook's animator: no bar, which would replace its last drawing (clear_output)
     outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast),
-                                              devices)
-    validate = None
-    if valid_set is not None:
-        def validate(_):
-            value = task.score(outputs(valid_set), valid_rows, valid_set)[task.metric]
-            return task.metric, float('nan') if value is None else value  # undefined: never best
+                                              devices, progress=False if animator else None)
+
+    def validate(_):
+        value = task.score(outputs(valid_set), valid_rows, valid_set)[task.metric]
+        return task.metric, float('nan') if value is None else value  # undefined: never best
     num_workers = kv.num_workers if watchdog else 1
     ckpt = Checkpoint(os.path.join(config.out, 'checkpoint') if config.out else None,
                       config.run_settings(num_workers=num_workers,
@@ -157,7 +156,8 @@ def finetune(config, animator=None, log=print):
                            config.seed, rank, watchdog, resume_at)
     loss = precision.float32_loss(task.loss) if half else task.loss
     history = train(net, train_iter, test_iter, loss, trainer, config.epochs, devices,
-                    validate=validate, animator=animator, log=log, keep_best=watchdog is None,
+                    validate=validate if valid_set is not None else None, animator=animator,
+                    log=log, keep_best=watchdog is None,
                     accuracy=task.accuracy, resume_at=resume_at, history=history,
                     step_done=step_done, loss_scale=precision.LOSS_SCALE if half else 1.0,
                     clip_grad=config.clip_grad)

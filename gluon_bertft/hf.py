@@ -18,7 +18,6 @@ import mxnet as mx
 import numpy as onp
 import requests
 
-from .model import BERTModel  # noqa: F401 (the docstrings refer to it)
 from .errors import PretrainedError, shorten
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,13 @@ import shutil
 import mxnet as mx
 import pytest
 
-from gluon_bertft import pretrained, storage
+from gluon_bertft import pretrained
 from gluon_bertft.config import FinetuneConfig
 from gluon_bertft.data import conll, snli, squad, tsv
 from gluon_bertft.finetune import task_of_config
 from conftest import SAMPLE, TINY, tiny_bert
-from tiny_data import (TINY_ARGS, TINY_RUN, classify_tsv, cli_run, refused, snli_lines,
-                       squad_json, task_files, wiki_file)
+from tiny_data import (TINY_ARGS, classify_tsv, cli_run, refused, snli_lines, squad_json,
+                       untrained_model, wiki_file)
 
 BOM = codecs.BOM_UTF8
 TOKENS = ['<cls>', '<mask>', '<pad>', '<sep>', '<unk>'] + f'a film fine awful {" ".join(map(str, range(20)))}'.split()
@@ -260,16 +260,7 @@ def test_a_broken_pretrained_config_names_the_file_and_field(book_model, tmp_pat
 @pytest.fixture(scope='module')
 def saved(tmp_path_factory):
     """A saved classify model folder, as finetune writes it (untrained: its weights as initialized)."""
-    folder = tmp_path_factory.mktemp('saved')
-    config = FinetuneConfig(task='classify', **dict(TINY_RUN, **task_files('classify', folder)))
-    task = task_of_config(config)
-    rows = task.read(config.train)
-    task.fit(rows)
-    bert, vocab, bert_cfg = pretrained.load_bert('random', 'bert.tiny', [mx.cpu()], 0.1,
-                                                 task.vocab_text(rows))
-    net = task.head(bert)
-    net.output.initialize(ctx=[mx.cpu()])
-    return storage.save_model(net, vocab, str(folder / 'model'), dict(task.config, bert=bert_cfg))
+    return untrained_model('classify', tmp_path_factory.mktemp('saved'))
 
 
 def edited(saved, tmp_path, change=None, vocab=None):

@@ -9,14 +9,13 @@ import mxnet as mx
 import numpy as onp
 import pytest
 
-from gluon_bertft import FinetuneConfig, finetune, metrics, pretrained, storage, threads
+from gluon_bertft import FinetuneConfig, finetune, metrics, pretrained, threads
 from gluon_bertft.data import snli, tsv
 from gluon_bertft.errors import DivergedError
-from gluon_bertft.finetune import task_of_config
 from gluon_bertft.tasks import ClassifyTask
 from conftest import TINY, tiny_bert
 from tiny_data import (TINY_ARGS, TINY_RUN, classify_tsv, cli_run, refused, squad_json,
-                       task_files, wiki_file)
+                       untrained_model, wiki_file)
 
 PRETRAIN = ['--preset', 'bert.tiny', '--max-len', '32', '--batch-size', '8', '--steps', '2',
             '--devices', 'cpu']
@@ -179,16 +178,7 @@ def test_json_lines_extensions_in_any_case(tmp_path, name):
 @pytest.fixture(scope='module')
 def qa_model(tmp_path_factory):
     """A saved QA model folder (untrained: its weights as initialized)."""
-    folder = tmp_path_factory.mktemp('qa')
-    config = FinetuneConfig(task='qa', **dict(TINY_RUN, **task_files('qa', folder)))
-    task = task_of_config(config)
-    rows = task.read(config.train)
-    task.fit(rows)
-    bert, vocab, bert_cfg = pretrained.load_bert('random', 'bert.tiny', [mx.cpu()], 0.1,
-                                                 task.vocab_text(rows))
-    net = task.head(bert)
-    net.output.initialize(ctx=[mx.cpu()])
-    return storage.save_model(net, vocab, str(folder / 'model'), dict(task.config, bert=bert_cfg))
+    return untrained_model('qa', tmp_path_factory.mktemp('qa'))
 
 
 def test_predict_with_a_whitespace_passage_is_a_clear_error(qa_model, capsys):

@@ -149,3 +149,20 @@ def refused(capsys, *argv, match):
     assert 'error: ' in line and len(line) < 1000, line
     assert re.search(match, line), line
     return line
+
+
+def untrained_model(task_name, folder):
+    """A saved model folder of ``task_name`` as finetune writes it, its weights as initialized."""
+    import mxnet as mx
+    from gluon_bertft import pretrained, storage
+    from gluon_bertft.config import FinetuneConfig
+    from gluon_bertft.finetune import task_of_config
+    config = FinetuneConfig(task=task_name, **dict(TINY_RUN, **task_files(task_name, folder)))
+    task = task_of_config(config)
+    rows = task.read(config.train)
+    task.fit(rows)
+    bert, vocab, bert_cfg = pretrained.load_bert('random', 'bert.tiny', [mx.cpu()], 0.1,
+                                                 task.vocab_text(rows))
+    net = task.head(bert)
+    net.output.initialize(ctx=[mx.cpu()])
+    return storage.save_model(net, vocab, str(folder / 'model'), dict(task.config, bert=bert_cfg))

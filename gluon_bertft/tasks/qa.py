@@ -1,5 +1,4 @@
 """Span question answering (§16.6, SQuAD v1.1): the best span over sliding windows."""
-import numpy as onp
 from mxnet import gluon, np
 
 from .. import metrics
