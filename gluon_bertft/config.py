@@ -161,8 +161,6 @@ class FinetuneConfig(RunConfig):
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
                  'epochs', 'lr')
-    # options of the fine-tuning only (pretraining refuses them)
-    FINETUNE_ONLY = ('valid_fraction', 'trainable_blocks', 'book_batches')
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""

@@ -130,7 +130,7 @@ def finetune(config, animator=None, log=print):
                            schedule=(int(config.warmup * total_steps), total_steps)
                            if config.warmup else None)
     # a notebook's animator: no bar, which would replace its last drawing (clear_output)
-    outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast),
+    outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast, sort=True),
                                               devices, progress=False if animator else None)
 
     def validate(_):

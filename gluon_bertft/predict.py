@@ -95,7 +95,7 @@ def evaluate_file(path, data_file, batch_size=64, devices=None):
     net, vocab, task = load_model(path, devices)
     rows = task.read(data_file)
     dataset = task.encode(rows, vocab)
-    outputs = predict_outputs(net, make_iter(dataset, batch_size, False), devices)
+    outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
     return task.score(outputs, rows, dataset)
 
 
@@ -121,7 +121,7 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
     net, vocab, task = load_model(path, devices)
     rows = task.read(data_file, labelled=False)
     dataset = task.encode(rows, vocab, log=log)
-    outputs = predict_outputs(net, make_iter(dataset, batch_size, False), devices)
+    outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
     records = [dict(where=_where(row, data_file, i), **rec)
                for i, (row, rec) in enumerate(zip(rows, task.records(outputs, rows, dataset)))]
     with storage.atomic_path(out_file) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:

@@ -9,6 +9,7 @@ import sys
 import time
 
 import mxnet as mx
+import numpy as onp
 from mxnet import autograd, gluon, np
 from tqdm.auto import tqdm
 
@@ -72,9 +73,10 @@ def evaluate_accuracy(net, data_iter, devices, split_f=split_batch, accuracy=num
 
 
 def predict_outputs(net, batches, devices, progress=None):
-    """Host outputs of ``net`` for every example of ``batches`` (an unshuffled, unsorted
-    ``BatchIter``), in order: one array (or tuple of arrays) per example, over the positions
-    of its batch. Shows a progress bar with an ETA for 20 batches or more."""
+    """Host outputs of ``net`` for every example of ``batches`` (an unshuffled ``BatchIter``,
+    sorted by length or not), in the dataset's order: one array (or tuple of arrays) per
+    example, over the positions of its batch. Shows a progress bar with an ETA for 20 batches
+    or more."""
     results = []
     with progress_bar(len(batches), 'predict', progress) as bar:
         for features, labels in batches:
@@ -85,6 +87,12 @@ def predict_outputs(net, batches, devices, progress=None):
                 else:
                     results.extend(y_hat.asnumpy())
             bar.update(1)
+    if getattr(batches, 'sort', False):  # length-sorted batches: put the examples back in order
+        order = onp.argsort(batches.valid_lens, kind='stable')
+        restored = [None] * len(results)
+        for position, index in enumerate(order):
+            restored[index] = results[position]
+        return restored
     return results
 
 

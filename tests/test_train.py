@@ -10,7 +10,7 @@ from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.devices import set_seed
 from gluon_bertft.finetune import split_rows
 from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.train import evaluate_accuracy, freeze, make_trainer, train
+from gluon_bertft.train import evaluate_accuracy, freeze, make_trainer, predict_outputs, train
 from conftest import SAMPLE, tiny_bert, shared_file
 
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -43,6 +43,16 @@ def test_trimmed_batches_give_the_same_logits_as_padded_to_128(sample, vocab):
                                            BatchIter.from_dataset(ds, 64, trim=trim)])
     padded, trimmed = logits(False), logits(True)
     assert onp.abs(padded - trimmed).max() < 1e-5
+
+
+def test_length_sorted_prediction_comes_back_in_the_dataset_order(small, vocab):
+    """``predict_outputs`` over length-sorted batches (less padding) restores the order."""
+    net = classifier(vocab)
+    in_order = predict_outputs(net, make_iter(small, 32, False), [mx.cpu()], progress=False)
+    restored = predict_outputs(net, make_iter(small, 32, False, sort=True), [mx.cpu()],
+                               progress=False)
+    assert onp.abs(onp.stack(in_order) - onp.stack(restored)).max() < 1e-5
+    assert not onp.array_equal(onp.argsort(small.valid_lens, kind='stable'), onp.arange(len(small)))
 
 
 def test_hybridized_classifier_equals_imperative(small, vocab):
