@@ -1,4 +1,4 @@
-"""``python -m gluon_bertft finetune|evaluate|predict|pretrain|launch``: parse, call the library, print.
+"""``python -m gluon_bertft finetune|evaluate|predict|explain|pretrain|launch``: parse, call the library, print.
 
 The ``finetune`` and ``pretrain`` options are the fields of :class:`~gluon_bertft.config.FinetuneConfig`
 and :class:`~gluon_bertft.config.PretrainConfig`; ``--help`` shows every default. Bad input
@@ -46,6 +46,25 @@ def build_parser():
     pr.add_argument('--batch-size', type=positive, default=64)
     pr.add_argument('--devices', default='auto')
 
+    ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
+                        "attributions and attention (docs/explain.md)", **fmt)
+    ex.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    for name, help_ in (('premise', 'snli'), ('hypothesis', 'snli'), ('text', 'classify, regress, '
+                        'pair-classify; tag: words split by spaces'), ('text-b', 'pair-classify, '
+                        'regress'), ('question', 'qa'), ('passage', 'qa')):
+        ex.add_argument(f'--{name}', help=help_)
+    ex.add_argument('--method', choices=('ig', 'gradxinput'), default='ig',
+                    help='integrated gradients, or gradient x input (fast, no completeness)')
+    ex.add_argument('--steps', type=positive, default=32, help='integration nodes (ig)')
+    ex.add_argument('--label', help='classifiers: the class to explain (default: the prediction)')
+    ex.add_argument('--word', type=int, help='tag: the word to explain, 0-based (default: the '
+                                             'first word of every predicted entity)')
+    ex.add_argument('--layer', type=int, help='attention map: layer, 0-based (default: the last)')
+    ex.add_argument('--head', type=head_choice, default='mean',
+                    help="attention map: head, 0-based, or 'mean'")
+    ex.add_argument('--out', default='explanation', help='writes OUT.json and OUT.png')
+    ex.add_argument('--devices', default='auto')
+
     pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText (D2L §15.10)',
                         **fmt)
     add_options(pt, PretrainConfig)
@@ -57,6 +76,34 @@ def build_parser():
         usage='python -m gluon_bertft launch -n WORKERS [-s SERVERS] [--hosts FILE] [options] '
               '-- finetune|pretrain [options]'))
     return parser
+
+
+def head_choice(value):
+    """``--head``: ``mean`` or a whole number."""
+    if value == 'mean':
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a head number or 'mean'") from None
+
+
+def explain(args):
+    """``explain``: print the explanation, write OUT.json and OUT.png (each atomically)."""
+    from . import predict, storage
+    from .devices import parse_devices
+    from .explain import explain as explain_input, render
+    from .explain_plot import plot_explanation
+    paths = [f'{args.out}.json', f'{args.out}.png']
+    for path in paths:
+        check_output(path, folder=False, option='--out')
+    net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
+    found = explain_input(net, vocab, task, args.method, args.steps, args.label, args.word,
+                          args.layer, args.head, **{k: getattr(args, k) for k in RAW_INPUTS})
+    print(render(found, color=sys.stdout.isatty()))
+    storage.write_json(paths[0], found)
+    plot_explanation(found, paths[1])
+    print(f'wrote {paths[0]} and {paths[1]}')
 
 
 def run(args):
@@ -72,6 +119,8 @@ def run(args):
     elif args.command == 'pretrain':
         from .pretrain import pretrain
         pretrain(from_args(PretrainConfig, args))
+    elif args.command == 'explain':
+        explain(args)
     elif args.command == 'evaluate':
         report = predict.evaluate_file(args.model, args.data, args.batch_size,
                                        parse_devices(args.devices))

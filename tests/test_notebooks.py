@@ -3,8 +3,9 @@
 Each ``notebooks/*.ipynb`` runs in a fresh ``python3`` kernel with ``GLUON_BERTFT_FAST=1``, in
 ``notebooks/`` as Jupyter runs it, with the repository on ``PYTHONPATH``. A notebook passes when
 no cell raises and its check (``CHECKS``, one per notebook) accepts the outputs of the cells it
-finds by their metadata tags. The SNLI notebook needs only ``data/``; the others read
-``../shared/data`` and are skipped where it is absent.
+finds by their metadata tags. The SNLI and explain notebooks need only ``data/`` (explain runs
+its other tasks where ``../shared/data`` is); the others read ``../shared/data`` and are skipped
+where it is absent.
 """
 import ast
 import glob
@@ -192,7 +193,43 @@ def is_passage_span(nb, prediction, given):
     assert isinstance(answer, str) and answer in text, (answer, text)
 
 
+TARGET = re.compile(rf'^target (.+): score {NUMBER}, baseline {NUMBER}; attributions sum to '
+                    rf'{NUMBER} against {NUMBER} \(gap ([+-][\d.]+), (within|OUTSIDE) ±([\d.]+)\)$', re.M)
+
+
+def explained(nb, tag):
+    """The targets a cell of explain.ipynb printed, each checked: score - baseline = delta,
+    sum - delta = gap, and |gap| within the tolerance; and one picture per explanation."""
+    text = tagged(nb, tag)
+    targets = TARGET.findall(text)
+    for name, score, base, total, delta, gap, word, tolerance in targets:
+        assert number(score) - number(base) == pytest.approx(number(delta), abs=2e-4), text
+        assert number(total) - number(delta) == pytest.approx(number(gap), abs=2e-4), text
+        assert word == 'within' and abs(number(gap)) <= number(tolerance), text
+    pictures = sum(o.output_type == 'display_data' and 'image/png' in o.get('data', {})
+                   for o in tagged_cell(nb, tag).get('outputs', []))
+    assert pictures == len(re.findall(r'^prediction: ', text, re.M)), text
+    return targets
+
+
+def check_explain(nb):
+    found = re.search(r'^encoder: (minilm|random); \.\./shared/data: (found|absent)$',
+                      tagged(nb, 'encoder'), re.M)
+    assert found, tagged(nb, 'encoder')
+    assert len(explained(nb, 'snli-explain')) >= 1
+    if found.group(2) == 'found':
+        assert len(explained(nb, 'sst2-explain')) >= 1
+        assert len(explained(nb, 'tag-explain')) >= 1
+        assert [t[0] for t in explained(nb, 'qa-explain')] == ['answer start', 'answer end']
+    text = tagged(nb, 'attention')
+    shares = re.findall(r'^layer \d+: ([\d.]+)% of the attention goes to <cls>/<sep>$', text, re.M)
+    assert shares and all(0 <= number(x) <= 100 for x in shares), text
+    rho = re.search(rf'^Spearman correlation, .+: {NUMBER}$', text, re.M)
+    assert rho and -1 <= number(rho.group(1)) <= 1, text
+
+
 CHECKS = {
+    'explain.ipynb': check_explain,
     'bert_finetuning_snli.ipynb': check_bert_finetuning_snli,
     'bert_pretraining.ipynb': check_bert_pretraining,
     'task_classify.ipynb': task_check({'accuracy': (0, 1), 'macro_f1': (0, 1)}, is_label),
@@ -204,7 +241,7 @@ CHECKS = {
     'task_qa.ipynb': task_check({'exact_match': (0, 100), 'f1': (0, 100)}, is_passage_span),
 }
 # FAST mode reads data/snli_sample.jsonl only; the others read ../shared/data
-RUN_WITHOUT_SHARED = {'bert_finetuning_snli.ipynb'}
+RUN_WITHOUT_SHARED = {'bert_finetuning_snli.ipynb', 'explain.ipynb'}
 
 
 def test_every_notebook_has_a_check():

@@ -98,9 +98,9 @@ def test_best_span_over_windows_respects_order_and_length():
     starts[1, 4], ends[1, 6] = 3, 3   # window 1: tokens 2..4, 'c d e', score 6
     starts[2, 4], ends[2, 5] = 1, 1   # window 2: tokens 4..5, 'e f', score 2
     outputs = list(zip(starts, ends))
-    assert qa.best_spans(data, outputs, 1, max_answer_len=3)[0] == (6.0, 2, 4)
+    assert qa.best_spans(data, outputs, 1, max_answer_len=3)[0] == (6.0, 2, 4, 1)
     assert qa.span_text('a b c d e f g h', data.spans[0], 2, 4) == 'c d e'
-    assert qa.best_spans(data, outputs, 1, max_answer_len=2)[0] == (2.0, 4, 5)
+    assert qa.best_spans(data, outputs, 1, max_answer_len=2)[0] == (2.0, 4, 5, 2)
 
 
 # --- the CLI, task by task ---

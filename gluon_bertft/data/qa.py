@@ -107,7 +107,7 @@ class QADataset(WindowedQA):
 
 
 def best_spans(dataset, outputs, num_questions, max_answer_len=30):
-    """Best ``(score, first, last)`` passage-token span per question over its windows.
+    """Best ``(score, first, last, window)`` passage-token span per question over its windows.
 
     ``outputs[w]`` = (start scores, end scores) of window ``w`` (host arrays over positions);
     a span has ``first <= last < first + max_answer_len``. None for a question with no window.
@@ -124,7 +124,7 @@ def best_spans(dataset, outputs, num_questions, max_answer_len=30):
         total = onp.where((j >= i) & (j < i + max_answer_len), total, -onp.inf)
         i, j = onp.unravel_index(onp.argmax(total), total.shape)
         if best[qi] is None or total[i, j] > best[qi][0]:
-            best[qi] = (float(total[i, j]), first + int(i), first + int(j))
+            best[qi] = (float(total[i, j]), first + int(i), first + int(j), w)
     return best
 
 

@@ -1,0 +1,269 @@
+"""Explain a saved model's predictions, for every task: token attributions and attention maps.
+
+The source's stated limitation of fine-tuned BERT is that it is a black box. An explanation
+(:func:`explain_rows`, :func:`explain`; ``python -m gluon_bertft explain``) is a JSON-able dict:
+
+``input``, ``tokens``, ``words``
+    the raw input; the model's tokens (up to the valid length); the words, each with the
+    positions of its tokens (WordPiece ``##`` pieces and a tagged word's pieces joined).
+``prediction``
+    what ``predict --data`` writes for the input (label and probabilities, score, tags, answer).
+``method``, ``steps``
+    ``'integrated gradients'`` with ``steps`` Gauss-Legendre nodes, or ``'gradient x input'``
+    (``steps`` 1): :mod:`gluon_bertft.attribution`.
+``targets``
+    one entry per explained score: ``target`` (what is explained), ``position``, ``score`` F(x),
+    ``baseline_score`` F(x'), ``attributions`` per token, ``word_attributions`` per word, and
+    ``completeness``: ``sum`` of the attributions, ``delta`` = F(x) - F(x'), ``gap``,
+    ``tolerance`` = max(2% of |delta|, 0.01) and ``within``.
+``attention``
+    ``layer``, ``head`` (a number or ``'mean'``) and ``weights`` (tokens x tokens: row = query).
+
+Targets per task: classifiers (``snli``, ``classify``, ``pair-classify``) the logit of the
+predicted class (or of ``label``); ``regress`` the score; ``tag`` the logit of a word's predicted
+tag at its first piece, for ``word`` or else the first word of every predicted entity (word 0
+if there is none); ``qa`` the start and the end scores of the predicted answer, in the window
+that holds it.
+"""
+import collections
+
+import numpy as onp
+
+from . import metrics
+from .attribution import (MAX_TOKENS, METHODS, attention_weights, attribute, baseline_tokens,
+                          device_of, score_index)
+from .data import qa
+from .data.batching import make_iter
+from .errors import ConfigError, DataError, cut
+from .tasks.base import is_wordpiece
+from .train import predict_outputs
+
+Target = collections.namedtuple('Target', 'example position cls name')
+CLASSIFIERS = ('snli', 'classify', 'pair-classify')
+
+
+def special_ids(vocab):
+    """``[cls, sep, pad]`` ids of a vocabulary: the tokens the baseline keeps (pad last)."""
+    if is_wordpiece(vocab):
+        return [vocab.cls_id, vocab.sep_id, vocab.pad_id]
+    idx = vocab.token_to_idx
+    return [idx['<cls>'], idx['<sep>'], idx['<pad>']]
+
+
+def check_view(net, layer, head):
+    """``(layer, head)`` checked against the encoder; ``layer`` None is the last block, ``head``
+    ``'mean'`` the mean over heads. Raises ``ConfigError`` naming the option."""
+    num_blks, num_heads = len(net.encoder.blks), net.encoder.blks[0].attention.num_heads
+    layer = num_blks - 1 if layer is None else layer
+    if not (isinstance(layer, int) and 0 <= layer < num_blks):
+        raise ConfigError(f'--layer {layer}: the model has {num_blks} layers (0 to {num_blks - 1})')
+    if head != 'mean' and not (isinstance(head, int) and 0 <= head < num_heads):
+        raise ConfigError(f'--head {head}: the model has {num_heads} heads (0 to '
+                          f'{num_heads - 1}), or give mean')
+    return layer, head
+
+
+def find_targets(task, rows, dataset, outputs, label=None, word=None):
+    """Per row, ``(example, [Target])``: the row's encoded example (its answer's window for QA)
+    and what to explain in it (module docstring). Raises ``ConfigError`` for a ``label`` or
+    ``word`` that does not apply or does not exist."""
+    if label is not None and task.name not in CLASSIFIERS:
+        raise ConfigError(f'--label: applies to classifiers (snli, classify, pair-classify), '
+                          f'not to {task.name}')
+    if word is not None and task.name != 'tag':
+        raise ConfigError(f'--word: applies to tag, not to {task.name}')
+    if task.name == 'qa':
+        out = []
+        best = qa.best_spans(dataset, outputs, len(rows), task.config['max_answer_len'])
+        for row, b in zip(rows, best):
+            if b is None:
+                raise DataError(f'{row.where}: no window to explain (an empty passage?)')
+            _, first, last, w = b
+            shift = int(dataset.window_offset[w]) - int(dataset.window_start[w])
+            out.append((w, [Target(w, first + shift, 0, 'answer start'),
+                            Target(w, last + shift, 1, 'answer end')]))
+        return out
+    if task.name == 'tag':
+        return _tag_targets(task, rows, dataset, outputs, word)
+    if task.name == 'regress':
+        return [(i, [Target(i, 0, 0, 'score')]) for i in range(len(rows))]
+    names = list(task.config['labels'])
+    if label is not None and label not in names:
+        raise ConfigError(f'--label {label!r}: not a label of the model '
+                          f'({cut(", ".join(map(repr, names)))})')
+    out = []
+    for i, scores in enumerate(outputs):
+        c = names.index(label) if label is not None else int(onp.argmax(scores))
+        out.append((i, [Target(i, 0, c, names[c])]))
+    return out
+
+
+def _tag_targets(task, sentences, dataset, outputs, word):
+    tags = task.tags(outputs, sentences, dataset)
+    ids = {t: k for k, t in enumerate(task.config['labels'])}
+    out = []
+    for i, s in enumerate(sentences):
+        starts = dataset.word_starts[i]
+        if word is not None and not 0 <= word < len(starts):
+            kept = '' if len(starts) == len(s.words) else f', {len(starts)} of them within max_len'
+            raise ConfigError(f'--word {word}: out of range: the sentence has {len(s.words)} '
+                              f'words{kept} (0 to {len(starts) - 1})')
+        if word is not None:
+            chosen = [word]
+        else:
+            chosen = sorted(first for _, first, _ in metrics.entity_spans(tags[i])
+                            if first < len(starts)) or [0]
+        out.append((i, [Target(i, int(starts[j]), ids[tags[i][j]],
+                               f'word {j} {s.words[j]!r}: {tags[i][j]}') for j in chosen]))
+    return out
+
+
+def group_words(tokens, wordpiece, specials, word_starts=None, words=None):
+    """``[(text, [positions])]``: the words of an example's ``tokens`` (strings). Specials are
+    words of their own; with ``word_starts`` (tagging) word ``j`` runs from its first piece to
+    the next word's, and its text is ``words[j]``; else WordPiece ``##`` pieces join the word
+    before them, and a book-vocabulary token is a word."""
+    groups = []
+    if word_starts is not None:
+        bounds = list(word_starts) + [len(tokens) - 1]  # the final <sep>
+        groups = [(words[j], list(range(int(a), int(b)))) for j, (a, b) in
+                  enumerate(zip(bounds[:-1], bounds[1:]))]
+        return [(tokens[0], [0])] + groups + [(tokens[-1], [len(tokens) - 1])]
+    for p, tok in enumerate(tokens):
+        if (wordpiece and tok.startswith('##') and groups and groups[-1][0] not in specials):
+            groups[-1] = (groups[-1][0] + tok[2:], groups[-1][1] + [p])
+        else:
+            groups.append((tok, [p]))
+    return groups
+
+
+def _input(task, row):
+    if task.name == 'qa':
+        return dict(question=row.question, passage=row.context)
+    if task.name == 'tag':
+        return dict(words=list(row.words))
+    if task.name == 'snli':
+        return dict(premise=row[0], hypothesis=row[1])
+    return dict(texts=list(row.texts))
+
+
+def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word=None,
+                 layer=None, head='mean', max_tokens=MAX_TOKENS):
+    """One explanation (a dict, module docstring) per row of ``task``'s rows (``task.read`` or
+    ``task.raw_rows``), computed together: the interpolation points of all rows' targets share
+    forward/backward batches of at most ``max_tokens`` positions.
+
+    ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.predict.load_model` (or ``finetune``'s);
+    ``method``: ``'ig'`` or ``'gradxinput'``; ``steps``: integration nodes (ig); ``label``: the
+    class to explain (classifiers; default the prediction); ``word``: the word to explain
+    (tag, 0-based); ``layer`` (0-based, default the last), ``head`` (``'mean'`` or 0-based):
+    the attention map kept. Raises ``ConfigError`` or ``DataError`` naming the bad option or
+    input.
+    """
+    if method not in METHODS:
+        raise ConfigError(f'--method {method}: choose from {", ".join(METHODS)}')
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ConfigError(f'--steps {steps}: give a whole number of at least 1')
+    layer, head = check_view(net, layer, head)
+    dataset = task.encode(rows, vocab, log=lambda *_: None)
+    device = device_of(net)
+    outputs = predict_outputs(net, make_iter(dataset, 64, False, sort=True), [device])
+    records = task.records(outputs, rows, dataset)
+    per_row = find_targets(task, rows, dataset, outputs, label, word)
+    examples = [example for example, _ in per_row]
+    tokens, segments, lens = (dataset.all_token_ids[examples], dataset.all_segments[examples],
+                              dataset.valid_lens[examples])
+    width = int(lens.max())
+    flat = [(k, score_index(net, width, t.position, t.cls))
+            for k, (_, targets) in enumerate(per_row) for t in targets]
+    keep = special_ids(vocab)
+    found = attribute(net, tokens, segments, lens, baseline_tokens(tokens, keep), flat, method,
+                      steps, max_tokens)
+    specials = set(vocab.to_tokens(keep[:2]))
+    results, j = [], 0
+    for k, (row, record, (example, targets)) in enumerate(zip(rows, records, per_row)):
+        n = int(lens[k])
+        strings = vocab.to_tokens(tokens[k, :n].tolist())
+        starts = dataset.word_starts[example] if task.name == 'tag' else None
+        words = group_words(strings, is_wordpiece(vocab), specials, starts,
+                            row.words if starts is not None else None)
+        weights = attention_weights(net, tokens[k:k + 1, :n], segments[k:k + 1, :n], lens[k:k + 1])
+        view = weights[layer, 0].mean(axis=0) if head == 'mean' else weights[layer, 0, head]
+        entries = []
+        for t in targets:
+            entries.append(_entry(t, found, j, n, words))
+            j += 1
+        results.append(dict(
+            input=_input(task, row), tokens=strings, words=[w for w, _ in words],
+            word_tokens=[p for _, p in words], prediction=record, method=METHODS[method],
+            steps=steps if method == 'ig' else 1, targets=entries,
+            attention=dict(layer=layer, head=head, weights=_round(view, 4))))
+    return results
+
+
+def _entry(target, found, j, n, words):
+    attributions = found['attributions'][j, :n]
+    score, base = float(found['score'][j]), float(found['baseline_score'][j])
+    total, delta = float(attributions.sum()), score - base
+    tolerance = max(0.02 * abs(delta), 0.01)
+    return dict(
+        target=target.name, position=target.position, score=round(score, 6),
+        baseline_score=round(base, 6), attributions=_round(attributions, 6),
+        word_attributions=[round(float(attributions[p].sum()), 6) for _, p in words],
+        completeness=dict(sum=round(total, 6), delta=round(delta, 6), gap=round(total - delta, 6),
+                          tolerance=round(tolerance, 6), within=abs(total - delta) <= tolerance))
+
+
+def _round(a, digits):
+    return onp.round(onp.asarray(a, dtype=onp.float64), digits).tolist()
+
+
+def explain(net, vocab, task, method='ig', steps=32, label=None, word=None, layer=None,
+            head='mean', **inputs):
+    """The explanation of one raw input (``premise``/``hypothesis``, ``text``/``text_b``,
+    ``question``/``passage``: as :func:`~gluon_bertft.predict.predict`); :func:`explain_rows`."""
+    rows = task.raw_rows(inputs)
+    return explain_rows(net, vocab, task, rows, method, steps, label, word, layer, head)[0]
+
+
+def render(explanation, color=False, width=100):
+    """The explanation as terminal text: the prediction, then per target the completeness check
+    and every word with its attribution (``color``: ANSI red for positive, blue for negative)."""
+    e = explanation
+    lines = [f'prediction: {_prediction(e["prediction"])}', f'method: {e["method"]}'
+             + (f', {e["steps"]} steps' if e['method'] == METHODS['ig'] else '')]
+    for t in e['targets']:
+        c = t['completeness']
+        lines.append(f'target {t["target"]}: score {t["score"]:.4f}, baseline {t["baseline_score"]:.4f}; '
+                     f'attributions sum to {c["sum"]:.4f} against {c["delta"]:.4f} '
+                     f'(gap {c["gap"]:+.4f}, {"within" if c["within"] else "OUTSIDE"} ±{c["tolerance"]:.4f})')
+        top = max([abs(a) for a in t['word_attributions']] + [1e-12])
+        line = ' '
+        for word, a in zip(e['words'], t['word_attributions']):
+            piece = f'{word}({a:+.3f})'
+            shown = _ansi(piece, a / top) if color else piece
+            if len(line) + len(piece) + 1 > width:
+                lines.append(line)
+                line = ' '
+            line += ' ' + shown
+        lines.append(line)
+    return '\n'.join(lines)
+
+
+def _prediction(record):
+    if 'label' in record:
+        return f'{record["label"]} (p={max(record["probabilities"].values()):.3f})'
+    if 'answer' in record:
+        return repr(record['answer'])
+    if 'tags' in record:
+        return ' '.join(f'{w}/{t}' for w, t in zip(record['words'], record['tags']))
+    return str(record.get('score'))
+
+
+def _ansi(text, strength):
+    """``text`` on a red (positive) or blue (negative) background, of 5 shades by |strength|."""
+    shade = min(4, int(abs(strength) * 5))
+    if shade == 0:
+        return text
+    reds, blues = (224, 217, 210, 203, 196), (189, 153, 111, 75, 33)
+    return f'\033[48;5;{(reds if strength > 0 else blues)[shade]}m{text}\033[0m'
