@@ -43,7 +43,9 @@ def setup(default_bert='random', seed=0):
     fast = os.environ.get('GLUON_BERTFT_FAST') == '1'
     bert = os.environ.get('BERT_PATH') or default_bert
     devices = default_devices()
-    threads = os.environ.get('OMP_NUM_THREADS', "MXNet's default number of")
+    from . import threads as thread_setup
+    threads = (thread_setup.configured or os.environ.get('OMP_NUM_THREADS')
+               or "MXNet's default number of")
     print(f'gluon_bertft from {os.path.dirname(os.path.abspath(__file__))}; devices {devices}, '
           f'{threads} OpenMP threads; FAST mode: {fast}; BERT: {bert}')
     return Setup(root, shared, fast, bert, devices)

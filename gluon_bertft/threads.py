@@ -6,6 +6,11 @@ this project's 2-core CI machine) that leaves half the cores idle: training runs
 slower. MXNet reads the setting once, when it is imported, so :func:`configure` runs from
 ``gluon_bertft/__init__.py`` before anything imports ``mxnet``.
 
+Where ``mxnet`` was imported first (a notebook that starts with ``from mxnet import np``),
+:func:`set_loaded_mxnet` raises MXNet's thread cap at run time; its CPU worker threads take
+the cap when they start, so this works unless MXNet has already run an operator, in which
+case one warning says how to fix it.
+
 ``GLUON_BERTFT_THREADS``: unset or ``cores`` (one thread per physical core), a number, or
 ``mxnet`` (leave MXNet's default). A user's own ``OMP_NUM_THREADS`` or
 ``MXNET_OMP_MAX_THREADS`` always wins.
@@ -39,8 +44,7 @@ def configure(environ=os.environ, modules=sys.modules):
     """Set ``OMP_NUM_THREADS`` for MXNet as :data:`ENV` asks; returns the count set or ``None``."""
     global configured
     choice = environ.get(ENV, 'cores').strip().lower()
-    if ('OMP_NUM_THREADS' in environ or 'MXNET_OMP_MAX_THREADS' in environ
-            or 'mxnet' in modules or choice == 'mxnet'):
+    if 'OMP_NUM_THREADS' in environ or 'MXNET_OMP_MAX_THREADS' in environ or choice == 'mxnet':
         return None
     if choice == 'cores':
         count = physical_cores()
@@ -54,6 +58,53 @@ def configure(environ=os.environ, modules=sys.modules):
         count = physical_cores()
         if count is None:
             return None
+    if 'mxnet' in modules:
+        configured = set_loaded_mxnet(count)
+        return configured
     environ['OMP_NUM_THREADS'] = str(count)
     configured = count
     return count
+
+
+# MXNet 1.9's engine::OpenMP singleton (src/engine/openmp.h): bool enabled_, int
+# omp_thread_max_, int reserve_cores_, bool omp_num_threads_set_in_environment_. Its setter is
+# inline, so the cap is written at its offset; the exported getters check the layout.
+_GET, _RECOMMENDED = ('_ZN5mxnet6engine6OpenMP3GetEv',
+                      '_ZNK5mxnet6engine6OpenMP28GetRecommendedOMPThreadCountEb')
+_CAP_OFFSET, _IN_ENV_OFFSET = 4, 12
+
+
+def set_loaded_mxnet(count):
+    """Raise an already imported MXNet's OpenMP thread cap to ``count``; returns ``count`` if
+    its CPU worker threads start after this (they take the cap then), else ``None`` after one
+    warning on stderr saying how to get ``count`` threads."""
+    import ctypes
+
+    import mxnet as mx
+    try:
+        get, recommended = getattr(mx.base._LIB, _GET), getattr(mx.base._LIB, _RECOMMENDED)
+    except AttributeError:
+        return _warn_fixed(None, count, f'MXNet {mx.__version__} has no engine::OpenMP to set')
+    get.restype, recommended.restype = ctypes.c_void_p, ctypes.c_int
+    recommended.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+    openmp = get()
+    cap = ctypes.c_int.from_address(openmp + _CAP_OFFSET)
+    old = cap.value
+    if (not mx.__version__.startswith('1.9.') or ctypes.c_bool.from_address(openmp + _IN_ENV_OFFSET).value
+            or not 1 <= old <= 4096 or recommended(openmp, False) > old):
+        return _warn_fixed(None, count, f'MXNet {mx.__version__}\'s thread cap is not where 1.9 keeps it')
+    tasks = len(os.listdir('/proc/self/task'))
+    cap.value = count
+    mx.nd.zeros((1,), ctx=mx.cpu()).wait_to_read()  # starts the CPU workers, unless they run already
+    if len(os.listdir('/proc/self/task')) > tasks:
+        return count
+    return _warn_fixed(old, count, 'MXNet ran operators before gluon_bertft was imported')
+
+
+def _warn_fixed(old, count, why):
+    now = f'{old} OpenMP thread(s)' if old else "MXNet's default number of OpenMP threads"
+    sys.stderr.write(f'warning: {why}, so it keeps {now} per operator instead of {count} (one per '
+                     'core; training can be ~1.5x slower). Import gluon_bertft before mxnet and d2l '
+                     f'(in a notebook: restart the kernel), or set OMP_NUM_THREADS={count} before '
+                     'Python starts.\n')
+    return None

@@ -39,6 +39,7 @@ def test_physical_cores_only_counts_allowed_processors(tmp_path, monkeypatch):
 ])
 def test_configure_respects_the_user_and_an_imported_mxnet(monkeypatch, environ, modules, expected):
     monkeypatch.setattr(threads, 'physical_cores', lambda: 2)
+    monkeypatch.setattr(threads, 'set_loaded_mxnet', lambda count: count)  # run-time path: below
     environ = dict(environ)
     threads.configure(environ, modules)
     assert environ.get('OMP_NUM_THREADS') == ('2' if expected == 'cores' else expected)
@@ -67,6 +68,52 @@ def test_importing_the_package_first_sets_mxnets_threads():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
                          env=dict(env, PYTHONPATH=ROOT), check=True).stdout.split()
     assert out[0] == out[1] != 'None'
+
+
+BUSY = '''
+import os, sys
+{first}
+import gluon_bertft
+from gluon_bertft import threads
+from mxnet import np, npx
+def ticks():
+    out = {{}}
+    for t in os.listdir('/proc/self/task'):
+        f = open(f'/proc/self/task/{{t}}/stat').read().split(')')[-1].split()
+        out[t] = int(f[11]) + int(f[12])
+    return out
+a = np.ones((2000, 2000)); a.wait_to_read()
+before = ticks()
+for _ in range(20):
+    c = npx.fully_connected(a, a, no_bias=True, num_hidden=2000)
+c.wait_to_read()
+spent = sorted((t - before.get(k, 0) for k, t in ticks().items()), reverse=True)
+print(threads.configured, threads.physical_cores(), sum(t > 0.3 * spent[0] for t in spent))
+'''
+
+
+@pytest.mark.parametrize('first, fixed', [
+    ('', True),                                                   # gluon_bertft first
+    ('import mxnet', True),                                       # mxnet first, nothing run yet
+    ('from d2l import mxnet as d2l', True),
+    ('from mxnet import np; np.ones(2).wait_to_read()', False),   # MXNet already ran an operator
+])
+def test_either_import_order_runs_one_thread_per_core_or_warns_once(first, fixed):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', threads.ENV)}
+    done = subprocess.run([sys.executable, '-c', BUSY.format(first=first)], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), timeout=300)
+    assert done.returncode == 0, done.stderr
+    configured, cores, busy = done.stdout.split()
+    if cores == 'None' or int(cores) < 2:
+        pytest.skip('one core: nothing to tell apart')
+    warnings = [line for line in done.stderr.splitlines() if line.startswith('warning:')]
+    if fixed:
+        assert configured == cores and int(busy) == int(cores) and not warnings, done.stderr
+    else:
+        assert configured == 'None' and int(busy) == 1, done.stdout
+        assert len(warnings) == 1 and 'Import gluon_bertft before mxnet' in warnings[0] and \
+            f'OMP_NUM_THREADS={cores}' in warnings[0], done.stderr
 
 
 def test_local_workers_share_the_cores(monkeypatch):
