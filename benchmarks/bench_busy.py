@@ -1,0 +1,154 @@
+"""OpenMP wait policy on a busy machine: one training alone, and two at once (issue 15, item 2).
+
+MXNet 1.9 and its OpenBLAS both run on libgomp. Between parallel regions libgomp's idle threads
+spin (busy-wait) ``GOMP_SPINCOUNT`` iterations before they sleep: 300,000 by default, none with
+``OMP_WAIT_POLICY=PASSIVE``. Alone, spinning saves the wake-up of every small operator; next to
+another process with as many threads, the spinning threads take the cores the working ones
+need. This benchmark times the package's bert.small training step (``BERTClassifier`` on
+``BERTModel``, 2 blocks x 256 hidden, hybridized with static alloc/shape, the book's Adam,
+dropout 0.1; random weights and token ids, lengths as SNLI's, 26-40 tokens trimmed to a
+multiple of 4, batch 32) in fresh processes, for each setting of ``--settings``:
+
+* ``alone``: one process with one thread per physical core;
+* ``two``: two such processes started together, each with the same setting;
+* ``two-1thread``: two processes with one thread each (the reference the issue's target uses:
+  each of two should keep 80% of this rate).
+
+Each process trains ``--warmup`` untimed steps, then times ``--steps`` steps (examples/s).
+``alone`` runs are alternated with the other settings ``--repeats`` times, medians reported.
+
+    flock /tmp/heavy.lock python benchmarks/bench_busy.py [--settings default 30000 3000 passive]
+
+Writes ``benchmarks/results/busy_speed.json`` (commit, load before and after, every run).
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, 'benchmarks', 'results', 'busy_speed.json')
+BATCH, VOCAB = 32, 20256
+
+
+def child(steps, warmup, seed):
+    """Train bert.small steps in this process; print examples/s (the thread settings are the
+    environment's: this runs in a fresh interpreter)."""
+    import gluon_bertft  # noqa: F401 (first: thread set-up)
+    import mxnet as mx
+    import numpy as onp
+    from mxnet import autograd, gluon, np, npx
+    from gluon_bertft import pretrained
+    from gluon_bertft.heads import BERTClassifier
+    npx.set_np()
+    mx.random.seed(seed)
+    rng = onp.random.RandomState(seed)
+    bert = pretrained.build_bert(dict(pretrained.PRESETS['bert.small'], vocab_size=VOCAB), 0.1)
+    bert.initialize(mx.init.Xavier())
+    net = BERTClassifier(bert, 3)
+    net.output.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    batches = []
+    for _ in range(16):
+        width = 4 * rng.randint(7, 11)  # 28 ... 40 positions
+        lens = rng.randint(width - 3, width + 1, size=BATCH).astype('float32')
+        tokens = rng.randint(5, VOCAB, size=(BATCH, width))
+        segments = (onp.arange(width)[None, :] > lens[:, None] / 2).astype('int32')
+        batches.append((np.array(tokens, dtype='int32'), np.array(segments), np.array(lens),
+                        np.array(rng.randint(0, 3, size=BATCH).astype('float32'))))
+
+    def step(i):
+        tokens, segments, lens, y = batches[i % len(batches)]
+        with autograd.record():
+            l = loss(net((tokens, segments, lens)), y)
+        l.backward()
+        trainer.step(BATCH)
+        return float(l.sum())  # one host sync per step, as the package's loop checks the loss
+
+    for i in range(warmup):
+        step(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    print(json.dumps(dict(examples_per_s=steps * BATCH / (time.perf_counter() - start))))
+
+
+def environment(setting, threads):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('OMP_NUM_THREADS', 'GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'GLUON_BERTFT_THREADS',
+                        'GLUON_BERTFT_SPIN')}
+    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
+    if setting == 'passive':
+        env['OMP_WAIT_POLICY'] = 'PASSIVE'
+    elif setting.isdigit():
+        env['GOMP_SPINCOUNT'] = setting
+    elif setting != 'default':  # 'package': whatever gluon_bertft sets by itself
+        raise SystemExit(f'unknown setting {setting!r}')
+    return env
+
+
+def run(setting, copies, threads, args):
+    """examples/s of each of ``copies`` processes started together."""
+    procs = [subprocess.Popen([sys.executable, __file__, '--child', '--steps', str(args.steps),
+                               '--warmup', str(args.warmup), '--seed', str(k)],
+                              env=environment(setting, threads), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for k in range(copies)]
+    out = [p.communicate()[0] for p in procs]
+    return [round(json.loads(o.strip().splitlines()[-1])['examples_per_s'], 1) for o in out]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--settings', nargs='+', default=['default', '30000', '3000', 'passive'],
+                        help="'default' (libgomp's), a GOMP_SPINCOUNT, or 'passive'")
+    parser.add_argument('--steps', type=int, default=150)
+    parser.add_argument('--warmup', type=int, default=20)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--out', default=OUT)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.steps, args.warmup, args.seed)
+    sys.path.insert(0, ROOT)
+    from gluon_bertft.threads import physical_cores
+    cores = physical_cores()
+    git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+                   command=' '.join(['python', 'benchmarks/bench_busy.py'] + sys.argv[1:]),
+                   commit=git('rev-parse', '--short', 'HEAD'), cores=cores, batch_size=BATCH,
+                   steps=args.steps, loadavg_before=os.getloadavg(), runs=[])
+    for r in range(args.repeats):
+        for setting in args.settings:
+            for mode, copies, threads in (('alone', 1, cores), ('two', 2, cores)):
+                rates = run(setting, copies, threads, args)
+                results['runs'].append(dict(setting=setting, mode=mode, repeat=r, rates=rates))
+                print(f'{setting:>8} {mode:>5}: {rates}', flush=True)
+        rates = run('default', 2, 1, args)
+        results['runs'].append(dict(setting='default', mode='two-1thread', repeat=r, rates=rates))
+        print(f'{"1 thread":>8} {"two":>5}: {rates}', flush=True)
+    summary = {}
+    for run_ in results['runs']:
+        key = f'{run_["setting"]} {run_["mode"]}'
+        summary.setdefault(key, []).extend(run_['rates'])
+    results['median_examples_per_s'] = {k: statistics.median(v) for k, v in summary.items()}
+    results['loadavg_after'] = os.getloadavg()
+    for k, v in results['median_examples_per_s'].items():
+        print(f'{k:>24}: {v:8.1f} examples/s (median)')
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(results, f, indent=1)
+    os.replace(args.out + '.tmp', args.out)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
