@@ -90,7 +90,9 @@ def environment(setting, threads):
         env['OMP_WAIT_POLICY'] = 'PASSIVE'
     elif setting.isdigit():
         env['GOMP_SPINCOUNT'] = setting
-    elif setting != 'default':  # 'package': whatever gluon_bertft sets by itself
+    elif setting == 'default':  # libgomp's own (gluon_bertft would set its GOMP_SPINCOUNT)
+        env['GLUON_BERTFT_SPIN'] = 'libgomp'
+    elif setting != 'package':  # 'package': whatever gluon_bertft sets by itself
         raise SystemExit(f'unknown setting {setting!r}')
     return env
 
@@ -107,8 +109,9 @@ def run(setting, copies, threads, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--settings', nargs='+', default=['default', '30000', '3000', 'passive'],
-                        help="'default' (libgomp's), a GOMP_SPINCOUNT, or 'passive'")
+    parser.add_argument('--settings', nargs='+', default=['default', 'package', '30000', '3000', 'passive'],
+                        help="'default' (libgomp's), 'package' (gluon_bertft's), a GOMP_SPINCOUNT, "
+                             "or 'passive'")
     parser.add_argument('--steps', type=int, default=150)
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--repeats', type=int, default=3)
@@ -132,7 +135,7 @@ def main():
                 rates = run(setting, copies, threads, args)
                 results['runs'].append(dict(setting=setting, mode=mode, repeat=r, rates=rates))
                 print(f'{setting:>8} {mode:>5}: {rates}', flush=True)
-        rates = run('default', 2, 1, args)
+        rates = run('default', 2, 1, args)  # libgomp's spin: one thread each does not spin idle
         results['runs'].append(dict(setting='default', mode='two-1thread', repeat=r, rates=rates))
         print(f'{"1 thread":>8} {"two":>5}: {rates}', flush=True)
     summary = {}

@@ -2,6 +2,7 @@
 from . import threads
 
 threads.configure()  # before the first ``import mxnet``: MXNet reads its thread count then
+threads.configure_spin()  # and libgomp its spin count
 from .config import FinetuneConfig, PretrainConfig
 from .data.snli import SNLIBERTDataset, read_snli
 from .errors import ConfigError, DataError, PretrainedError

@@ -14,11 +14,20 @@ case one warning says how to fix it.
 ``GLUON_BERTFT_THREADS``: unset or ``cores`` (one thread per physical core), a number, or
 ``mxnet`` (leave MXNet's default). A user's own ``OMP_NUM_THREADS`` or
 ``MXNET_OMP_MAX_THREADS`` always wins.
+
+Busy machines: MXNet and its OpenBLAS run on libgomp, whose idle threads spin
+``GOMP_SPINCOUNT`` times (300,000 by default) before they sleep. Two trainings on the same cores
+then spend them spinning. :func:`configure_spin` sets ``GOMP_SPINCOUNT`` to :data:`SPIN` (the
+measured choice: ``docs/speed.md``) before libgomp is loaded; ``GLUON_BERTFT_SPIN``: a number,
+or ``libgomp`` (leave libgomp's default). A user's ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``
+always wins.
 """
 import os
 import sys
 
 ENV = 'GLUON_BERTFT_THREADS'
+SPIN_ENV = 'GLUON_BERTFT_SPIN'
+SPIN = 10000  # GOMP_SPINCOUNT: benchmarks/bench_busy.py, docs/speed.md
 configured = None  # the thread count configure() set, or None if it left the setting alone
 
 
@@ -38,6 +47,30 @@ def physical_cores(cpuinfo='/proc/cpuinfo'):
             continue
         cores.add((fields.get('physical id'), fields.get('core id', fields['processor'])))
     return len(cores) or None
+
+
+def libgomp_loaded(maps='/proc/self/maps'):
+    """Whether this process has loaded libgomp already (it reads its settings when loaded)."""
+    try:
+        with open(maps) as f:
+            return 'libgomp' in f.read()
+    except OSError:
+        return False
+
+
+def configure_spin(environ=os.environ):
+    """Set ``GOMP_SPINCOUNT`` as :data:`SPIN_ENV` asks, unless the user chose a wait policy or
+    libgomp is loaded already; returns the count set or ``None``."""
+    choice = environ.get(SPIN_ENV, str(SPIN)).strip().lower()
+    if 'GOMP_SPINCOUNT' in environ or 'OMP_WAIT_POLICY' in environ or choice == 'libgomp' \
+            or libgomp_loaded():
+        return None
+    if not choice.isdigit():
+        sys.stderr.write(f'warning: {SPIN_ENV}={environ[SPIN_ENV][:40]!r} is not a number or '
+                         f'libgomp; using {SPIN}\n')
+        choice = str(SPIN)
+    environ['GOMP_SPINCOUNT'] = choice
+    return int(choice)
 
 
 def configure(environ=os.environ, modules=sys.modules):

@@ -128,3 +128,31 @@ def test_local_workers_share_the_cores(monkeypatch):
     assert launch.worker_threads('10.0.0.2', Args) is None  # that host picks its own
     monkeypatch.setattr(threads, 'configured', None)  # the user set OMP_NUM_THREADS: leave it
     assert launch.worker_threads('127.0.0.1', Args) is None
+
+
+@pytest.mark.parametrize('environ, loaded, expected', [
+    ({}, False, str(threads.SPIN)),
+    ({'GLUON_BERTFT_SPIN': '500'}, False, '500'),
+    ({'GLUON_BERTFT_SPIN': 'libgomp'}, False, None),
+    ({'GOMP_SPINCOUNT': '7'}, False, '7'),
+    ({'OMP_WAIT_POLICY': 'PASSIVE'}, False, None),
+    ({}, True, None),                      # libgomp read its settings already
+])
+def test_spin_count_is_set_before_libgomp_loads_unless_the_user_chose(monkeypatch, environ, loaded,
+                                                                       expected):
+    monkeypatch.setattr(threads, 'libgomp_loaded', lambda: loaded)
+    environ = dict(environ)
+    threads.configure_spin(environ)
+    assert environ.get('GOMP_SPINCOUNT') == expected
+
+
+def test_a_fresh_interpreter_gets_the_spin_count_and_libgomp_is_detected(tmp_path):
+    maps = tmp_path / 'maps'
+    maps.write_text('7f00-7f01 r-xp 0 08:01 1 /lib/x86_64-linux-gnu/libgomp.so.1\n')
+    assert threads.libgomp_loaded(str(maps)) and not threads.libgomp_loaded(str(tmp_path / 'none'))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', threads.SPIN_ENV)}
+    code = 'import os, gluon_bertft; print(os.environ.get("GOMP_SPINCOUNT"))'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(env, PYTHONPATH=ROOT), check=True).stdout.split()
+    assert out == [str(threads.SPIN)]
