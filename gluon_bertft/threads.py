@@ -27,7 +27,7 @@ import sys
 
 ENV = 'GLUON_BERTFT_THREADS'
 SPIN_ENV = 'GLUON_BERTFT_SPIN'
-SPIN = 10000  # GOMP_SPINCOUNT: benchmarks/bench_busy.py, docs/speed.md
+SPIN = 3000  # GOMP_SPINCOUNT, measured: benchmarks/bench_busy.py, docs/speed.md
 configured = None  # the thread count configure() set, or None if it left the setting alone
 
 
