@@ -257,7 +257,7 @@ def test_qa_answers_decode_to_the_passage_text(tiny):
             outputs.append((s, e))
         best = qa.best_spans(data, outputs, len(questions))
         for k, answer in enumerate(answers):
-            _, first, last = best[k]
+            _, first, last, _ = best[k]
             assert qa.span_text(context, data.spans[k], first, last) == answer
     # a stride larger than the room a question leaves is fitted to it, not refused
     fitted = WordPieceQADataset(questions, tiny, 10, 8)
