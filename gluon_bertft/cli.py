@@ -15,6 +15,16 @@ MAX_MESSAGE = 1000  # characters of an error message
 RAW_INPUTS = ('premise', 'hypothesis', 'text', 'text_b', 'question', 'passage')  # of predict
 
 
+def add_raw_inputs(parser):
+    """The raw-input options of ``predict`` and ``explain`` (:data:`RAW_INPUTS`)."""
+    parser.add_argument('--premise', help='snli')
+    parser.add_argument('--hypothesis', help='snli')
+    parser.add_argument('--text', help='classify, regress, pair-classify; tag: words split by spaces')
+    parser.add_argument('--text-b', help='the second text of pair-classify and regress')
+    parser.add_argument('--question', help='qa')
+    parser.add_argument('--passage', help='qa')
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='python -m gluon_bertft', epilog=EPILOG,
@@ -34,12 +44,7 @@ def build_parser():
 
     pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
     pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
-    pr.add_argument('--premise', help='snli')
-    pr.add_argument('--hypothesis', help='snli')
-    pr.add_argument('--text', help='classify, regress, pair-classify; tag: words split by spaces')
-    pr.add_argument('--text-b', help='the second text of pair-classify and regress')
-    pr.add_argument('--question', help='qa')
-    pr.add_argument('--passage', help='qa')
+    add_raw_inputs(pr)
     pr.add_argument('--data', help="predict every input of this file (read as the model's "
                                    "training data; labels optional)")
     pr.add_argument('--output', help='with --data: where to write the predictions (.jsonl, or .csv)')
@@ -49,13 +54,10 @@ def build_parser():
     ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
                         "attributions and attention (docs/explain.md)", **fmt)
     ex.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
-    for name, help_ in (('premise', 'snli'), ('hypothesis', 'snli'), ('text', 'classify, regress, '
-                        'pair-classify; tag: words split by spaces'), ('text-b', 'pair-classify, '
-                        'regress'), ('question', 'qa'), ('passage', 'qa')):
-        ex.add_argument(f'--{name}', help=help_)
+    add_raw_inputs(ex)
     ex.add_argument('--method', choices=('ig', 'gradxinput'), default='ig',
                     help='integrated gradients, or gradient x input (fast, no completeness)')
-    ex.add_argument('--steps', type=positive, default=32, help='integration nodes (ig)')
+    ex.add_argument('--steps', type=positive, default=32, help='integration nodes (ig), at most 1024')
     ex.add_argument('--label', help='classifiers: the class to explain (default: the prediction)')
     ex.add_argument('--word', type=int, help='tag: the word to explain, 0-based (default: the '
                                              'first word of every predicted entity)')

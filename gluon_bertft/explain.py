@@ -3,9 +3,9 @@
 The source's stated limitation of fine-tuned BERT is that it is a black box. An explanation
 (:func:`explain_rows`, :func:`explain`; ``python -m gluon_bertft explain``) is a JSON-able dict:
 
-``input``, ``tokens``, ``words``
-    the raw input; the model's tokens (up to the valid length); the words, each with the
-    positions of its tokens (WordPiece ``##`` pieces and a tagged word's pieces joined).
+``input``, ``tokens``, ``words``, ``word_tokens``
+    the raw input; the model's tokens (up to the valid length); the words (WordPiece ``##``
+    pieces and a tagged word's pieces joined) and, per word, the positions of its tokens.
 ``prediction``
     what ``predict --data`` writes for the input (label and probabilities, score, tags, answer).
 ``method``, ``steps``
@@ -15,7 +15,8 @@ The source's stated limitation of fine-tuned BERT is that it is a black box. An 
     one entry per explained score: ``target`` (what is explained), ``position``, ``score`` F(x),
     ``baseline_score`` F(x'), ``attributions`` per token, ``word_attributions`` per word, and
     ``completeness``: ``sum`` of the attributions, ``delta`` = F(x) - F(x'), ``gap``,
-    ``tolerance`` = max(2% of |delta|, 0.01) and ``within``.
+    ``tolerance`` = max(2% of |delta|, 0.01) and ``within`` (None for gradient x input, which
+    promises no completeness).
 ``attention``
     ``layer``, ``head`` (a number or ``'mean'``) and ``weights`` (tokens x tokens: row = query).
 
@@ -38,8 +39,9 @@ from .errors import ConfigError, DataError, cut
 from .tasks.base import is_wordpiece
 from .train import predict_outputs
 
-Target = collections.namedtuple('Target', 'example position cls name')
+Target = collections.namedtuple('Target', 'position cls name')
 CLASSIFIERS = ('snli', 'classify', 'pair-classify')
+MAX_STEPS = 1024  # Gauss-Legendre nodes: 32 reach a gap of ~1e-3 of delta; the nodes cost O(steps^2)
 
 
 def special_ids(vocab):
@@ -80,13 +82,13 @@ def find_targets(task, rows, dataset, outputs, label=None, word=None):
                 raise DataError(f'{row.where}: no window to explain (an empty passage?)')
             _, first, last, w = b
             shift = int(dataset.window_offset[w]) - int(dataset.window_start[w])
-            out.append((w, [Target(w, first + shift, 0, 'answer start'),
-                            Target(w, last + shift, 1, 'answer end')]))
+            out.append((w, [Target(first + shift, 0, 'answer start'),
+                            Target(last + shift, 1, 'answer end')]))
         return out
     if task.name == 'tag':
         return _tag_targets(task, rows, dataset, outputs, word)
     if task.name == 'regress':
-        return [(i, [Target(i, 0, 0, 'score')]) for i in range(len(rows))]
+        return [(i, [Target(0, 0, 'score')]) for i in range(len(rows))]
     names = list(task.config['labels'])
     if label is not None and label not in names:
         raise ConfigError(f'--label {label!r}: not a label of the model '
@@ -94,7 +96,7 @@ def find_targets(task, rows, dataset, outputs, label=None, word=None):
     out = []
     for i, scores in enumerate(outputs):
         c = names.index(label) if label is not None else int(onp.argmax(scores))
-        out.append((i, [Target(i, 0, c, names[c])]))
+        out.append((i, [Target(0, c, names[c])]))
     return out
 
 
@@ -104,6 +106,9 @@ def _tag_targets(task, sentences, dataset, outputs, word):
     out = []
     for i, s in enumerate(sentences):
         starts = dataset.word_starts[i]
+        if len(starts) == 0:
+            raise DataError(f'{s.path}:{s.line}: no word of the sentence fits within max_len '
+                            f'{task.max_len} tokens: nothing to explain')
         if word is not None and not 0 <= word < len(starts):
             kept = '' if len(starts) == len(s.words) else f', {len(starts)} of them within max_len'
             raise ConfigError(f'--word {word}: out of range: the sentence has {len(s.words)} '
@@ -113,7 +118,7 @@ def _tag_targets(task, sentences, dataset, outputs, word):
         else:
             chosen = sorted(first for _, first, _ in metrics.entity_spans(tags[i])
                             if first < len(starts)) or [0]
-        out.append((i, [Target(i, int(starts[j]), ids[tags[i][j]],
+        out.append((i, [Target(int(starts[j]), ids[tags[i][j]],
                                f'word {j} {s.words[j]!r}: {tags[i][j]}') for j in chosen]))
     return out
 
@@ -162,8 +167,8 @@ def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word
     """
     if method not in METHODS:
         raise ConfigError(f'--method {method}: choose from {", ".join(METHODS)}')
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ConfigError(f'--steps {steps}: give a whole number of at least 1')
+    if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
+        raise ConfigError(f'--steps {steps}: give a whole number from 1 to {MAX_STEPS}')
     layer, head = check_view(net, layer, head)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
     device = device_of(net)
@@ -191,7 +196,7 @@ def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word
         view = weights[layer, 0].mean(axis=0) if head == 'mean' else weights[layer, 0, head]
         entries = []
         for t in targets:
-            entries.append(_entry(t, found, j, n, words))
+            entries.append(_entry(t, found, j, n, words, method == 'ig'))
             j += 1
         results.append(dict(
             input=_input(task, row), tokens=strings, words=[w for w, _ in words],
@@ -201,7 +206,7 @@ def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word
     return results
 
 
-def _entry(target, found, j, n, words):
+def _entry(target, found, j, n, words, complete):
     attributions = found['attributions'][j, :n]
     score, base = float(found['score'][j]), float(found['baseline_score'][j])
     total, delta = float(attributions.sum()), score - base
@@ -211,7 +216,8 @@ def _entry(target, found, j, n, words):
         baseline_score=round(base, 6), attributions=_round(attributions, 6),
         word_attributions=[round(float(attributions[p].sum()), 6) for _, p in words],
         completeness=dict(sum=round(total, 6), delta=round(delta, 6), gap=round(total - delta, 6),
-                          tolerance=round(tolerance, 6), within=abs(total - delta) <= tolerance))
+                          tolerance=round(tolerance, 6),
+                          within=bool(abs(total - delta) <= tolerance) if complete else None))
 
 
 def _round(a, digits):
@@ -219,24 +225,27 @@ def _round(a, digits):
 
 
 def explain(net, vocab, task, method='ig', steps=32, label=None, word=None, layer=None,
-            head='mean', **inputs):
+            head='mean', max_tokens=MAX_TOKENS, **inputs):
     """The explanation of one raw input (``premise``/``hypothesis``, ``text``/``text_b``,
     ``question``/``passage``: as :func:`~gluon_bertft.predict.predict`); :func:`explain_rows`."""
     rows = task.raw_rows(inputs)
-    return explain_rows(net, vocab, task, rows, method, steps, label, word, layer, head)[0]
+    return explain_rows(net, vocab, task, rows, method, steps, label, word, layer, head,
+                        max_tokens)[0]
 
 
 def render(explanation, color=False, width=100):
     """The explanation as terminal text: the prediction, then per target the completeness check
     and every word with its attribution (``color``: ANSI red for positive, blue for negative)."""
     e = explanation
-    lines = [f'prediction: {_prediction(e["prediction"])}', f'method: {e["method"]}'
+    lines = [f'prediction: {describe_prediction(e["prediction"])}', f'method: {e["method"]}'
              + (f', {e["steps"]} steps' if e['method'] == METHODS['ig'] else '')]
     for t in e['targets']:
         c = t['completeness']
+        check = ('no completeness guarantee' if c['within'] is None else
+                 f'{"within" if c["within"] else "OUTSIDE"} ±{c["tolerance"]:.4f}')
         lines.append(f'target {t["target"]}: score {t["score"]:.4f}, baseline {t["baseline_score"]:.4f}; '
                      f'attributions sum to {c["sum"]:.4f} against {c["delta"]:.4f} '
-                     f'(gap {c["gap"]:+.4f}, {"within" if c["within"] else "OUTSIDE"} ±{c["tolerance"]:.4f})')
+                     f'(gap {c["gap"]:+.4f}, {check})')
         top = max([abs(a) for a in t['word_attributions']] + [1e-12])
         line = ' '
         for word, a in zip(e['words'], t['word_attributions']):
@@ -250,7 +259,8 @@ def render(explanation, color=False, width=100):
     return '\n'.join(lines)
 
 
-def _prediction(record):
+def describe_prediction(record):
+    """A prediction record (``predict --data``'s) as a short string."""
     if 'label' in record:
         return f'{record["label"]} (p={max(record["probabilities"].values()):.3f})'
     if 'answer' in record:

@@ -2,9 +2,11 @@
 attribution, one strip per target, above the attention map of the chosen layer and head."""
 import numpy as onp
 
+from .explain import describe_prediction
 from .storage import atomic_path
 
 MAX_LABEL = 18  # characters of a word shown on an axis
+MAX_INCHES = 40  # figure side: a 384-token window still fits an image viewer
 
 
 def _short(word):
@@ -19,24 +21,22 @@ def plot_explanation(explanation, path, title=None):
     JSON). Bottom: the attention weights (query rows x key columns) of ``attention['layer']``
     and ``attention['head']`` over the tokens. Sizes grow with the number of words.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
     e = explanation
     words, tokens = [_short(w) for w in e['words']], [_short(t) for t in e['tokens']]
     strip = onp.array([t['word_attributions'] for t in e['targets']], dtype=onp.float64)
     scale = onp.maximum(onp.abs(strip).max(axis=1, keepdims=True), 1e-12)
-    side = min(max(4.0, 0.22 * len(tokens) + 2), 40.0)
+    side = min(max(4.0, 0.22 * len(tokens) + 2), MAX_INCHES)
     strip_height = 0.5 * len(strip) + 1.6
-    fig, (ax_top, ax_att) = plt.subplots(
-        2, 1, figsize=(max(side, 0.3 * len(words) + 2), strip_height + side),
-        gridspec_kw=dict(height_ratios=[strip_height, side]))
+    fig = Figure(figsize=(min(max(side, 0.3 * len(words) + 2), MAX_INCHES), strip_height + side))
+    ax_top, ax_att = fig.subplots(2, 1, gridspec_kw=dict(height_ratios=[strip_height, side]))
     image = ax_top.imshow(strip / scale, cmap='RdBu_r', vmin=-1, vmax=1, aspect='auto')
     ax_top.set_xticks(range(len(words)), words, rotation=90, fontsize=8)
     ax_top.set_yticks(range(len(strip)), [t['target'] for t in e['targets']], fontsize=8)
     for (i, k), value in onp.ndenumerate(strip):
         ax_top.text(k, i, f'{value:.2f}', ha='center', va='center', fontsize=5, rotation=90)
-    ax_top.set_title(title or f'{e["method"]}: prediction {_label(e["prediction"])}', fontsize=9)
+    ax_top.set_title(title or f'{e["method"]}: prediction {describe_prediction(e["prediction"])}',
+                     fontsize=9)
     fig.colorbar(image, ax=ax_top, label='attribution / max |attribution|', fraction=0.03)
     att = e['attention']
     shown = ax_att.imshow(onp.array(att['weights']), cmap='viridis', vmin=0, aspect='auto')
@@ -49,11 +49,3 @@ def plot_explanation(explanation, path, title=None):
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format='png', dpi=110)
-    plt.close(fig)
-
-
-def _label(record):
-    for key in ('label', 'answer', 'score'):
-        if key in record:
-            return repr(record[key]) if key == 'answer' else str(record[key])
-    return ' '.join(t for t in record.get('tags', []))

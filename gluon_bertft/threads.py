@@ -65,7 +65,7 @@ def configure_spin(environ=os.environ):
     if 'GOMP_SPINCOUNT' in environ or 'OMP_WAIT_POLICY' in environ or choice == 'libgomp' \
             or libgomp_loaded():
         return None
-    if not choice.isdigit():
+    if not choice.isdecimal():
         sys.stderr.write(f'warning: {SPIN_ENV}={environ[SPIN_ENV][:40]!r} is not a number or '
                          f'libgomp; using {SPIN}\n')
         choice = str(SPIN)
@@ -83,7 +83,7 @@ def configure(environ=os.environ, modules=sys.modules):
         count = physical_cores()
         if count is None:
             return None
-    elif choice.isdigit() and int(choice) > 0:
+    elif choice.isdecimal() and int(choice) > 0:
         count = int(choice)
     else:  # at import: an error here would come before the CLI can print one
         sys.stderr.write(f'warning: {ENV}={environ[ENV][:40]!r} is not cores, mxnet or a positive '
@@ -131,6 +131,7 @@ def set_loaded_mxnet(count):
     mx.nd.zeros((1,), ctx=mx.cpu()).wait_to_read()  # starts the CPU workers, unless they run already
     if len(os.listdir('/proc/self/task')) > tasks:
         return count
+    cap.value = old  # as the warning says: workers started later (cpu(1), ...) keep it too
     return _warn_fixed(old, count, 'MXNet ran operators before gluon_bertft was imported')
 
 

@@ -8,7 +8,7 @@ import pytest
 from mxnet import np
 
 from gluon_bertft import FinetuneConfig, attribution, finetune, predict
-from gluon_bertft.errors import ConfigError
+from gluon_bertft.errors import ConfigError, DataError
 from gluon_bertft.explain import explain, explain_rows, group_words, special_ids
 from hf_tiny import write_tiny_hf_bert
 from tiny_data import TINY_RUN, cli_run, refused, task_files
@@ -154,6 +154,7 @@ def test_gradient_x_input_is_one_backward_pass(models):
     net, vocab, t = loaded(models, 'classify')
     found = explain(net, vocab, t, method='gradxinput', **RAW['classify'])
     assert found['method'] == 'gradient x input' and found['steps'] == 1
+    assert found['targets'][0]['completeness']['within'] is None  # no guarantee to check
     ig = explain(net, vocab, t, **RAW['classify'])
     assert found['targets'][0]['score'] == pytest.approx(ig['targets'][0]['score'], abs=1e-5)
     assert found['targets'][0]['attributions'] != ig['targets'][0]['attributions']
@@ -209,10 +210,27 @@ def test_cli_writes_json_and_png_atomically(models, tmp_path, capsys):
     ('classify', ['--text', 'great', '--word', '0'], '--word: applies to tag, not to classify'),
     ('qa', ['--question', 'who ?', '--passage', ''], 'qa: give --question and --passage'),
     ('classify', ['--text', 'great', '--steps', '0'], '--steps'),
+    ('classify', ['--text', 'great', '--steps', '5000'], '--steps 5000: give a whole number from 1 to 1024'),
 ])
 def test_cli_bad_input_gets_one_clear_error(task, args, match, models, tmp_path, capsys):
     refused(capsys, 'explain', '--model', models(task), '--out', tmp_path / 'x', *args, match=match)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_picture_leaves_a_notebooks_plotting_backend_alone(models, tmp_path):
+    import matplotlib
+    from gluon_bertft.explain_plot import plot_explanation
+    backend = matplotlib.get_backend()
+    net, vocab, t = loaded(models, 'classify')
+    plot_explanation(explain(net, vocab, t, **RAW['classify']), str(tmp_path / 'x.png'))
+    assert matplotlib.get_backend() == backend and (tmp_path / 'x.png').stat().st_size > 0
+
+
+def test_a_sentence_whose_first_word_does_not_fit_is_named(models):
+    net, vocab, t = loaded(models, 'tag')
+    t.config['tokenizer'] = 'basic'  # splits the dots: 40 pieces of one word, past max_len 32
+    with pytest.raises(DataError, match='<input>:1: no word of the sentence fits within max_len 32'):
+        explain(net, vocab, t, text='.' * 40 + ' anna')
 
 
 def test_api_bad_options():

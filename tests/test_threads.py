@@ -40,16 +40,19 @@ def test_physical_cores_only_counts_allowed_processors(tmp_path, monkeypatch):
 def test_configure_respects_the_user_and_an_imported_mxnet(monkeypatch, environ, modules, expected):
     monkeypatch.setattr(threads, 'physical_cores', lambda: 2)
     monkeypatch.setattr(threads, 'set_loaded_mxnet', lambda count: count)  # run-time path: below
+    monkeypatch.setattr(threads, 'configured', threads.configured)  # configure() sets it
     environ = dict(environ)
     threads.configure(environ, modules)
     assert environ.get('OMP_NUM_THREADS') == ('2' if expected == 'cores' else expected)
 
 
-def test_a_bad_setting_is_named_and_ignored(capsys):
-    env = {'GLUON_BERTFT_THREADS': 'lots'}
+@pytest.mark.parametrize('value', ['lots', '²'])
+def test_a_bad_setting_is_named_and_ignored(capsys, monkeypatch, value):
+    monkeypatch.setattr(threads, 'configured', threads.configured)
+    env = {'GLUON_BERTFT_THREADS': value}
     # at import an exception would come before the CLI could print one: warn, use the cores
     assert threads.configure(env, {}) == threads.physical_cores()
-    assert "GLUON_BERTFT_THREADS='lots' is not cores" in capsys.readouterr().err
+    assert f"GLUON_BERTFT_THREADS={value!r} is not cores" in capsys.readouterr().err
 
 
 def test_a_bad_setting_does_not_break_the_cli():
@@ -137,6 +140,7 @@ def test_local_workers_share_the_cores(monkeypatch):
     ({'GOMP_SPINCOUNT': '7'}, False, '7'),
     ({'OMP_WAIT_POLICY': 'PASSIVE'}, False, None),
     ({}, True, None),                      # libgomp read its settings already
+    ({'GLUON_BERTFT_SPIN': '²'}, False, str(threads.SPIN)),  # not a number: warned, the default
 ])
 def test_spin_count_is_set_before_libgomp_loads_unless_the_user_chose(monkeypatch, environ, loaded,
                                                                        expected):
