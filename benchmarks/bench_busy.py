@@ -18,6 +18,10 @@ Each process trains ``--warmup`` untimed steps, then times ``--steps`` steps (ex
 ``alone`` runs are alternated with the other settings ``--repeats`` times, medians reported.
 
     flock /tmp/heavy.lock python benchmarks/bench_busy.py [--settings default 30000 3000 passive]
+    flock /tmp/heavy.lock python benchmarks/bench_busy.py --import-order --out benchmarks/results/import_order_speed.json
+
+``--import-order`` instead times the package's own settings (no ``OMP_NUM_THREADS`` given), one
+process alone, with ``gluon_bertft`` imported before ``mxnet`` and after it.
 
 Writes ``benchmarks/results/busy_speed.json`` (commit, load before and after, every run).
 """
@@ -35,10 +39,13 @@ OUT = os.path.join(ROOT, 'benchmarks', 'results', 'busy_speed.json')
 BATCH, VOCAB = 32, 20256
 
 
-def child(steps, warmup, seed):
+def child(steps, warmup, seed, mxnet_first=False):
     """Train bert.small steps in this process; print examples/s (the thread settings are the
-    environment's: this runs in a fresh interpreter)."""
-    import gluon_bertft  # noqa: F401 (first: thread set-up)
+    environment's: this runs in a fresh interpreter). ``mxnet_first``: ``import mxnet`` before
+    ``gluon_bertft``, as a notebook that starts with ``from mxnet import np`` does."""
+    if mxnet_first:
+        import mxnet  # noqa: F401
+    import gluon_bertft  # noqa: F401 (thread set-up; after mxnet with mxnet_first)
     import mxnet as mx
     import numpy as onp
     from mxnet import autograd, gluon, np, npx
@@ -76,7 +83,8 @@ def child(steps, warmup, seed):
     start = time.perf_counter()
     for i in range(steps):
         step(i)
-    print(json.dumps(dict(examples_per_s=steps * BATCH / (time.perf_counter() - start))))
+    print(json.dumps(dict(examples_per_s=steps * BATCH / (time.perf_counter() - start),
+                          configured_threads=gluon_bertft.threads.configured)))
 
 
 def environment(setting, threads):
@@ -97,10 +105,11 @@ def environment(setting, threads):
     return env
 
 
-def run(setting, copies, threads, args):
+def run(setting, copies, threads, args, mxnet_first=False):
     """examples/s of each of ``copies`` processes started together."""
     procs = [subprocess.Popen([sys.executable, __file__, '--child', '--steps', str(args.steps),
-                               '--warmup', str(args.warmup), '--seed', str(k)],
+                               '--warmup', str(args.warmup), '--seed', str(k)]
+                              + (['--mxnet-first'] if mxnet_first else []),
                               env=environment(setting, threads), stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True) for k in range(copies)]
     out = [p.communicate()[0] for p in procs]
@@ -116,11 +125,15 @@ def main():
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--import-order', action='store_true',
+                        help="instead: the package's settings, alone, with gluon_bertft imported "
+                             "first and with mxnet imported first (no OMP_NUM_THREADS given)")
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--mxnet-first', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--out', default=OUT)
     args = parser.parse_args()
     if args.child:
-        return child(args.steps, args.warmup, args.seed)
+        return child(args.steps, args.warmup, args.seed, args.mxnet_first)
     sys.path.insert(0, ROOT)
     from gluon_bertft.threads import physical_cores
     cores = physical_cores()
@@ -129,7 +142,13 @@ def main():
                    command=' '.join(['python', 'benchmarks/bench_busy.py'] + sys.argv[1:]),
                    commit=git('rev-parse', '--short', 'HEAD'), cores=cores, batch_size=BATCH,
                    steps=args.steps, loadavg_before=os.getloadavg(), runs=[])
-    for r in range(args.repeats):
+    for r in range(args.repeats if args.import_order else 0):
+        for mxnet_first in (False, True):
+            rates = run('package', 1, None, args, mxnet_first)
+            mode = 'mxnet imported first' if mxnet_first else 'gluon_bertft imported first'
+            results['runs'].append(dict(setting='package', mode=mode, repeat=r, rates=rates))
+            print(f'{mode:>28}: {rates}', flush=True)
+    for r in range(0 if args.import_order else args.repeats):
         for setting in args.settings:
             for mode, copies, threads in (('alone', 1, cores), ('two', 2, cores)):
                 rates = run(setting, copies, threads, args)
