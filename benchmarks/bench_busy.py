@@ -39,13 +39,9 @@ OUT = os.path.join(ROOT, 'benchmarks', 'results', 'busy_speed.json')
 BATCH, VOCAB = 32, 20256
 
 
-def child(steps, warmup, seed, mxnet_first=False):
-    """Train bert.small steps in this process; print examples/s (the thread settings are the
-    environment's: this runs in a fresh interpreter). ``mxnet_first``: ``import mxnet`` before
-    ``gluon_bertft``, as a notebook that starts with ``from mxnet import np`` does."""
-    if mxnet_first:
-        import mxnet  # noqa: F401
-    import gluon_bertft  # noqa: F401 (thread set-up; after mxnet with mxnet_first)
+def bert_small_step(seed=0):
+    """``step(i)``: one bert.small training step on the i-th of 16 fixed random batches (the
+    module docstring's network and batches; also ``profile_step.py``'s)."""
     import mxnet as mx
     import numpy as onp
     from mxnet import autograd, gluon, np, npx
@@ -77,7 +73,17 @@ def child(steps, warmup, seed, mxnet_first=False):
         l.backward()
         trainer.step(BATCH)
         return float(l.sum())  # one host sync per step, as the package's loop checks the loss
+    return step
 
+
+def child(steps, warmup, seed, mxnet_first=False):
+    """Train bert.small steps in this process; print examples/s (the thread settings are the
+    environment's: this runs in a fresh interpreter). ``mxnet_first``: ``import mxnet`` before
+    ``gluon_bertft``, as a notebook that starts with ``from mxnet import np`` does."""
+    if mxnet_first:
+        import mxnet  # noqa: F401
+    import gluon_bertft  # noqa: F401 (thread set-up; after mxnet with mxnet_first)
+    step = bert_small_step(seed)
     for i in range(warmup):
         step(i)
     start = time.perf_counter()

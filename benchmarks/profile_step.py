@@ -1,6 +1,6 @@
 """Where a bert.small training step spends its time, operator by operator (MXNet's profiler).
 
-The step is ``benchmarks/bench_busy.py``'s (``BERTClassifier`` on ``BERTModel`` bert.small,
+The step is ``benchmarks/bench_busy.py``'s (``bert_small_step``) (``BERTClassifier`` on ``BERTModel`` bert.small,
 hybridized with static alloc/shape, the book's Adam, batch 32 of 28-40 tokens, one host sync per
 step). After ``--warmup`` untimed steps, ``--steps`` steps are timed without the profiler, then
 run again with MXNet's profiler aggregating every operator (``profile_all``), whose table is
@@ -23,15 +23,12 @@ import time
 
 import gluon_bertft  # noqa: F401 (first: thread set-up)
 import mxnet as mx
-import numpy as onp
-from mxnet import autograd, gluon, np, npx
 
-from gluon_bertft import pretrained
-from gluon_bertft.heads import BERTClassifier
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_busy import BATCH, bert_small_step  # noqa: E402 (the same network and batches)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'profile_bert_small')
-BATCH, VOCAB = 32, 20256
 GROUPS = {  # operator name patterns -> what they do
     'matrix products (FC, batch_dot)': r'FullyConnected|batch_dot|_npi_matmul|dot',
     'optimizer (adam_update)': r'adam|Adam',
@@ -48,33 +45,12 @@ def main():
     parser.add_argument('--out', default=OUT)
     parser.add_argument('--profile', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
-    npx.set_np()
-    mx.random.seed(0)
-    rng = onp.random.RandomState(0)
-    bert = pretrained.build_bert(dict(pretrained.PRESETS['bert.small'], vocab_size=VOCAB), 0.1)
-    bert.initialize(mx.init.Xavier())
-    net = BERTClassifier(bert, 3)
-    net.output.initialize()
-    net.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    batches = []
-    for _ in range(16):
-        width = 4 * rng.randint(7, 11)
-        lens = rng.randint(width - 3, width + 1, size=BATCH).astype('float32')
-        batches.append((np.array(rng.randint(5, VOCAB, size=(BATCH, width)), dtype='int32'),
-                        np.array((onp.arange(width)[None, :] > lens[:, None] / 2).astype('int32')),
-                        np.array(lens), np.array(rng.randint(0, 3, size=BATCH).astype('float32'))))
+    step = bert_small_step(0)
 
     def steps(n):
         start = time.perf_counter()
         for i in range(n):
-            tokens, segments, lens, y = batches[i % len(batches)]
-            with autograd.record():
-                l = loss(net((tokens, segments, lens)), y)
-            l.backward()
-            trainer.step(BATCH)
-            float(l.sum())
+            step(i)
         return (time.perf_counter() - start) / n
 
     steps(args.warmup)
