@@ -141,6 +141,7 @@ def main():
     if args.child:
         return child(args.steps, args.warmup, args.seed, args.mxnet_first)
     sys.path.insert(0, ROOT)
+    from gluon_bertft.storage import write_json
     from gluon_bertft.threads import physical_cores
     cores = physical_cores()
     git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -172,9 +173,7 @@ def main():
     for k, v in results['median_examples_per_s'].items():
         print(f'{k:>24}: {v:8.1f} examples/s (median)')
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=1)
-    os.replace(args.out + '.tmp', args.out)
+    write_json(args.out, results)  # atomic
     print(f'wrote {args.out}')
 
 

@@ -17,7 +17,6 @@ token count, the median and every repeat in seconds). Target: under 1 s for bert
 """
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import mxnet as mx
 
 from gluon_bertft import make_task, pretrained
 from gluon_bertft.explain import explain
+from gluon_bertft.storage import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'explain_speed.json')
@@ -99,9 +99,7 @@ def main():
               f'{found["targets"][0]["completeness"]["delta"]:.4f}')
     results['uptime_after'] = uptime()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=1)
-    os.replace(args.out + '.tmp', args.out)
+    write_json(args.out, results)  # atomic
     print(f'wrote {args.out}')
 
 

@@ -17,7 +17,6 @@ Writes ``benchmarks/results/preprocess_speed.json``.
 """
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from gluon_bertft import hub, make_task
 from gluon_bertft.data.snli import encode_pairs
 from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.data.wordpiece import WordPiece, encode_texts
+from gluon_bertft.storage import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'snli', 'snli_1.0_dev.jsonl')
@@ -68,9 +68,7 @@ def main():
         print(f'{name:>10}: {medians[name]:.2f} s (repeats {s})')
     print(f'WordPiece / word level: {ratio:.2f} (target <= 2)')
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(result, f, indent=1)
-    os.replace(args.out + '.tmp', args.out)
+    write_json(args.out, result)  # atomic
 
 
 if __name__ == '__main__':
