@@ -136,6 +136,10 @@ class FinetuneConfig(RunConfig):
                               "LayerNorm (e.g. 0.01)", type=non_negative)
     clip_grad: Optional[float] = opt(None, "BERT's recipe: clip the global gradient norm at "
                                      "this (e.g. 1.0)", type=positive_number)
+    fused_adam: bool = opt(True, "with --weight-decay or --clip-grad: AdamW, decay and "
+                                  "clipping in MXNet's multi-tensor kernel (--no-fused-adam: "
+                                  "per-parameter kernels and passes, slower, same update; "
+                                  "docs/speed.md)")
     max_examples: Optional[int] = opt(None, 'use at most this many training examples', type=positive)
     max_test_examples: Optional[int] = opt(None, 'use at most this many test examples', type=positive)
     trainable_blocks: Optional[int] = opt(None, 'train the task layer plus the top K encoder '
@@ -160,13 +164,16 @@ class FinetuneConfig(RunConfig):
     max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
-                 'epochs', 'lr')
+                 'epochs', 'lr', 'fused_adam')
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
         self.check_ranges()
         if self.task != 'snli' and not self.train:
             raise ConfigError(f'--task {self.task}: give the training file (--train)')
+        if not self.fused_adam and not (self.weight_decay or self.clip_grad):
+            raise ConfigError("--no-fused-adam: applies with --weight-decay or --clip-grad "
+                              "(the book's Adam is MXNet's per-parameter adam_update)")
         if self.checkpoint_every and not self.out:
             raise ConfigError('--checkpoint-every: give the output folder (--out)')
         if self.trainable_blocks is not None and self.trainable_blocks < 0:

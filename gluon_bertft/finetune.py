@@ -127,7 +127,7 @@ def finetune(config, animator=None, log=print):
     total_steps = config.epochs * len(train_iter)
     trainer = make_trainer(net, config.lr, config.trainable_blocks, kv, config.lazy_embedding,
                            half, config.weight_decay, clip_grad=config.clip_grad,
-                           schedule=(int(config.warmup * total_steps), total_steps)
+                           fused=config.fused_adam, schedule=(int(config.warmup * total_steps), total_steps)
                            if config.warmup else None)
     # a notebook's animator: no bar, which would replace its last drawing (clear_output)
     outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast, sort=True),

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .devices import batch_len, default_devices, split_batch
 from .errors import DivergedError
-from .optimizer import LazyEmbeddingAdam
+from .optimizer import FusedAdam, LazyEmbeddingAdam
 
 ETA_NOTICE_SECONDS = 600  # a run expected to take longer says so after its first interval
 
@@ -227,18 +227,28 @@ def check_finite(loss, step, detail='', hint='Lower --lr, or use --clip-grad 1.0
 
 
 def clip_global_norm(trainer, devices, max_norm):
-    """Scale every device's (reduced) gradients so that their global L2 norm is <= ``max_norm``.
+    """Clip the global L2 norm of every device's (reduced) gradients at ``max_norm``.
 
-    ``gluon.utils.clip_global_norm`` takes legacy NDArrays and syncs the host; this stays in
-    numpy mode on the device (no sync).
+    The factor ``min(1, max_norm / (norm + 1e-6))`` is a (1,) device scalar from one
+    ``multi_sum_sq`` kernel per device (``gluon.utils.clip_global_norm`` takes legacy NDArrays
+    and syncs the host). A :class:`~gluon_bertft.optimizer.FusedAdam` takes it into its update
+    kernel; for other optimizers the gradients are multiplied by it.
     """
     params = [p for p in trainer._params if p.grad_req != 'null']
+    scales = {}
     for d in devices:
         grads = [p.grad(d) for p in params]
-        total = np.sqrt(sum((g * g).sum() for g in grads))
-        scale = np.minimum(1.0, max_norm / (total + 1e-6))
-        for g in grads:
-            g[:] = g * scale
+        classic, step = [g.as_nd_ndarray() for g in grads], FusedAdam.MAX_TENSORS
+        # per chunk (n,) -> (1,); summed: the squared global norm, (1,)
+        squares = mx.nd.add_n(*[mx.nd.multi_sum_sq(*classic[i:i + step],
+                                                   num_arrays=len(classic[i:i + step])).sum()
+                                for i in range(0, len(classic), step)])
+        scales[d] = mx.nd.clip(max_norm / (mx.nd.sqrt(squares) + 1e-6), 0.0, 1.0)
+        if not isinstance(trainer.optimizer, FusedAdam):
+            for g in grads:
+                g *= scales[d].as_np_ndarray()
+    if isinstance(trainer.optimizer, FusedAdam):
+        trainer.optimizer.scale_grads(scales)
 
 
 def _eta_notice(seconds, batches_done, batches_left, log):
@@ -254,7 +264,8 @@ def _eta_notice(seconds, batches_done, batches_left, log):
 
 
 def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy_embedding=False,
-                 multi_precision=False, weight_decay=0.0, schedule=None, clip_grad=None):
+                 multi_precision=False, weight_decay=0.0, schedule=None, clip_grad=None,
+                 fused=True):
     """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable.
 
     ``lazy_embedding``: update only the token-embedding rows each batch uses
@@ -273,6 +284,12 @@ def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy
     rate linearly from 0 over ``warmup_steps`` and lowers it linearly to 0 at ``total_steps``
     (``mx.lr_scheduler.PolyScheduler``); ``clip_grad`` makes the loop clip the global
     gradient norm, which needs the gradients reduced before the update.
+
+    With ``weight_decay`` or ``clip_grad``, ``fused`` (default) runs the update in
+    MXNet's multi-tensor kernel with the decay and the clipping factor inside it
+    (:class:`~gluon_bertft.optimizer.FusedAdam`, the same update within float32
+    rounding); ``False``: one ``adam_update`` per parameter, decay and clipping as separate
+    passes. The book's Adam (neither) is always ``adam_update``, MXNet's ``Adam`` bit for bit.
     """
     if isinstance(kvstore, str) and kvstore.startswith('dist'):
         kvstore = mx.kv.create(kvstore)
@@ -288,10 +305,11 @@ def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy
         for name, p in params.items():
             if name.endswith(('bias', 'gamma', 'beta')):  # biases and LayerNorm: no decay
                 p.wd_mult = 0.0
-    optimizer = LazyEmbeddingAdam(learning_rate=lr, multi_precision=multi_precision,
-                                  rescale_grad=1 / kvstore.num_workers if dist else 1.0,
-                                  wd=weight_decay, decoupled_wd=bool(weight_decay),
-                                  lr_scheduler=scheduler)
+    recipe = fused and bool(weight_decay or clip_grad)
+    optimizer = (FusedAdam if recipe else LazyEmbeddingAdam)(
+        learning_rate=lr, multi_precision=multi_precision,
+        rescale_grad=1 / kvstore.num_workers if dist else 1.0, wd=weight_decay,
+        decoupled_wd=bool(weight_decay), lr_scheduler=scheduler)
     trainer = gluon.Trainer(params, optimizer, kvstore=kvstore,
                             update_on_kvstore=False if dist or clip_grad else None)
     embedding = getattr(getattr(net, 'encoder', None), 'token_embedding', None)

@@ -1,0 +1,188 @@
+"""Milliseconds of the optimizer per training step: the book's Adam and BERT's recipe (issue 15).
+
+BERT's fine-tuning recipe (``--weight-decay 0.01 --clip-grad 1.0``, AdamW and global-norm
+clipping) is what the pretrained runs use. This times, on the gradients of one real backward
+pass of a ``BERTClassifier`` (batch 32, 24 tokens), everything a step does after ``backward``
+for each way of doing it, in one process and alternating, ``--repeats`` rounds of ``--steps``
+updates each (medians reported):
+
+* ``book``: the book's Adam, MXNet's ``adam_update`` per parameter (``trainer.step``);
+* ``book-fused``: the same Adam in MXNet's multi-tensor kernel (``FusedAdam``, no decay:
+  tried for the book's run, not used there because it is not bit-for-bit ``adam_update``);
+* ``recipe-fused``: the package's default for the recipe: ``clip_global_norm`` (one
+  ``multi_sum_sq`` per 45 parameters, the factor stays on the device) and ``FusedAdam``
+  (decay and factor inside the kernel);
+* ``recipe-single``: ``--no-fused-adam``: the same norm, the gradients multiplied by the
+  factor, the decay as a pass over the weights, ``adam_update`` per parameter;
+* ``recipe-before``: the code before the multi-tensor change (commit c3ec037): the norm from
+  one ``(g * g).sum()`` per parameter added up on the device, ``g[:] = g * scale``, decay and
+  ``adam_update`` per parameter.
+
+Then whole training steps (forward, backward, update; examples/s) of ``book`` and
+``recipe-fused`` and ``recipe-before``, alternating. Shapes: all-MiniLM-L6-v2 (6 x 384, 30,522
+WordPiece rows: 22.7 M parameters, 11.7 M of them the token embedding; random weights, its
+architecture from the wheel when installed, else its numbers) and the book's bert.small
+(2 x 256, 20,256 rows: 6.4 M).
+
+    flock /tmp/heavy.lock python benchmarks/bench_recipe.py [--repeats 5] [--steps 10]
+
+Writes ``benchmarks/results/recipe_speed.json`` (commit, load before and after, every round).
+"""
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
+import mxnet as mx
+import numpy as onp
+from mxnet import autograd, gluon, np, npx
+
+from gluon_bertft import pretrained
+from gluon_bertft.heads import BERTClassifier
+from gluon_bertft.optimizer import FusedAdam
+from gluon_bertft.storage import write_json
+from gluon_bertft.train import clip_global_norm, make_trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, 'benchmarks', 'results', 'recipe_speed.json')
+BATCH, WIDTH, LR, WD, CLIP = 32, 24, 5e-5, 0.01, 1.0
+MINILM = dict(num_blks=6, num_hiddens=384, num_heads=12, ffn_num_hiddens=1536, max_len=512,
+              vocab_size=30522, activation='gelu', embedding_norm=True, layer_norm_eps=1e-12)
+SHAPES = {'minilm': MINILM, 'bert.small': dict(pretrained.PRESETS['bert.small'], vocab_size=20256)}
+
+
+def network(config, seed=0):
+    mx.random.seed(seed)
+    bert = pretrained.build_bert(config, 0.1)
+    bert.initialize(mx.init.Normal(0.02))
+    net = BERTClassifier(bert, 2)
+    net.output.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def batches(vocab_size, seed=0, count=4):
+    rng = onp.random.RandomState(seed)
+    out = []
+    for _ in range(count):
+        lens = rng.randint(WIDTH - 8, WIDTH + 1, size=BATCH).astype('float32')
+        out.append((np.array(rng.randint(5, vocab_size, (BATCH, WIDTH)), dtype='int32'),
+                    np.zeros((BATCH, WIDTH), dtype='int32'), np.array(lens),
+                    np.array(rng.randint(0, 2, BATCH).astype('float32'))))
+    return out
+
+
+def before_update(trainer, net):
+    """The recipe's update as the package did it at c3ec037 (per-parameter passes)."""
+    params = [p for p in trainer._params if p.grad_req != 'null']
+    grads = [p.grad() for p in params]
+    total = np.sqrt(sum((g * g).sum() for g in grads))
+    scale = np.minimum(1.0, CLIP * BATCH / (total + 1e-6))
+    for g in grads:
+        g[:] = g * scale
+    trainer.update(BATCH, ignore_stale_grad=True)
+
+
+def fresh(net):
+    """Mark every gradient fresh, as ``backward`` does (the Trainer skips stale ones)."""
+    for p in net.collect_params().values():
+        for arr in p.list_data():
+            arr._fresh_grad = True
+
+
+def updater(mode, net):
+    """``update()``: what one step does after backward, for ``mode``."""
+    if mode == 'book':
+        trainer = make_trainer(net, LR)
+        return lambda: trainer.step(BATCH, ignore_stale_grad=True)
+    if mode == 'book-fused':
+        trainer = gluon.Trainer(net.collect_params(), FusedAdam(learning_rate=LR))
+        return lambda: trainer.step(BATCH, ignore_stale_grad=True)
+    multi = mode == 'recipe-fused'
+    # 'recipe-before': the per-parameter trainer (its decay pass equals c3ec037's), old clipping
+    trainer = make_trainer(net, LR, weight_decay=WD, clip_grad=CLIP, fused=multi,
+                           schedule=(100, 1000))
+    if mode == 'recipe-before':
+        return lambda: before_update(trainer, net)
+
+    def update():
+        trainer.allreduce_grads()
+        clip_global_norm(trainer, [mx.cpu()], CLIP * BATCH)
+        trainer.update(BATCH, ignore_stale_grad=True)
+    return update
+
+
+def backward(net, loss, batch):
+    tokens, segments, lens, y = batch
+    with autograd.record():
+        l = loss(net((tokens, segments, lens)), y)
+    l.backward()
+    return l
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--steps', type=int, default=10)
+    parser.add_argument('--shapes', nargs='+', default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument('--out', default=OUT)
+    args = parser.parse_args()
+    npx.set_np()
+    uptime = lambda: subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+    git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+                   command=' '.join(['python', 'benchmarks/bench_recipe.py'] + sys.argv[1:]),
+                   commit=git('rev-parse', '--short', 'HEAD'),
+                   dirty=bool(git('status', '--porcelain', 'gluon_bertft')),
+                   omp_num_threads=gluon_bertft.threads.configured, batch=BATCH, width=WIDTH,
+                   uptime_before=uptime(), shapes={})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    modes = ('book', 'book-fused', 'recipe-fused', 'recipe-single', 'recipe-before')
+    for shape in args.shapes:
+        config = SHAPES[shape]
+        data = batches(config['vocab_size'])
+        nets = {m: network(config) for m in modes}
+        updates = {m: updater(m, nets[m]) for m in modes}
+        for m in modes:  # compile, create the optimizer states, fill every gradient
+            backward(nets[m], loss, data[0])
+            updates[m]()
+        mx.nd.waitall()
+        rounds = {m: [] for m in modes}
+        for _ in range(args.repeats):  # optimizer only: the same gradients, updated again
+            for m in modes:
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    fresh(nets[m])
+                    updates[m]()
+                mx.nd.waitall()
+                rounds[m].append((time.perf_counter() - start) / args.steps * 1000)
+        steps = {m: [] for m in ('book', 'recipe-fused', 'recipe-before')}
+        for _ in range(args.repeats):  # whole steps
+            for m in steps:
+                start = time.perf_counter()
+                for i in range(args.steps):
+                    backward(nets[m], loss, data[i % len(data)])
+                    updates[m]()
+                mx.nd.waitall()
+                steps[m].append(args.steps * BATCH / (time.perf_counter() - start))
+        params = sum(p.data().size for p in nets['book'].collect_params().values())
+        results['shapes'][shape] = dict(
+            config=config, parameters=int(params),
+            optimizer_ms={m: dict(median=round(statistics.median(r), 2), all=[round(x, 2) for x in r])
+                          for m, r in rounds.items()},
+            step_examples_per_s={m: dict(median=round(statistics.median(r), 1),
+                                         all=[round(x, 1) for x in r]) for m, r in steps.items()})
+        print(f'{shape} ({params / 1e6:.1f} M parameters): optimizer ms/step ' + ', '.join(
+            f'{m} {statistics.median(r):.1f}' for m, r in rounds.items()) + '; whole step examples/s '
+            + ', '.join(f'{m} {statistics.median(r):.1f}' for m, r in steps.items()), flush=True)
+    results['uptime_after'] = uptime()
+    write_json(args.out, results)  # atomic
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
