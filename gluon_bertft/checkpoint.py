@@ -2,9 +2,11 @@
 
 A checkpoint folder holds ``model.params``, ``trainer.states`` (Adam's moments) and
 ``state.json``: the ``run`` settings it must be resumed with, the position reached and the
-history so far. It is written atomically: an interrupted save leaves the previous one whole.
+history so far; with a validation split also ``best.params``, the best epoch's parameters. It is written atomically: an interrupted save leaves the previous one whole.
 """
 import os
+
+import mxnet as mx
 
 from . import storage
 from .errors import PretrainedError, cut, shorten
@@ -27,15 +29,19 @@ class Checkpoint:
     def exists(self):
         return self.path is not None and os.path.isfile(os.path.join(self.path, 'state.json'))
 
-    def save(self, net, trainer, **state):
-        """Write ``net``'s parameters, ``trainer``'s states and ``state`` (JSON values);
-        ``DivergedError`` instead if a weight is not finite."""
+    def save(self, net, trainer, best_params=None, **state):
+        """Write ``net``'s parameters, ``trainer``'s states, ``state`` (JSON values) and
+        ``best_params`` (name -> array, the best epoch's; :meth:`load_best`); ``DivergedError``
+        instead if a weight is not finite."""
         at = ', '.join(f'{k} {state[k]}' for k in ('step', 'epoch', 'batch') if k in state)
         storage.check_finite_weights(net, self.path, f' at {at}' if at else '')
         with storage.atomic_path(self.path) as tmp:
             os.makedirs(tmp)
             net.save_parameters(os.path.join(tmp, 'model.params'))
             trainer.save_states(os.path.join(tmp, 'trainer.states'))
+            if best_params:
+                mx.nd.save(os.path.join(tmp, 'best.params'),
+                           {k: v.as_nd_ndarray() for k, v in best_params.items()})
             storage.write_json(os.path.join(tmp, 'state.json'), dict(state, run=self.run))
 
     def read_state(self, counters=None, history=()):
@@ -84,3 +90,17 @@ class Checkpoint:
         if lr is not None and trainer.optimizer.lr_scheduler is None:
             trainer.set_learning_rate(lr)  # a schedule restores its own from the step count
         return state
+
+    def load_best(self, device):
+        """The best epoch's parameters saved with the checkpoint (name -> array on ``device``),
+        or None. Raises ``PretrainedError`` for an unreadable file."""
+        path = os.path.join(self.path, 'best.params')
+        if not os.path.isfile(path):
+            return None
+        try:
+            return {k: v.as_np_ndarray().as_in_context(device)
+                    for k, v in mx.nd.load(path).items()}
+        except Exception as e:  # MXNet raises its own error types for corrupt files
+            raise PretrainedError(f'{path}: unreadable ({type(e).__name__}: '
+                                  f'{str(e).splitlines()[0][:200]}); delete {self.path} to start '
+                                  'over') from None

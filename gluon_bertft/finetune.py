@@ -20,6 +20,7 @@ from .devices import parse_devices, set_seed
 from .errors import ConfigError, DataError
 from .metrics import format_metrics
 from .tasks import make_task
+from .tasks.base import is_wordpiece
 from .train import make_trainer, predict_outputs, train
 
 d2l.DATA_HUB.setdefault('SNLI', ('https://nlp.stanford.edu/projects/snli/snli_1.0.zip',
@@ -88,6 +89,9 @@ def finetune(config, animator=None, log=print):
     ``ConfigError``, ``DataError`` or ``PretrainedError`` naming the option, file or field.
     """
     config.check()
+    if config.lazy_embedding and distributed.is_distributed(config.kvstore or distributed.default_kvstore()):
+        raise ConfigError('--lazy-embedding: not with a distributed kvstore (the summed gradient '
+                          "has every worker's rows; docs/speed.md)")
     set_seed(config.seed)
     devices = parse_devices(config.devices)
     precision.check_dtype(config.dtype, devices)
@@ -101,6 +105,10 @@ def finetune(config, animator=None, log=print):
     if (config.trainable_blocks or 0) > bert_cfg['num_blks']:
         raise ConfigError(f'--trainable-blocks {config.trainable_blocks}: the BERT has '
                           f'{bert_cfg["num_blks"]} blocks')
+    if config.tokenizer is not None and is_wordpiece(vocab):
+        raise ConfigError(f'--tokenizer {config.tokenizer}: {config.pretrained} brings its own '
+                          'WordPiece tokenizer, which training and prediction use; --tokenizer '
+                          "applies to models with the book's word vocabulary")
     source = 'random initialization (no pretraining)' if config.pretrained == 'random' else config.pretrained
     log(f'BERT: {source}, {bert_cfg["num_blks"]} blocks, {bert_cfg["num_hiddens"]} hidden, '
         f'{len(vocab)} tokens; {task.name}: {len(train_rows)} training, {len(test_rows)} test '
@@ -140,7 +148,7 @@ def finetune(config, animator=None, log=print):
     ckpt = Checkpoint(os.path.join(config.out, 'checkpoint') if config.out else None,
                       config.run_settings(num_workers=num_workers,
                                           schedule_steps=total_steps if config.warmup else None))
-    resume_at, history = (0, 0), None
+    resume_at, history, kept = (0, 0), None, {}
     if config.resume and ckpt.exists():
         state = ckpt.load(net, trainer, devices, config.lr,
                           counters=dict(epoch=None, batch=len(train_iter) - 1),
@@ -149,18 +157,21 @@ def finetune(config, animator=None, log=print):
             raise ConfigError(f'{ckpt.path}: all {state["epoch"]} epochs are done; ask for more '
                               '--epochs to train on')
         resume_at, history = (state['epoch'], state['batch']), state['history']
+        best_params = ckpt.load_best(devices[0])
+        if best_params is not None and history.get('best_epoch'):  # the epochs before count too
+            kept = dict(value=history['valid'][history['best_epoch'] - 1], params=best_params)
         log(f'resumed from {ckpt.path}: {state["epoch"]} epochs and {state["batch"]} batches done')
     if watchdog:
         distributed.agree(kv, batches=len(train_iter), epoch=resume_at[0], batch=resume_at[1])
     step_done = _step_hook(ckpt, config.checkpoint_every, net, trainer, len(train_iter),
-                           config.seed, rank, watchdog, resume_at)
+                           config.seed, rank, watchdog, resume_at, kept)
     loss = precision.float32_loss(task.loss) if half else task.loss
     history = train(net, train_iter, test_iter, loss, trainer, config.epochs, devices,
                     validate=validate if valid_set is not None else None, animator=animator,
                     log=log, keep_best=watchdog is None,
                     accuracy=task.accuracy, resume_at=resume_at, history=history,
                     step_done=step_done, loss_scale=precision.LOSS_SCALE if half else 1.0,
-                    clip_grad=config.clip_grad)
+                    clip_grad=config.clip_grad, kept=kept)
     if half:
         net.cast('float32')
     if watchdog:
@@ -184,9 +195,10 @@ def finetune(config, animator=None, log=print):
     return net, vocab, result
 
 
-def _step_hook(ckpt, every, net, trainer, num_batches, seed, rank, watchdog, resume_at):
+def _step_hook(ckpt, every, net, trainer, num_batches, seed, rank, watchdog, resume_at, kept):
     """``train``'s ``step_done``: feed the watchdog; every ``every`` steps and after every epoch
-    rank 0 saves ``ckpt`` and all reseed dropout, so a resumed run equals an uninterrupted one."""
+    rank 0 saves ``ckpt`` (with ``kept``'s best-epoch parameters) and all reseed dropout, so a
+    resumed run equals an uninterrupted one."""
     if every or watchdog:
         distributed.reseed(seed, rank, resume_at[0] * num_batches + resume_at[1])
 
@@ -198,7 +210,8 @@ def _step_hook(ckpt, every, net, trainer, num_batches, seed, rank, watchdog, res
         if not every or batch == num_batches or (batch and step % every):
             return
         if rank == 0:
-            ckpt.save(net, trainer, epoch=epoch, batch=batch, history=history)
+            ckpt.save(net, trainer, best_params=kept.get('params'), epoch=epoch, batch=batch,
+                      history=history)
         distributed.reseed(seed, rank, step)
     return step_done
 

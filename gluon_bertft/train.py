@@ -99,7 +99,7 @@ def predict_outputs(net, batches, devices, progress=None):
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
           split_f=split_batch, validate=None, keep_best=True, animator=None, progress=None,
           log=print, accuracy=num_correct, resume_at=(0, 0), history=None, step_done=None,
-          loss_scale=1.0, clip_grad=None):
+          loss_scale=1.0, clip_grad=None, kept=None):
     """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
 
     Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
@@ -119,8 +119,9 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     batches of ``epoch`` done) and after every epoch's evaluation as ``(epoch + 1, 0)``: the
     points a checkpoint can be taken at. Resuming from one, ``resume_at=(epoch, batch)`` with
     the ``history`` of the epochs before: the batches before it are drawn again, so that a
-    shuffling iterator repeats its order, but not trained; ``keep_best`` then compares the
-    epochs trained since. ``loss_scale``: the backward pass runs on the losses times this and
+    shuffling iterator repeats its order, but not trained. ``kept``: a dict that ``train``
+    keeps the best epoch in (``value``, ``params``: name -> array), for a checkpoint to save
+    and a resumed run to pass back, so that ``keep_best`` also weighs the epochs before it. ``loss_scale``: the backward pass runs on the losses times this and
     the step divides it out (float16, :mod:`.precision`). ``clip_grad``: rescale the
     gradients of each step so that their global L2 norm (of the mean over the batch) is at most
     this (the trainer must be made with ``clip_grad``).
@@ -130,7 +131,8 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     log_every = max(1, min(50, num_batches // 5))
     history = history or {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid',
                                           'examples_per_sec')}
-    best, best_params, epoch_lines = None, None, []
+    kept = {} if kept is None else kept
+    best, best_params, epoch_lines = kept.get('value'), kept.get('params'), []
     train_time, train_examples, noticed = 0.0, 0, False
     for _ in range(resume_at[0]):  # replay the shuffles of the finished epochs
         for _ in train_iter:
@@ -202,6 +204,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
                 best, history['best_epoch'] = value, epoch + 1
                 best_params = {n: p.data(devices[0]).copy()
                                for n, p in net._collect_params_with_prefix().items()}
+                kept.update(value=best, params=best_params)
         if animator is not None and test_iter is not None:
             animator.add(epoch + 1, (None, None, history['test_acc'][-1]))
         # d2l.Animator clears the cell's output at each point: print the lines after it is done

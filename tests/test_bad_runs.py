@@ -14,6 +14,7 @@ from gluon_bertft.data import snli, tsv
 from gluon_bertft.errors import DivergedError
 from gluon_bertft.tasks import ClassifyTask
 from conftest import TINY, tiny_bert
+from hf_tiny import write_tiny_hf_bert
 from tiny_data import (TINY_ARGS, TINY_RUN, classify_tsv, cli_run, refused, squad_json,
                        untrained_model, wiki_file)
 
@@ -145,11 +146,26 @@ def written(text, suffix=''):
      r't: every word of the training data is tagged O'),
     ('regress', written('sentence\tscore\n' + 'a film\t3.0\n' * 20), ('--text-columns', 'sentence'),
      r"t:\d+: every training score is '3\.0'; there is nothing to learn"),
+    ('snli', written((json.dumps(dict(sentence1='A man sleeps .', sentence2='A man rests .',
+                                      gold_label='entailment')) + '\n') * 20, '.jsonl'), (),
+     r'the SNLI training data has one label only \(entailment\)'),
     ('qa', long_answers, ('--stride', '8', '--max-query-len', '8'),
      r't: no training window holds an answer \(--max-len 32, --stride 8, --max-query-len 8\)'),
 ])
 def test_degenerate_training_data_is_an_error(tmp_path, capsys, task, make, args, match):
     run(capsys, tmp_path, task, make(tmp_path / 't'), *args, match=match)
+
+
+def test_options_that_the_model_or_kvstore_cannot_take_are_named(tmp_path, capsys):
+    train = classify_tsv(tmp_path / 't.tsv')
+    write_tiny_hf_bert(str(tmp_path / 'hf'))
+    refused(capsys, 'finetune', '--task', 'classify', '--train', train, '--pretrained', tmp_path / 'hf',
+            *TINY_ARGS[4:], '--tokenizer', 'basic', '--out', tmp_path / 'run',
+            match='--tokenizer basic: .* brings its own WordPiece tokenizer')
+    refused(capsys, 'finetune', '--task', 'classify', '--train', train, *TINY_ARGS,
+            '--lazy-embedding', '--kvstore', 'dist_sync', '--out', tmp_path / 'run2',
+            match='--lazy-embedding: not with a distributed kvstore')
+    assert sorted(os.listdir(tmp_path)) == ['hf', 't.tsv']
 
 
 def test_constant_scores_make_pearson_undefined():

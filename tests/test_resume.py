@@ -130,3 +130,35 @@ def test_resume_without_a_checkpoint_starts_over(unbroken):
     folder, expected, expected_result = unbroken('classify')
     net, _, result = run('classify', folder, 'fresh', 2, resume=True)
     assert_same_run(net, result, expected, expected_result)
+
+
+def scripted_validation(monkeypatch, values):
+    """Make the task's score report ``values`` in turn as the validation metric (None: the
+    real score, e.g. the test set's at the end of a run)."""
+    from gluon_bertft.tasks.classify import ClassifyTask
+    monkeypatch.undo()  # the real score again
+    calls, real = iter(values), ClassifyTask.score
+
+    def score(self, outputs, rows, dataset):
+        report, value = real(self, outputs, rows, dataset), next(calls)
+        return report if value is None else dict(report, accuracy=value)
+    monkeypatch.setattr(ClassifyTask, 'score', score)
+
+
+def test_a_resumed_run_keeps_a_best_epoch_from_before_the_interruption(tmp_path, monkeypatch):
+    """Validation best at epoch 1; the run stops after epoch 2 and is resumed for epoch 3: the
+    parameters of epoch 1 come back from the checkpoint's best.params, as in an unbroken run."""
+    options = dict(valid_fraction=0.25)
+    scripted_validation(monkeypatch, [0.9, 0.2, 0.1, None])
+    unbroken_net, _, unbroken_result = run('classify', tmp_path, 'unbroken', 3, **options)
+    assert unbroken_result['best_epoch'] == 1
+    scripted_validation(monkeypatch, [0.9, 0.2, None, 0.1, None])
+    first, _, _ = run('classify', tmp_path, 'broken', 2, **options)
+    assert (tmp_path / 'broken' / 'checkpoint' / 'best.params').is_file()
+    lines = []
+    net, _, result = run('classify', tmp_path, 'broken', 3, resume=True, log=lines.append, **options)
+    assert 'kept epoch 1 (best valid accuracy 0.900)' in lines
+    assert result['best_epoch'] == 1 and result['valid'] == [0.9, 0.2, 0.1]
+    expected = params_of(unbroken_net)
+    for name, value in params_of(net).items():
+        onp.testing.assert_allclose(value, expected[name], rtol=0, atol=1e-6, err_msg=name)

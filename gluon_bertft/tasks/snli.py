@@ -33,6 +33,10 @@ class SNLITask(ClassifierMixin, Task):
         return self.check_rows(list(zip(*columns)), path)
 
     def fit(self, rows):
+        found = {row[2] for row in rows}
+        if len(found) == 1:  # as the table tasks refuse it (ClassifyTask.fit)
+            raise DataError(f'the SNLI training data has one label only ({LABELS[found.pop()]}): '
+                            'there is nothing to learn')
         self.config['labels'] = list(LABELS)
 
     def vocab_text(self, rows):
