@@ -16,11 +16,8 @@ Writes ``benchmarks/results/explain_speed.json`` (commit, load before and after,
 token count, the median and every repeat in seconds). Target: under 1 s for bert.small.
 """
 import argparse
-import datetime
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
@@ -29,6 +26,7 @@ import mxnet as mx
 from gluon_bertft import make_task, pretrained
 from gluon_bertft.explain import explain
 from gluon_bertft.storage import write_json
+from provenance import header, uptime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'explain_speed.json')
@@ -77,14 +75,8 @@ def main():
     task = make_task('snli')
     rows = task.read(SAMPLE)
     premise, hypothesis = rows[args.pair][:2]
-    uptime = lambda: subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-    git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-                   command=' '.join(['python', 'benchmarks/bench_explain.py'] + sys.argv[1:]),
-                   commit=git('rev-parse', '--short', 'HEAD'),
-                   dirty=bool(git('status', '--porcelain', 'gluon_bertft')),
-                   omp_num_threads=os.environ.get('OMP_NUM_THREADS'), steps=args.steps,
-                   premise=premise, hypothesis=hypothesis, uptime_before=uptime(), models={})
+    results = dict(header('bench_explain.py'), omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
+                   steps=args.steps, premise=premise, hypothesis=hypothesis, models={})
     for name, (net, vocab, snli) in models(rows, device):
         run = lambda method: explain(net, vocab, snli, method, args.steps, premise=premise,
                                      hypothesis=hypothesis)

@@ -31,11 +31,8 @@ architecture from the wheel when installed, else its numbers) and the book's ber
 Writes ``benchmarks/results/recipe_speed.json`` (commit, load before and after, every round).
 """
 import argparse
-import datetime
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
@@ -48,6 +45,7 @@ from gluon_bertft.heads import BERTClassifier
 from gluon_bertft.optimizer import FusedAdam
 from gluon_bertft.storage import write_json
 from gluon_bertft.train import clip_global_norm, make_trainer
+from provenance import header, uptime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'recipe_speed.json')
@@ -143,14 +141,8 @@ def main():
     parser.add_argument('--out', default=OUT)
     args = parser.parse_args()
     npx.set_np()
-    uptime = lambda: subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-    git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-                   command=' '.join(['python', 'benchmarks/bench_recipe.py'] + sys.argv[1:]),
-                   commit=git('rev-parse', '--short', 'HEAD'),
-                   dirty=bool(git('status', '--porcelain', 'gluon_bertft')),
-                   omp_num_threads=gluon_bertft.threads.configured, batch=BATCH, width=WIDTH,
-                   uptime_before=uptime(), shapes={})
+    results = dict(header('bench_recipe.py'), omp_num_threads=gluon_bertft.threads.configured,
+                   batch=BATCH, width=WIDTH, shapes={})
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     modes = ('book', 'book-lazy', 'book-fused', 'recipe-fused', 'recipe-single', 'recipe-before')
     for shape in args.shapes:
