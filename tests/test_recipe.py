@@ -175,3 +175,25 @@ def test_no_fused_adam_needs_the_recipe():
     FinetuneConfig(task='classify', train='x.tsv', weight_decay=0.01, fused_adam=False).check()
     with pytest.raises(ConfigError, match='--no-fused-adam: applies with --weight-decay'):
         FinetuneConfig(task='classify', train='x.tsv', fused_adam=False).check()
+
+
+@pytest.mark.parametrize('clip', [0.5, None])
+def test_the_recipe_on_two_devices_equals_one(sample, vocab, clip):
+    """cpu:0,cpu:1 (each half a batch; the clipping factor per device from the reduced
+    gradients; without clipping the kvstore may run the update) against cpu:0 alone."""
+    ds = SNLIBERTDataset(tuple(c[:64] for c in sample), 64, vocab)
+    params = []
+    for devices in ([mx.cpu(0), mx.cpu(1)], [mx.cpu(0)]):
+        net = classifier(vocab, devices)
+        net.hybridize()
+        trainer = make_trainer(net, 1e-3, weight_decay=0.01, clip_grad=clip, schedule=(1, 2))
+        assert isinstance(trainer.optimizer, FusedAdam)
+        train(net, BatchIter.from_dataset(ds, 32), None, LOSS, trainer, 1, devices,
+              log=quiet, progress=False, clip_grad=clip)
+        params.append([p.data(mx.cpu(0)).asnumpy() for p in net.collect_params().values()])
+        if len(devices) == 2:  # both copies updated alike
+            for p in net.collect_params().values():
+                onp.testing.assert_allclose(p.data(mx.cpu(1)).asnumpy(), p.data(mx.cpu(0)).asnumpy(),
+                                            rtol=0, atol=1e-6)
+    for a, b in zip(*params):
+        onp.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
