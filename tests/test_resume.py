@@ -162,3 +162,18 @@ def test_a_resumed_run_keeps_a_best_epoch_from_before_the_interruption(tmp_path,
     expected = params_of(unbroken_net)
     for name, value in params_of(net).items():
         onp.testing.assert_allclose(value, expected[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_resume_with_berts_recipe_equals_an_unbroken_run(tmp_path, monkeypatch):
+    """Warmup, AdamW decay and clipping (FusedAdam): the pickled optimizer and its schedule
+    continue where they stopped."""
+    recipe = dict(warmup=0.3, weight_decay=0.01, clip_grad=0.5)
+    net, _, expected_result = run('classify', tmp_path, 'unbroken', 2, **recipe)
+    expected = params_of(net)
+    crash = CrashAfter(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run('classify', tmp_path, 'broken', 2, **recipe)
+    monkeypatch.undo()
+    assert crash.saved == [(0, 2), (1, 0)]
+    net, _, result = run('classify', tmp_path, 'broken', 2, resume=True, **recipe)
+    assert_same_run(net, result, expected, expected_result)
