@@ -21,12 +21,18 @@ updates each (medians reported):
   ``adam_update`` per parameter.
 
 Then whole training steps (forward, backward, update; examples/s) of ``book``, ``book-lazy``,
-``recipe-fused`` and ``recipe-before``, alternating. Shapes: all-MiniLM-L6-v2 (6 x 384, 30,522
-WordPiece rows: 22.7 M parameters, 11.7 M of them the token embedding; random weights, its
-architecture from the wheel when installed, else its numbers) and the book's bert.small
-(2 x 256, 20,256 rows: 6.4 M).
+``recipe-fused`` and ``recipe-before``, alternating. Shapes: all-MiniLM-L6-v2's (6 x 384, GELU,
+embedding LayerNorm, 30,522 WordPiece rows: 22.7 M parameters, 11.7 M of them the token
+embedding) and the book's bert.small (2 x 256, 20,256 rows: 6.4 M), random weights.
+
+With ``--kernels``, instead, MXNet's Adam kernels on their own, into
+``benchmarks/results/adam_kernels.json``: ``adam_update``, ``adamw_update`` and
+``multi_adamw_update`` on MiniLM's embedding, and the multi-tensor kernel on 45 of MiniLM's
+parameter shapes in one launch against one launch each (why ``FusedAdam`` launches one tensor
+at a time on CPUs).
 
     flock /tmp/heavy.lock python benchmarks/bench_recipe.py [--repeats 5] [--steps 10]
+    flock /tmp/heavy.lock python benchmarks/bench_recipe.py --kernels
 
 Writes ``benchmarks/results/recipe_speed.json`` (commit, load before and after, every round).
 """
@@ -49,6 +55,7 @@ from provenance import header, uptime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'recipe_speed.json')
+KERNELS_OUT = os.path.join(ROOT, 'benchmarks', 'results', 'adam_kernels.json')
 BATCH, WIDTH, LR, WD, CLIP = 32, 24, 5e-5, 0.01, 1.0
 LAZY_ROWS = [None]  # the token ids of the batch being updated (book-lazy)
 MINILM = dict(num_blks=6, num_hiddens=384, num_heads=12, ffn_num_hiddens=1536, max_len=512,
@@ -124,6 +131,46 @@ def updater(mode, net):
     return update
 
 
+def kernels(repeats, steps):
+    """ms per call of MXNet's Adam kernels on one (30522 * 384,) array (MiniLM's embedding)
+    and, multi-tensor, on MiniLM's 100 parameter shapes in one launch or one launch each."""
+    def timed(fn):
+        fn()
+        mx.nd.waitall()
+        rounds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            mx.nd.waitall()
+            rounds.append((time.perf_counter() - start) / steps * 1000)
+        return round(statistics.median(rounds), 2)
+
+    w, g, m, v = (mx.nd.random.uniform(shape=(30522 * 384,)) for _ in range(4))
+    r = mx.nd.full((1,), 1 / BATCH)
+    kw = dict(lr=1e-4, beta1=0.9, beta2=0.999, epsilon=1e-8)
+    out = {
+        'adam_update': timed(lambda: mx.nd.adam_update(w, g, m, v, out=w, rescale_grad=1 / BATCH, **kw)),
+        'adamw_update': timed(lambda: mx.nd.contrib.adamw_update(w, g, m, v, r, eta=1.0, wd=0.01,
+                                                                 out=w, **kw)),
+        'multi_adamw_update, 1 tensor': timed(lambda: mx.nd.contrib.multi_adamw_update(
+            [w], [g], [m], [v], r, etas=[1.0], lrs=[1e-4], wds=[0.01], out=[w]))}
+    net = network(MINILM)
+    shapes = [p.shape for p in net.collect_params().values()][:FusedAdam.MAX_TENSORS]
+    ws, gs, ms, vs = ([mx.nd.random.uniform(shape=s) for s in shapes] for _ in range(4))
+    n, one = len(shapes), [1.0]
+    out[f'multi_adamw_update, {n} tensors in one launch'] = timed(
+        lambda: mx.nd.contrib.multi_adamw_update(ws, gs, ms, vs, r, etas=one * n, lrs=[1e-4] * n,
+                                                 wds=[0.01] * n, out=ws))
+    out[f'multi_adamw_update, the same {n} one launch each'] = timed(lambda: [
+        mx.nd.contrib.multi_adamw_update([a], [b], [c], [d], r, etas=one, lrs=[1e-4], wds=[0.01],
+                                         out=[a]) for a, b, c, d in zip(ws, gs, ms, vs)])
+    out[f'adam_update, the same {n} tensors'] = timed(lambda: [
+        mx.nd.adam_update(a, b, c, d, out=a, rescale_grad=1 / BATCH, **kw)
+        for a, b, c, d in zip(ws, gs, ms, vs)])
+    return out
+
+
 def backward(net, loss, batch):
     tokens, segments, lens, y = batch
     LAZY_ROWS[0] = tokens
@@ -138,11 +185,19 @@ def main():
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--shapes', nargs='+', default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument('--kernels', action='store_true',
+                        help=f'time only the kernels, into {os.path.relpath(KERNELS_OUT, ROOT)}')
     parser.add_argument('--out', default=OUT)
     args = parser.parse_args()
     npx.set_np()
     results = dict(header('bench_recipe.py'), omp_num_threads=gluon_bertft.threads.configured,
                    batch=BATCH, width=WIDTH, shapes={})
+    if args.kernels:
+        results['kernels_ms'] = kernels(args.repeats, args.steps)
+        print('kernels, ms per call: ' + ', '.join(f'{k} {v}' for k, v in results['kernels_ms'].items()),
+              flush=True)
+        write_json(args.out if args.out != OUT else KERNELS_OUT, dict(results, uptime_after=uptime()))
+        return
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     modes = ('book', 'book-lazy', 'book-fused', 'recipe-fused', 'recipe-single', 'recipe-before')
     for shape in args.shapes:
