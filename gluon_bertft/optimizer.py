@@ -122,11 +122,12 @@ class FusedAdam(LazyEmbeddingAdam):
     weights not decayed in a pass of their own, and the host never waits. The kernel skips a
     step whose factor is not finite (NaN gradients); the loop's loss check then stops the run.
 
-    Measured reasons (``benchmarks/bench_recipe.py``, 2-core CPU): the single-tensor
-    ``adamw_update`` kernel is single-threaded (168 ms for MiniLM's 11.7 M-row embedding,
-    against ``adam_update``'s 19 ms); the multi-tensor one is not (25 ms), but its CPU loop
-    runs the longest tensor's length over every tensor of a launch, so on CPUs each launch
-    takes :data:`PER_LAUNCH` ``['cpu']`` tensors (45 on GPUs, MXNet's own cap for LAMB).
+    Measured reasons (``benchmarks/bench_recipe.py --kernels``, 2-core CPU): the single-tensor
+    ``adamw_update`` kernel is single-threaded (154 ms for MiniLM's embedding, 11.7 M values,
+    against ``adam_update``'s 17 ms); the multi-tensor one is not (20 ms), but its CPU loop runs
+    the longest tensor's length over every tensor of a launch (45 of MiniLM's tensors: 111 ms
+    in one launch, 33 ms one launch each), so on CPUs each launch takes :data:`PER_LAUNCH`
+    ``['cpu']`` tensors (45 on GPUs, MXNet's own cap for LAMB).
     Lazily updated embedding rows (:meth:`mark_lazy`) keep :class:`LazyEmbeddingAdam`'s path,
     with the same factor. Raises ``ValueError`` for coupled (L2) weight decay, which the kernel
     cannot apply.
