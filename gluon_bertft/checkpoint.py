@@ -2,7 +2,8 @@
 
 A checkpoint folder holds ``model.params``, ``trainer.states`` (Adam's moments) and
 ``state.json``: the ``run`` settings it must be resumed with, the position reached and the
-history so far; with a validation split also ``best.params``, the best epoch's parameters. It is written atomically: an interrupted save leaves the previous one whole.
+history so far; with a validation split also ``best.params``, the best epoch's parameters.
+It is written atomically: an interrupted save leaves the previous one whole.
 """
 import os
 

@@ -133,10 +133,9 @@ def finetune(config, animator=None, log=print):
     if config.hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
     total_steps = config.epochs * len(train_iter)
+    schedule = (int(config.warmup * total_steps), total_steps) if config.warmup else None
     trainer = make_trainer(net, config.lr, config.trainable_blocks, kv, config.lazy_embedding,
-                           half, config.weight_decay, clip_grad=config.clip_grad,
-                           fused=config.fused_adam, schedule=(int(config.warmup * total_steps), total_steps)
-                           if config.warmup else None)
+                           half, config.weight_decay, schedule, config.clip_grad, config.fused_adam)
     # a notebook's animator: no bar, which would replace its last drawing (clear_output)
     outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast, sort=True),
                                               devices, progress=False if animator else None)

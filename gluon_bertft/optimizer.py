@@ -1,4 +1,4 @@
-"""Adam that updates only the token-embedding rows a batch uses, and Adam in MXNet's multi-tensor kernel.
+"""Adam that updates only the token-embedding rows a batch uses; BERT's recipe in one kernel.
 
 The book's Adam rewrites the whole 20,256 x 256 embedding table of ``bert.small`` (weights
 and both moments) every step, although a batch of SNLI pairs uses a few hundred of its rows.
@@ -7,6 +7,9 @@ MXNet's cure, row-sparse gradients with ``lazy_update``, is refused in numpy mod
 same lazy update to the dense gradient's used rows: for those rows it is Adam; the other rows
 and their moments stay as they are (plain Adam would decay their moments and keep moving
 them). All other parameters get plain Adam.
+
+:class:`FusedAdam` runs BERT's recipe (AdamW and global-norm clipping) inside MXNet's
+multi-tensor AdamW kernel.
 
 ``decoupled_wd``: weight decay as AdamW applies it (Loshchilov & Hutter, 2019; Hugging Face's
 BERT recipe): every step multiplies the weights by ``1 - lr * wd`` instead of adding
