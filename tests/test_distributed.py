@@ -24,7 +24,7 @@ from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.train import make_trainer
 from conftest import ROOT, SAMPLE
 from test_train import classifier
-from tiny_data import classify_tsv, wiki_file
+from tiny_data import classify_tsv, task_files, wiki_file
 
 TESTS = os.path.join(ROOT, 'tests')
 FINETUNE = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--preset', 'bert.tiny',
@@ -252,9 +252,13 @@ def test_the_watchdog_ends_a_process_that_stops_beating():
 
 
 def test_an_empty_shard_stops_the_run_clearly(tmp_path):
+    # qa: one question is a valid training set (one SNLI pair or table row has one label only)
+    files = task_files('qa', tmp_path)
     with processes() as start:
         code, _, err = finish(launch(start, '-n', '2', '--port', str(free_port()), '--logs',
-                                     str(tmp_path / 'logs'), '--', 'finetune', '--train', SAMPLE,
+                                     str(tmp_path / 'logs'), '--', 'finetune', '--task', 'qa',
+                                     '--train', files['train'], '--test', files['test'],
+                                     '--stride', '8', '--max-query-len', '8',
                                      '--pretrained', 'random', '--preset', 'bert.tiny',
                                      '--max-len', '32', '--max-examples', '1',
                                      '--out', str(tmp_path / 'o')), 120)
