@@ -45,8 +45,9 @@ def bert_small_step(seed=0):
     import mxnet as mx
     import numpy as onp
     from mxnet import autograd, gluon, np, npx
-    from gluon_bertft import pretrained
-    from gluon_bertft.heads import BERTClassifier
+
+    from gluon_bertft.models import pretrained
+    from gluon_bertft.models.heads import BERTClassifier
     npx.set_np()
     mx.random.seed(seed)
     rng = onp.random.RandomState(seed)
@@ -90,7 +91,7 @@ def child(steps, warmup, seed, mxnet_first=False):
     for i in range(steps):
         step(i)
     print(json.dumps(dict(examples_per_s=steps * BATCH / (time.perf_counter() - start),
-                          configured_threads=gluon_bertft.threads.configured)))
+                          configured_threads=gluon_bertft.common.threads.configured)))
 
 
 def environment(setting, threads):
@@ -141,8 +142,8 @@ def main():
     if args.child:
         return child(args.steps, args.warmup, args.seed, args.mxnet_first)
     sys.path.insert(0, ROOT)
-    from gluon_bertft.storage import write_json
-    from gluon_bertft.threads import physical_cores
+    from gluon_bertft.common.storage import write_json
+    from gluon_bertft.common.threads import physical_cores
     cores = physical_cores()
     git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),

@@ -22,11 +22,12 @@ import time
 
 import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
 import mxnet as mx
-
-from gluon_bertft import make_task, pretrained
-from gluon_bertft.explain import explain
-from gluon_bertft.storage import write_json
 from provenance import header, uptime
+
+from gluon_bertft import make_task
+from gluon_bertft.common.storage import write_json
+from gluon_bertft.inference.explain import explain
+from gluon_bertft.models import pretrained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'explain_speed.json')
@@ -47,7 +48,7 @@ def snli_net(source, preset, rows, device):
 def models(rows, device):
     yield 'bert.small', snli_net('random', 'bert.small', rows, device)
     try:
-        from gluon_bertft import hub
+        from gluon_bertft.models import hub
         hub.minilm_path()
         yield 'minilm', snli_net('minilm', None, rows, device)
     except gluon_bertft.PretrainedError:

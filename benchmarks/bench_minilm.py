@@ -38,11 +38,11 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, npx
 
-from gluon_bertft import pretrained
 from gluon_bertft.data.batching import make_iter
-from gluon_bertft.devices import set_seed
+from gluon_bertft.models import pretrained
 from gluon_bertft.tasks import make_task
-from gluon_bertft.train import clip_global_norm, make_trainer
+from gluon_bertft.training.devices import set_seed
+from gluon_bertft.training.trainer import clip_global_norm, make_trainer
 
 npx.set_np()
 

@@ -19,7 +19,7 @@ with static alloc/shape, dropout 0.1, ``make_trainer``'s Adam (the book's, lr 1e
 The peer: ``transformers.BertForSequenceClassification`` (num_labels 3, the same shapes,
 ``hidden_act`` relu or gelu, the same LayerNorm eps, dropout 0.1, its default attention
 implementation), ``torch.optim.Adam`` lr 1e-4, ``torch.set_num_threads`` = the package's
-OpenMP threads (one per physical core, ``gluon_bertft.threads``). Differences that remain:
+OpenMP threads (one per physical core, ``gluon_bertft.common.threads``). Differences that remain:
 HF always has its embedding LayerNorm + dropout (the package only in ``minilm/gelu``) and a
 dropout before the classifier (the package never); its mask is additive, the package's a
 length-masked softmax.
@@ -92,8 +92,8 @@ def write_batches(path, args):
     vocab = build_vocab(task.vocab_text(rows))
     vocabs = {'words': (vocab, len(vocab))}
     try:
-        from gluon_bertft import hub
         from gluon_bertft.data.wordpiece import WordPiece
+        from gluon_bertft.models import hub
         wp = WordPiece.from_folder(hub.minilm_path())
         vocabs['wordpiece'] = (wp, len(wp))
     except Exception as e:  # the wheel is absent: MiniLM gets the word ids
@@ -138,9 +138,10 @@ class PackageEngine:
     from ``OMP_NUM_THREADS`` in the environment the process started with."""
 
     def __init__(self, path, threads=None):
-        import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
         import mxnet as mx
-        from gluon_bertft import threads as gthreads
+
+        import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
+        from gluon_bertft.common import threads as gthreads
         self.path, self.sync = path, mx.nd.waitall
         self.info = dict(engine='gluon_bertft', mxnet=mx.__version__, pid=os.getpid(),
                          env={k: os.environ.get(k) for k in THREAD_ENV},
@@ -148,10 +149,11 @@ class PackageEngine:
 
     def build(self, variant):
         from mxnet import autograd, cpu, gluon, init, np, npx
-        from gluon_bertft.devices import set_seed
-        from gluon_bertft.heads import BERTClassifier
-        from gluon_bertft.pretrained import build_bert
-        from gluon_bertft.train import make_trainer
+
+        from gluon_bertft.models.build import build_bert
+        from gluon_bertft.models.heads import BERTClassifier
+        from gluon_bertft.training.devices import set_seed
+        from gluon_bertft.training.trainer import make_trainer
         npx.set_np()
         self.steps = self.batches = None  # the previous variant's network can go
         config, batches = read_batches(self.path, variant)
@@ -413,8 +415,8 @@ def main():
         return serve(PeerEngine if args.peer else PackageEngine, args.peer or args.worker,
                      args.threads)
     import gluon_bertft  # noqa: F401 (sets OMP_NUM_THREADS, which the package workers inherit)
-    from gluon_bertft import threads as gthreads
-    from gluon_bertft.storage import write_json
+    from gluon_bertft.common import threads as gthreads
+    from gluon_bertft.common.storage import write_json
     threads = int(os.environ.get('OMP_NUM_THREADS') or max(1, (os.cpu_count() or 2) // 2))
     args.threads_each = args.threads_each or threads
     report = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),

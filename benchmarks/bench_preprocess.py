@@ -24,11 +24,12 @@ import sys
 import time
 
 import gluon_bertft  # noqa: F401 (first: thread set-up)
-from gluon_bertft import hub, make_task
+from gluon_bertft import make_task
+from gluon_bertft.common.storage import write_json
 from gluon_bertft.data.snli import encode_pairs
 from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.data.wordpiece import WordPiece, encode_texts
-from gluon_bertft.storage import write_json
+from gluon_bertft.models import hub
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'snli', 'snli_1.0_dev.jsonl')

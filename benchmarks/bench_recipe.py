@@ -45,13 +45,13 @@ import gluon_bertft  # noqa: F401 (before mxnet: sets the OpenMP threads)
 import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, np, npx
-
-from gluon_bertft import pretrained
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.optimizer import FusedAdam
-from gluon_bertft.storage import write_json
-from gluon_bertft.train import clip_global_norm, make_trainer
 from provenance import header, uptime
+
+from gluon_bertft.common.storage import write_json
+from gluon_bertft.models import pretrained
+from gluon_bertft.models.heads import BERTClassifier
+from gluon_bertft.training.optimizer import FusedAdam
+from gluon_bertft.training.trainer import clip_global_norm, make_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, 'benchmarks', 'results', 'recipe_speed.json')
@@ -190,7 +190,7 @@ def main():
     parser.add_argument('--out', default=OUT)
     args = parser.parse_args()
     npx.set_np()
-    results = dict(header('bench_recipe.py'), omp_num_threads=gluon_bertft.threads.configured,
+    results = dict(header('bench_recipe.py'), omp_num_threads=gluon_bertft.common.threads.configured,
                    batch=BATCH, width=WIDTH, shapes={})
     if args.kernels:
         results['kernels_ms'] = kernels(args.repeats, args.steps)

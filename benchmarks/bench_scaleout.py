@@ -78,6 +78,7 @@ def run(workers, threads, folder):
 def batches_per_epoch(workers):
     """Optimizer steps per epoch: the batches of one worker's shard, as ``make_iter`` cuts it."""
     import numpy as onp
+
     from gluon_bertft.data.batching import BatchIter
     n = (2000 - 200) // workers  # the sample less the 10 % held back for testing
     rows = onp.zeros((n, 1))
@@ -88,10 +89,11 @@ def batches_per_epoch(workers):
 def sample_model_parameters():
     """Trainable parameters of the model the throughput runs fine-tune."""
     import mxnet as mx
+
     from gluon_bertft.data.snli import read_snli
     from gluon_bertft.finetune import split_rows
-    from gluon_bertft.pretrained import load_bert
-    from gluon_bertft.heads import BERTClassifier
+    from gluon_bertft.models.heads import BERTClassifier
+    from gluon_bertft.models.pretrained import load_bert
     train_rows, _ = split_rows(list(zip(*read_snli(SAMPLE))), 0.1, 0)
     train_data = tuple(list(c) for c in zip(*train_rows))
     bert, _, _ = load_bert('random', 'bert.small', [mx.cpu()], 0.1, train_data[0] + train_data[1])
@@ -104,9 +106,10 @@ def step_time(preset, steps):
     """Seconds per training step of ``preset`` on one process, and its parameter count."""
     import mxnet as mx
     from mxnet import autograd, gluon, np
-    from gluon_bertft import pretrained
-    from gluon_bertft.heads import BERTClassifier
-    from gluon_bertft.train import make_trainer
+
+    from gluon_bertft.models import pretrained
+    from gluon_bertft.models.heads import BERTClassifier
+    from gluon_bertft.training.trainer import make_trainer
     net = BERTClassifier(pretrained.build_bert(dict(pretrained.PRESETS[preset],
                                                     vocab_size=VOCAB), dropout=0.1))
     net.initialize(mx.init.Xavier())

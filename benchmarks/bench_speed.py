@@ -10,13 +10,13 @@ with filler tokens), on real SNLI dev pairs:
   ``SNLIBERTDataset`` (``multiprocessing.Pool(4)`` over forked workers).
 * fast: ``gluon_bertft``'s ``BERTModel`` + ``BERTClassifier`` hybridized with static
   alloc/shape, ``make_iter(..., fast=True)`` batches (trimmed to multiples of 4, 32 length buckets),
-  ``gluon_bertft.train.train`` itself (loss and accuracy sums stay on the device and are read
+  ``gluon_bertft.training.loop.train`` itself (loss and accuracy sums stay on the device and are read
   only at its few log points) and ``gluon_bertft.data.snli.SNLIBERTDataset``.
 
 Every measurement runs in its own spawned process, so each peak RSS is that path's alone.
 Threads: the book's path runs twice, with the thread settings of this shell (MXNet 1.9 on x86
 then uses half the processors as OpenMP threads: one on a 2-CPU machine) and with one thread
-per physical core, the package's default (``gluon_bertft.threads``), which the fast path
+per physical core, the package's default (``gluon_bertft.common.threads``), which the fast path
 uses. ``cpu_per_wall`` in the results shows the CPU time each timed window actually used per
 second.
 
@@ -43,16 +43,18 @@ from mxnet import gluon, init, np, npx
 from mxnet.gluon import nn
 
 import gluon_bertft
-from gluon_bertft import threads
-from gluon_bertft.data.snli import SNLIBERTDataset, encode_pairs, read_snli
+from gluon_bertft.common import threads
+from gluon_bertft.common.storage import write_json
 from gluon_bertft.data.batching import make_iter
+from gluon_bertft.data.snli import SNLIBERTDataset, encode_pairs, read_snli
 from gluon_bertft.data.tokenize import build_vocab
-from gluon_bertft.devices import default_devices, set_seed
 from gluon_bertft.finetune import split_rows
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.pretrained import PRESETS, build_bert
-from gluon_bertft.storage import write_json
-from gluon_bertft.train import evaluate_accuracy, make_trainer, train
+from gluon_bertft.models.build import PRESETS, build_bert
+from gluon_bertft.models.heads import BERTClassifier
+from gluon_bertft.training.devices import default_devices, set_seed
+from gluon_bertft.training.evaluate import evaluate_accuracy
+from gluon_bertft.training.loop import train
+from gluon_bertft.training.trainer import make_trainer
 
 npx.set_np()
 
@@ -218,7 +220,7 @@ def train_pass(fast, net, steps, test_batches, trainer, devices):
 
     Reference: the loop of ``d2l.train_ch13`` (``d2l.train_batch_ch13``, which reads loss and
     accuracy back after every batch, then ``d2l.evaluate_accuracy_gpus``), timed here.
-    Fast: ``gluon_bertft.train.train`` for one epoch, timed by its own examples/sec (which
+    Fast: ``gluon_bertft.training.loop.train`` for one epoch, timed by its own examples/sec (which
     excludes the test pass).
     """
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -240,7 +242,7 @@ def infer_pass(fast, net, steps, devices):
     """Seconds to classify the batches of ``steps`` (forward only, no autograd) and score them.
 
     Reference: ``d2l.evaluate_accuracy_gpus`` (one host sync per batch); fast:
-    ``gluon_bertft.train.evaluate_accuracy`` (one sync at the end).
+    ``gluon_bertft.training.evaluate.evaluate_accuracy`` (one sync at the end).
     """
     start = time.perf_counter()
     if fast:

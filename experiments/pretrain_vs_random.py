@@ -20,9 +20,11 @@ import random
 
 import mxnet as mx
 
-from gluon_bertft import finetune, pretrain, pretrained, storage
+from gluon_bertft import finetune, pretrain
+from gluon_bertft.common import storage
 from gluon_bertft.data.wikitext import PretrainIter, WikiTextDataset, read_wiki
-from gluon_bertft.devices import set_seed
+from gluon_bertft.models import pretrained
+from gluon_bertft.training.devices import set_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

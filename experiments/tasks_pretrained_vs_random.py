@@ -234,8 +234,8 @@ def unk_texts(task):
     """``{split: texts}`` as each run reads them (training rows after the split and cap);
     CoNLL: every word is tokenized by itself, as tagging does; SQuAD: questions and each
     distinct passage once."""
-    from gluon_bertft.finetune import split_rows
     from gluon_bertft.data import conll, squad, tsv
+    from gluon_bertft.finetune import split_rows
     if task == 'sst2':
         return {'train (first 20,000)': [r.texts[0] for r in tsv.read_table(data('sst2', 'train.tsv'))][:20000],
                 'dev': [r.texts[0] for r in tsv.read_table(data('sst2', 'dev.tsv'))]}
@@ -254,8 +254,8 @@ def unk_texts(task):
 
 
 def run_unk(args):
-    from gluon_bertft import pretrained
     from gluon_bertft.data.tokenize import TOKENIZERS, unk_rate
+    from gluon_bertft.models import pretrained
     tokens, _, _ = pretrained._open_model_files(MODELS['pretrained'])
     vocab = pretrained.vocab_from_tokens(tokens)
     results = load_results()

@@ -7,8 +7,9 @@ ends with one ``error: ...`` line naming the file, line, field or option, and ex
 import argparse
 import sys
 
-from .config import FinetuneConfig, PretrainConfig, add_options, check_output, from_args, positive
-from .errors import ConfigError, DataError, PretrainedError
+from .common.errors import ConfigError, DataError, PretrainedError
+from .common.values import positive
+from .config import FinetuneConfig, PretrainConfig, add_options, check_output, from_args
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
@@ -71,7 +72,7 @@ def build_parser():
                         **fmt)
     add_options(pt, PretrainConfig)
 
-    from .launch import add_arguments
+    from .training.launch import add_arguments
     add_arguments(sub.add_parser(
         'launch', help='run finetune or pretrain on several processes or machines over the '
                        'distributed kvstore (docs/scaleout.md)',
@@ -92,10 +93,12 @@ def head_choice(value):
 
 def explain(args):
     """``explain``: print the explanation, write OUT.json and OUT.png (each atomically)."""
-    from . import predict, storage
-    from .devices import parse_devices
-    from .explain import explain as explain_input, render
-    from .explain_plot import plot_explanation
+    from .common import storage
+    from .inference import predict
+    from .inference.explain import explain as explain_input
+    from .inference.explain import render
+    from .inference.explain_plot import plot_explanation
+    from .training.devices import parse_devices
     paths = [f'{args.out}.json', f'{args.out}.png']
     for path in paths:
         check_output(path, folder=False, option='--out')
@@ -110,9 +113,9 @@ def explain(args):
 
 def run(args):
     """Carry out a parsed command (MXNet is imported here, so that --help answers at once)."""
-    from . import predict
-    from .devices import parse_devices
-    from .metrics import format_metrics
+    from .common.metrics import format_metrics
+    from .inference import predict
+    from .training.devices import parse_devices
     if args.command == 'finetune':
         from .finetune import finetune
         config = from_args(FinetuneConfig, args)
@@ -150,7 +153,7 @@ def run(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == 'launch':
-        from . import launch
+        from .training import launch
         return launch.main(args)
     try:
         run(args)

@@ -4,60 +4,21 @@ The CLI builds its options from these fields (name, default, help), the checkpoi
 the settings a resumed run must share, and a saved model's ``config.json`` keeps them.
 """
 import argparse
-import math
-import os
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .data.files import check_encoding
-from .errors import ConfigError
+from .common.errors import ConfigError
+from .common.files import check_encoding
+from .common.values import fraction, non_negative, positive, positive_number, seed_number
+from .tasks import TASKS
+from .training.precision import DTYPES
 
-TASK_NAMES = ('snli', 'classify', 'pair-classify', 'regress', 'tag', 'qa')
-DTYPES = ('float32', 'float16')
-
-
+TASK_NAMES = tuple(TASKS)
 def opt(default, help, **kwargs):
     """A config field with its CLI help (``kwargs``: argparse's ``type``, ``choices``, ...)."""
     return field(default=default, metadata=dict(help=help, **kwargs))
-
-
-def positive(value):
-    n = int(value)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f'{value}: must be a positive integer')
-    return n
-
-
-def fraction(value):
-    x = float(value)
-    if not 0 <= x < 1:
-        raise argparse.ArgumentTypeError(f'{value}: must be in [0, 1)')
-    return x
-
-
-def positive_number(value):
-    """A finite number > 0 (learning rates, clipping norms)."""
-    x = float(value)
-    if not (math.isfinite(x) and x > 0):
-        raise argparse.ArgumentTypeError(f'{value}: must be a finite number > 0')
-    return x
-
-
-def non_negative(value):
-    """A finite number >= 0 (weight decay)."""
-    x = float(value)
-    if not (math.isfinite(x) and x >= 0):
-        raise argparse.ArgumentTypeError(f'{value}: must be a finite number >= 0')
-    return x
-
-
-def seed_number(value):
-    """A seed of numpy's and MXNet's generators: 0..2**32 - 1."""
-    n = int(value)
-    if not 0 <= n < 2 ** 32:
-        raise argparse.ArgumentTypeError(f'{value}: must be an integer from 0 to 2**32 - 1')
-    return n
 
 
 def columns(value):
@@ -188,7 +149,7 @@ class FinetuneConfig(RunConfig):
             raise ConfigError('--tokenizer: --task snli tokenizes as the book does (lower-cased '
                               'whitespace tokens); the table tasks take --tokenizer')
         check_encoding(self.encoding)  # every reader takes it (data/files.py)
-        smallest = min_len(self.task)
+        smallest = TASKS[self.task].min_len
         if self.max_len < smallest:
             raise ConfigError(f'--max-len {self.max_len}: --task {self.task} needs at least '
                               f'{smallest} (<cls>, <sep> and a token of each text)')
@@ -228,11 +189,6 @@ class PretrainConfig(RunConfig):
     RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
                  'hybridize', 'steps', 'lr', 'corpus', 'encoding')
 
-
-def min_len(task):
-    """The fewest tokens per example of ``task``: ``<cls>``, ``<sep>`` (pairs: two) and a token
-    of each text."""
-    return 5 if task in ('snli', 'pair-classify') else 3
 
 
 def check_output(path, folder, option='--out'):

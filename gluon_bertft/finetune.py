@@ -11,17 +11,21 @@ import os
 import numpy as onp
 from d2l import mxnet as d2l
 
-from . import distributed, precision, pretrained, storage
-from .checkpoint import Checkpoint
+from .common import storage
+from .common.errors import ConfigError, DataError
+from .common.metrics import format_metrics
 from .config import FinetuneConfig
 from .data.batching import make_iter
 from .data.snli import find_split
-from .devices import parse_devices, set_seed
-from .errors import ConfigError, DataError
-from .metrics import format_metrics
+from .models import pretrained
 from .tasks import make_task
 from .tasks.base import is_wordpiece
-from .train import make_trainer, predict_outputs, train
+from .training import distributed, precision
+from .training.checkpoint import Checkpoint
+from .training.devices import parse_devices, set_seed
+from .training.evaluate import predict_outputs
+from .training.loop import train
+from .training.trainer import make_trainer
 
 d2l.DATA_HUB.setdefault('SNLI', ('https://nlp.stanford.edu/projects/snli/snli_1.0.zip',
                                  '9fcde07509c7e87ec61c640c1b2753d9041758e4'))
@@ -84,7 +88,7 @@ def finetune(config, animator=None, log=print):
     ``result``: the loop's history (per epoch ``train_loss``, ``train_acc``, ``test_acc``,
     ``valid``, ``examples_per_sec``) plus ``test`` (the task's metrics on the test set) and
     ``baseline`` (the trivial predictor's). With ``config.out`` the model goes to
-    ``out/model`` (:func:`~gluon_bertft.storage.save_model`), ``result.json`` and
+    ``out/model`` (:func:`~gluon_bertft.common.storage.save_model`), ``result.json`` and
     ``training_curve.png`` beside it, and checkpoints to ``out/checkpoint``. Raises
     ``ConfigError``, ``DataError`` or ``PretrainedError`` naming the option, file or field.
     """

@@ -35,7 +35,7 @@ def setup(default_bert='random', seed=0):
     """
     from mxnet import npx
 
-    from .devices import default_devices, set_seed
+    from .training.devices import default_devices, set_seed
     npx.set_np()
     set_seed(seed)
     root = find_root()
@@ -43,7 +43,7 @@ def setup(default_bert='random', seed=0):
     fast = os.environ.get('GLUON_BERTFT_FAST') == '1'
     bert = os.environ.get('BERT_PATH') or default_bert
     devices = default_devices()
-    from . import threads as thread_setup
+    from .common import threads as thread_setup
     threads = (thread_setup.configured or os.environ.get('OMP_NUM_THREADS')
                or "MXNet's default number of")
     print(f'gluon_bertft from {os.path.dirname(os.path.abspath(__file__))}; devices {devices}, '

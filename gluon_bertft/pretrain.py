@@ -1,13 +1,13 @@
 """BERT pretraining (D2L §15.10): masked LM + next-sentence prediction on WikiText, resumable.
 
 The book's ``train_bert`` with its loss (``_get_batch_loss_bert``), Adam and ``trainer.step(1)``,
-on the hybridized :class:`~gluon_bertft.model.BERTModel` that fine-tuning uses. Additions that
+on the hybridized :class:`~gluon_bertft.models.bert.BERTModel` that fine-tuning uses. Additions that
 do not change what is learned: losses are summed on the devices and read once per log interval;
 a checkpoint (parameters, Adam state, step, loss history) is written atomically every
 ``checkpoint_every`` steps and a run with ``resume`` continues from it; dropout is reseeded at
 every checkpoint step, so a resumed run equals an uninterrupted one.
 The result is written in the book's format (``vocab.json`` + ``pretrained.params``, plus
-``config.json``) for :func:`~gluon_bertft.pretrained.load_pretrained_model`.
+``config.json``) for :func:`~gluon_bertft.models.pretrained.load_pretrained_model`.
 """
 import hashlib
 import json
@@ -18,22 +18,25 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon, init
 
-from . import distributed, pretrained, storage
-from .checkpoint import Checkpoint
+from .common import storage
+from .common.errors import ConfigError
+from .common.files import check_encoding
 from .config import PretrainConfig, check_output
-from .data.files import check_encoding
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
-from .devices import parse_devices, set_seed, split_arrays
-from .errors import ConfigError
-from .train import check_finite, make_trainer
+from .models import build, pretrained
+from .training import distributed
+from .training.checkpoint import Checkpoint
+from .training.devices import parse_devices, set_seed, split_arrays
+from .training.loop import check_finite
+from .training.trainer import make_trainer
 
-PRESETS = pretrained.ALL_PRESETS
+PRESETS = build.ALL_PRESETS
 
 
 def init_bert(config, devices, seed, dropout=0.2):
     """A :class:`BERTModel` of ``config`` with the book's Xavier initialization, seeded."""
     mx.random.seed(seed)
-    bert = pretrained.build_bert(config, dropout)
+    bert = build.build_bert(config, dropout)
     bert.initialize(init.Xavier(), ctx=devices)
     return bert
 

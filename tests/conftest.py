@@ -5,7 +5,7 @@ import pytest
 
 from gluon_bertft.data.snli import read_snli
 from gluon_bertft.data.tokenize import build_vocab
-from gluon_bertft.model import BERTModel
+from gluon_bertft.models.bert import BERTModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, 'data', 'snli_sample.jsonl')

@@ -9,14 +9,14 @@ import shutil
 
 import mxnet as mx
 import pytest
-
-from gluon_bertft import pretrained
-from gluon_bertft.config import FinetuneConfig
-from gluon_bertft.data import conll, snli, squad, tsv
-from gluon_bertft.finetune import task_of_config
 from conftest import SAMPLE, TINY, tiny_bert
 from tiny_data import (TINY_ARGS, classify_tsv, cli_run, refused, snli_lines, squad_json,
                        untrained_model, wiki_file)
+
+from gluon_bertft.config import FinetuneConfig
+from gluon_bertft.data import conll, snli, squad, tsv
+from gluon_bertft.finetune import task_of_config
+from gluon_bertft.models import pretrained
 
 BOM = codecs.BOM_UTF8
 TOKENS = ['<cls>', '<mask>', '<pad>', '<sep>', '<unk>'] + f'a film fine awful {" ".join(map(str, range(20)))}'.split()

@@ -8,15 +8,17 @@ import time
 import mxnet as mx
 import numpy as onp
 import pytest
-
-from gluon_bertft import FinetuneConfig, finetune, metrics, pretrained, threads
-from gluon_bertft.data import snli, tsv
-from gluon_bertft.errors import DivergedError
-from gluon_bertft.tasks import ClassifyTask
 from conftest import TINY, tiny_bert
 from hf_tiny import write_tiny_hf_bert
 from tiny_data import (TINY_ARGS, TINY_RUN, classify_tsv, cli_run, refused, squad_json,
                        untrained_model, wiki_file)
+
+from gluon_bertft import FinetuneConfig, finetune
+from gluon_bertft.common import metrics, threads
+from gluon_bertft.common.errors import DivergedError
+from gluon_bertft.data import snli, tsv
+from gluon_bertft.models import pretrained
+from gluon_bertft.tasks import ClassifyTask
 
 PRETRAIN = ['--preset', 'bert.tiny', '--max-len', '32', '--batch-size', '8', '--steps', '2',
             '--devices', 'cpu']

@@ -5,13 +5,13 @@ import os
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import tiny_bert
 from mxnet import autograd
 
-from gluon_bertft.checkpoint import Checkpoint
-from gluon_bertft.errors import PretrainedError
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.train import make_trainer
-from conftest import tiny_bert
+from gluon_bertft.common.errors import PretrainedError
+from gluon_bertft.models.heads import BERTClassifier
+from gluon_bertft.training.checkpoint import Checkpoint
+from gluon_bertft.training.trainer import make_trainer
 
 RUN = dict(task='classify', batch_size=16, seed=0, text_columns=['sentence'])
 

@@ -7,9 +7,9 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT, SAMPLE
 
 from gluon_bertft.data.snli import LABELS
-from conftest import ROOT, SAMPLE
 
 
 def cli(*args, env=None):

@@ -4,12 +4,11 @@ import dataclasses
 import json
 
 import pytest
-
-from gluon_bertft import cli, pretrain
-from gluon_bertft.config import FinetuneConfig, PretrainConfig, from_args
-from gluon_bertft.errors import ConfigError
 from conftest import SAMPLE
 
+from gluon_bertft import cli, pretrain
+from gluon_bertft.common.errors import ConfigError
+from gluon_bertft.config import FinetuneConfig, PretrainConfig, from_args
 
 # a run that takes a second, should an option not be refused
 CHEAP = ['--pretrained', 'random', '--preset', 'bert.tiny', '--max-len', '32', '--epochs', '1',

@@ -6,9 +6,9 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from gluon_bertft.devices import (batch_len, default_devices, parse_devices, set_seed,
-                                  split_arrays, split_batch)
-from gluon_bertft.errors import ConfigError
+from gluon_bertft.common.errors import ConfigError
+from gluon_bertft.training.devices import (batch_len, default_devices, parse_devices, set_seed,
+                                           split_arrays, split_batch)
 
 TWO = [mx.cpu(0), mx.cpu(1)]
 

@@ -15,16 +15,16 @@ import time
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import ROOT, SAMPLE
 from mxnet import autograd, gluon
+from test_train import classifier
+from tiny_data import classify_tsv, task_files, wiki_file
 
-from gluon_bertft import distributed
 from gluon_bertft.data.batching import BatchIter, make_iter
 from gluon_bertft.data.snli import SNLIBERTDataset, read_snli
 from gluon_bertft.data.tokenize import build_vocab
-from gluon_bertft.train import make_trainer
-from conftest import ROOT, SAMPLE
-from test_train import classifier
-from tiny_data import classify_tsv, task_files, wiki_file
+from gluon_bertft.training import distributed
+from gluon_bertft.training.trainer import make_trainer
 
 TESTS = os.path.join(ROOT, 'tests')
 FINETUNE = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--preset', 'bert.tiny',
@@ -237,7 +237,7 @@ def test_a_worker_that_cannot_join_gives_up_clearly(tmp_path):
 
 
 def test_the_watchdog_ends_a_process_that_stops_beating():
-    script = ('import time; from gluon_bertft.distributed import Watchdog\n'
+    script = ('import time; from gluon_bertft.training.distributed import Watchdog\n'
               'watchdog = Watchdog(1.0, "no step for 1 s")\n'
               'for _ in range(20):\n'
               '    time.sleep(0.1)\n'

@@ -1,17 +1,18 @@
-"""Explanations (gluon_bertft.attribution, gluon_bertft.explain, ``explain`` CLI): completeness,
+"""Explanations (gluon_bertft.inference.attribution, gluon_bertft.inference.explain, ``explain`` CLI): completeness,
 attention, padding, hybridization, every task, both vocabularies, and bad input."""
 import json
 
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import np
-
-from gluon_bertft import FinetuneConfig, attribution, finetune, predict
-from gluon_bertft.errors import ConfigError, DataError
-from gluon_bertft.explain import explain, explain_rows, group_words, special_ids
 from hf_tiny import write_tiny_hf_bert
+from mxnet import np
 from tiny_data import TINY_RUN, cli_run, refused, task_files
+
+from gluon_bertft import FinetuneConfig, finetune
+from gluon_bertft.common.errors import ConfigError, DataError
+from gluon_bertft.inference import attribution, predict
+from gluon_bertft.inference.explain import explain, explain_rows, group_words, special_ids
 
 CPU = [mx.cpu()]
 RAW = {'snli': dict(premise='A man plays a guitar.', hypothesis='A man plays music.'),
@@ -219,7 +220,8 @@ def test_cli_bad_input_gets_one_clear_error(task, args, match, models, tmp_path,
 
 def test_the_picture_leaves_a_notebooks_plotting_backend_alone(models, tmp_path):
     import matplotlib
-    from gluon_bertft.explain_plot import plot_explanation
+
+    from gluon_bertft.inference.explain_plot import plot_explanation
     backend = matplotlib.get_backend()
     net, vocab, t = loaded(models, 'classify')
     plot_explanation(explain(net, vocab, t, **RAW['classify']), str(tmp_path / 'x.png'))

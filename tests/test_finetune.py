@@ -5,13 +5,13 @@ import os
 
 import mxnet as mx
 import pytest
-
-from gluon_bertft import FinetuneConfig, finetune, finetune_snli
-from gluon_bertft.errors import ConfigError, DataError
-from gluon_bertft.finetune import read_splits, split_rows, task_of_config
-from gluon_bertft.pretrained import save_pretrained
 from conftest import SAMPLE, tiny_bert
 from tiny_data import TINY_RUN, classify_tsv, task_files
+
+from gluon_bertft import FinetuneConfig, finetune, finetune_snli
+from gluon_bertft.common.errors import ConfigError, DataError
+from gluon_bertft.finetune import read_splits, split_rows, task_of_config
+from gluon_bertft.models.pretrained import save_pretrained
 
 TINY_SNLI = dict(train_file=SAMPLE, pretrained_model='random', preset='bert.tiny', max_len=32)
 

@@ -2,10 +2,10 @@
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import tiny_bert
 from mxnet import np
 
-from conftest import tiny_bert
-from gluon_bertft.heads import BERTClassifier, BERTRegressor, BERTSpanQA, BERTTagger
+from gluon_bertft.models.heads import BERTClassifier, BERTRegressor, BERTSpanQA, BERTTagger
 
 VOCAB, BATCH, SEQ = 40, 3, 10
 

@@ -1,4 +1,4 @@
-"""Architecture switches of model.py and the Hugging Face BERT loader (gluon_bertft.hf).
+"""Architecture switches of model.py and the Hugging Face BERT loader (gluon_bertft.models.hf).
 
 The oracle is ``hf_tiny.hf_reference_forward``, HF ``BertModel.forward`` in numpy: no torch.
 """
@@ -12,14 +12,14 @@ import time
 import mxnet as mx
 import numpy as onp
 import pytest
+from hf_tiny import (TINY_HF, hf_reference_forward, hf_reference_heads, hf_reference_pooler,
+                     write_tiny_hf_bert)
 from mxnet import np
 from safetensors.numpy import load_file, save_file
 
-from gluon_bertft import hf, hub
-from gluon_bertft.model import ARCH_DEFAULTS, ARCH_KEYS, BERTModel
-from gluon_bertft.errors import PretrainedError
-from hf_tiny import (TINY_HF, hf_reference_forward, hf_reference_heads, hf_reference_pooler,
-                     write_tiny_hf_bert)
+from gluon_bertft.common.errors import PretrainedError
+from gluon_bertft.models import hf, hub
+from gluon_bertft.models.bert import ARCH_DEFAULTS, ARCH_KEYS, BERTModel
 
 H, FFN, HEADS, BLKS, MAXLEN, VOCAB = 32, 64, 4, 2, 64, 40
 SWITCHES_ON = dict(activation='gelu', embedding_norm=True, layer_norm_eps=1e-12,
@@ -135,7 +135,7 @@ def tiny(tmp_path_factory):
 def test_tiny_checkpoint_equals_numpy_reference(tiny, caplog):
     folder, config, weights = tiny
     assert hf.is_hf_folder(folder)
-    with caplog.at_level(logging.WARNING, logger='gluon_bertft.hf'):
+    with caplog.at_level(logging.WARNING, logger='gluon_bertft.models.hf'):
         bert, ours, report = hf.load_hf_model(folder, dropout=0.0)
     assert ours == dict(vocab_size=config['vocab_size'], num_hiddens=32, ffn_num_hiddens=64,
                         num_heads=4, num_blks=2, max_len=64, activation='gelu',
@@ -173,7 +173,7 @@ def test_other_activations_and_tf_layer_norm_names(tmp_path, hidden_act):
 
 def test_minilm_like_file_without_heads_keeps_them_fresh(tmp_path, caplog):
     config, weights = write_tiny_hf_bert(str(tmp_path))  # a BertModel: no cls.*, no bert. prefix
-    with caplog.at_level(logging.WARNING, logger='gluon_bertft.hf'):
+    with caplog.at_level(logging.WARNING, logger='gluon_bertft.models.hf'):
         bert, _, report = hf.load_hf_model(str(tmp_path))
     assert {n.split('.')[0] for n in report['missing']} == {'mlm', 'nsp'}
     assert not report['tied_decoder']
@@ -285,7 +285,7 @@ def test_hub_id_in_the_cache_loads_offline(tmp_path):
 
 
 def test_huggingface_hub_is_not_imported_with_the_package():
-    code = 'import sys, gluon_bertft, gluon_bertft.hf; print("huggingface_hub" in sys.modules)'
+    code = 'import sys, gluon_bertft, gluon_bertft.models.hf; print("huggingface_hub" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'
 

@@ -1,7 +1,7 @@
 """The field's metrics on cases worked out by hand."""
 import pytest
 
-from gluon_bertft import metrics
+from gluon_bertft.common import metrics
 
 
 def test_classification_report_by_hand():

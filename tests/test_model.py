@@ -1,11 +1,11 @@
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import TINY, tiny_bert
 from d2l import mxnet as d2l
 from mxnet import np
 
-from gluon_bertft.model import masked_softmax
-from conftest import TINY, tiny_bert
+from gluon_bertft.models.bert import masked_softmax
 
 VOCAB = 50
 

@@ -62,7 +62,7 @@ def number(text, lo=-math.inf, hi=math.inf):
 
 
 def metrics(line):
-    """``{name: value}`` of a line of :func:`gluon_bertft.metrics.format_metrics` (``undefined``:
+    """``{name: value}`` of a line of :func:`gluon_bertft.common.metrics.format_metrics` (``undefined``:
     None, e.g. the correlation of a constant prediction)."""
     pairs = [item.rsplit(' ', 1) for item in line.strip().split(', ')]
     assert pairs and all(len(p) == 2 for p in pairs), line

@@ -3,14 +3,15 @@ import mxnet as mx
 import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np
+from test_train import LOSS, classifier, quiet
 
-from gluon_bertft import precision
+from gluon_bertft.common.errors import ConfigError
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import SNLIBERTDataset
-from gluon_bertft.errors import ConfigError
-from gluon_bertft.optimizer import LazyEmbeddingAdam
-from gluon_bertft.train import make_trainer, train
-from test_train import LOSS, classifier, quiet
+from gluon_bertft.training import precision
+from gluon_bertft.training.loop import train
+from gluon_bertft.training.optimizer import LazyEmbeddingAdam
+from gluon_bertft.training.trainer import make_trainer
 
 VOCAB, DIM = 12, 3
 

@@ -8,16 +8,18 @@ import types
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import SAMPLE, TINY, tiny_bert
 from mxnet import np
+from tiny_data import TINY_RUN, classify_tsv, conll_file, squad_json, task_files
 
-from gluon_bertft import FinetuneConfig, cli, finetune, predict, storage
+from gluon_bertft import FinetuneConfig, cli, finetune
+from gluon_bertft.common import storage
+from gluon_bertft.common.errors import PretrainedError
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import LABELS, SNLIBERTDataset, read_snli
-from gluon_bertft.errors import PretrainedError
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.pretrained import CONFIG_KEYS
-from conftest import SAMPLE, TINY, tiny_bert
-from tiny_data import TINY_RUN, classify_tsv, conll_file, squad_json, task_files
+from gluon_bertft.inference import predict
+from gluon_bertft.models.build import CONFIG_KEYS
+from gluon_bertft.models.heads import BERTClassifier
 
 CPU = [mx.cpu()]
 

@@ -7,18 +7,20 @@ import random
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import SAMPLE, shared_file
 from d2l import mxnet as d2l
 from mxnet import gluon
 
-from conftest import SAMPLE, shared_file
-from gluon_bertft import pretrain, pretrained
+from gluon_bertft import pretrain
 from gluon_bertft.cli import main
+from gluon_bertft.common.errors import ConfigError, DataError, PretrainedError
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import SNLIBERTDataset, read_snli
 from gluon_bertft.data.wikitext import PretrainIter, WikiTextDataset, read_wiki
-from gluon_bertft.errors import ConfigError, DataError, PretrainedError
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.train import make_trainer, train
+from gluon_bertft.models import pretrained
+from gluon_bertft.models.heads import BERTClassifier
+from gluon_bertft.training.loop import train
+from gluon_bertft.training.trainer import make_trainer
 
 ARRAYS = ('all_token_ids', 'all_segments', 'valid_lens', 'all_pred_positions', 'all_mlm_weights',
           'all_mlm_labels', 'nsp_labels')

@@ -9,13 +9,13 @@ import zipfile
 
 import mxnet as mx
 import pytest
+from conftest import TINY, tiny_bert
 from d2l import mxnet as d2l
 from mxnet import np
 
-from gluon_bertft import pretrained
-from gluon_bertft.errors import PretrainedError
-from gluon_bertft.pretrained import load_pretrained_model, save_pretrained
-from conftest import TINY, tiny_bert
+from gluon_bertft.common.errors import PretrainedError
+from gluon_bertft.models import pretrained
+from gluon_bertft.models.pretrained import load_pretrained_model, save_pretrained
 
 VOCAB_TOKENS = ['<cls>', '<mask>', '<pad>', '<sep>', '<unk>'] + [f'w{i}' for i in range(45)]
 CONFIG = dict(TINY, vocab_size=len(VOCAB_TOKENS))

@@ -3,11 +3,11 @@ import collections
 import json
 
 import pytest
-
 from conftest import shared_file
-from gluon_bertft import metrics
+
+from gluon_bertft.common import metrics
+from gluon_bertft.common.errors import DataError
 from gluon_bertft.data import conll, squad, tsv
-from gluon_bertft.errors import DataError
 from gluon_bertft.data.text import label_ids, scores
 
 

@@ -10,14 +10,15 @@ import mxnet as mx
 import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np
+from test_train import LOSS, classifier, quiet
 
+from gluon_bertft.common.errors import ConfigError
 from gluon_bertft.config import FinetuneConfig
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import SNLIBERTDataset
-from gluon_bertft.errors import ConfigError
-from gluon_bertft.optimizer import FusedAdam, LazyEmbeddingAdam
-from gluon_bertft.train import clip_global_norm, make_trainer, train
-from test_train import LOSS, classifier, quiet
+from gluon_bertft.training.loop import train
+from gluon_bertft.training.optimizer import FusedAdam, LazyEmbeddingAdam
+from gluon_bertft.training.trainer import clip_global_norm, make_trainer
 
 B1, B2, EPS = 0.9, 0.999, 1e-8
 

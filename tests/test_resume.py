@@ -7,11 +7,11 @@ Runs are tiny (``tiny_data.TINY_RUN``: bert.tiny from random weights, 48 trainin
 """
 import numpy as onp
 import pytest
+from tiny_data import TINY_RUN, task_files
 
 from gluon_bertft import FinetuneConfig, finetune
-from gluon_bertft.checkpoint import Checkpoint
-from gluon_bertft.errors import ConfigError, PretrainedError
-from tiny_data import TINY_RUN, task_files
+from gluon_bertft.common.errors import ConfigError, PretrainedError
+from gluon_bertft.training.checkpoint import Checkpoint
 
 TASKS = ('snli', 'classify', 'tag', 'qa')
 

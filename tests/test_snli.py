@@ -2,11 +2,11 @@ import json
 
 import numpy as onp
 import pytest
+from conftest import shared_file
 from d2l import mxnet as d2l
 
 from gluon_bertft.data.snli import (DataError, SNLIBERTDataset, encode_pairs, read_snli,
                                     truncated_lengths)
-from conftest import shared_file
 
 HEADER = ('gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t'
           'sentence2_parse\tsentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\tlabel3\t'

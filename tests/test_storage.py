@@ -4,12 +4,12 @@ import os
 
 import mxnet as mx
 import pytest
-
-from gluon_bertft import storage
-from gluon_bertft.errors import DataError, PretrainedError
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.storage import atomic_path
 from conftest import tiny_bert
+
+from gluon_bertft.common import storage
+from gluon_bertft.common.errors import DataError, PretrainedError
+from gluon_bertft.common.storage import atomic_path
+from gluon_bertft.models.heads import BERTClassifier
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

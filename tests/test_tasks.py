@@ -9,14 +9,15 @@ import re
 
 import numpy as onp
 import pytest
+from conftest import shared_file
 from d2l import mxnet as d2l
 
-from conftest import shared_file
-from gluon_bertft import cli, pretrained, tasks
+from gluon_bertft import cli, tasks
+from gluon_bertft.common.errors import DataError
 from gluon_bertft.data import conll, qa, squad
 from gluon_bertft.data.tagging import IGNORE, TaggingDataset
 from gluon_bertft.data.tokenize import RESERVED_TOKENS, basic
-from gluon_bertft.errors import DataError
+from gluon_bertft.models import pretrained
 
 
 def vocab_of(texts):

@@ -4,9 +4,10 @@ import subprocess
 import sys
 
 import pytest
-
-from gluon_bertft import launch, threads
 from conftest import ROOT
+
+from gluon_bertft.common import threads
+from gluon_bertft.training import launch
 
 
 def cpuinfo(tmp_path, cores, threads_per_core):

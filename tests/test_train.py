@@ -2,16 +2,18 @@
 import mxnet as mx
 import numpy as onp
 import pytest
+from conftest import SAMPLE, shared_file, tiny_bert
 from mxnet import gluon, np
 
 from gluon_bertft.data.batching import BatchIter, make_iter
 from gluon_bertft.data.snli import SNLIBERTDataset, read_snli
 from gluon_bertft.data.tokenize import build_vocab
-from gluon_bertft.devices import set_seed
 from gluon_bertft.finetune import split_rows
-from gluon_bertft.heads import BERTClassifier
-from gluon_bertft.train import evaluate_accuracy, freeze, make_trainer, predict_outputs, train
-from conftest import SAMPLE, tiny_bert, shared_file
+from gluon_bertft.models.heads import BERTClassifier
+from gluon_bertft.training.devices import set_seed
+from gluon_bertft.training.evaluate import evaluate_accuracy, predict_outputs
+from gluon_bertft.training.loop import train
+from gluon_bertft.training.trainer import freeze, make_trainer
 
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 

@@ -14,9 +14,9 @@ from gluon_bertft.data import qa
 from gluon_bertft.data.conll import Sentence
 from gluon_bertft.data.snli import DataError
 from gluon_bertft.data.squad import Answer, Question
-from gluon_bertft.data.wordpiece import (
-    WordPiece, WordPieceQADataset, WordPieceTaggingDataset, WordPieceTextDataset, encode_texts,
-    encode_words, longest_first_lengths)
+from gluon_bertft.data.wordpiece import (WordPiece, WordPieceQADataset, WordPieceTaggingDataset,
+                                         WordPieceTextDataset, encode_texts, encode_words,
+                                         longest_first_lengths)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, 'fixtures', 'wordpiece_ids.json'), encoding='utf-8') as _f:

@@ -154,9 +154,11 @@ def refused(capsys, *argv, match):
 def untrained_model(task_name, folder):
     """A saved model folder of ``task_name`` as finetune writes it, its weights as initialized."""
     import mxnet as mx
-    from gluon_bertft import pretrained, storage
+
+    from gluon_bertft.common import storage
     from gluon_bertft.config import FinetuneConfig
     from gluon_bertft.finetune import task_of_config
+    from gluon_bertft.models import pretrained
     config = FinetuneConfig(task=task_name, **dict(TINY_RUN, **task_files(task_name, folder)))
     task = task_of_config(config)
     rows = task.read(config.train)

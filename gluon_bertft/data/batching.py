@@ -59,6 +59,7 @@ class BatchIter:
         self.batch_size, self.shuffle, self.trim = batch_size, shuffle, trim
         self.num_buckets, self.round_to, self.sort = num_buckets, round_to, sort
         self.rng = onp.random.RandomState(seed)
+        self.epochs_drawn = 0  # orders drawn so far (shuffled: one per epoch)
 
     @classmethod
     def from_dataset(cls, dataset, batch_size, **kwargs):
@@ -71,6 +72,7 @@ class BatchIter:
 
     def _batches(self):
         n = len(self.tokens)
+        self.epochs_drawn += 1
         if self.shuffle and self.num_buckets > 1:
             return length_buckets(self.valid_lens, self.batch_size, self.num_buckets, self.rng)
         if self.shuffle:
@@ -82,8 +84,20 @@ class BatchIter:
         return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     def __iter__(self):
+        return self._yield(self._batches())
+
+    def iter_from(self, epoch, first_batch=0):
+        """The batches of ``epoch`` (counted from 0) from number ``first_batch`` on. The orders
+        of the epochs before are drawn first if they were not (not batched), so that a resumed
+        run sees the order an uninterrupted one saw; an iterator that drew more (trained
+        before) draws its next order."""
+        while self.shuffle and self.epochs_drawn < epoch:
+            self._batches()
+        return self._yield(self._batches()[first_batch:])
+
+    def _yield(self, batches):
         max_len = self.tokens.shape[1]
-        for idx in self._batches():
+        for idx in batches:
             width = max_len
             if self.trim:
                 longest = int(self.valid_lens[idx].max())

@@ -8,23 +8,12 @@ converted to IOB2, which leaves IOB2 unchanged, so every scheme ends in the same
 import collections
 import re
 
-from ..errors import DataError, shorten
-from .files import decoded_lines
+from ..common.errors import DataError, shorten
+from ..common.files import decoded_lines
+from ..common.metrics import to_iob2
 
 Sentence = collections.namedtuple('Sentence', 'words tags path line')  # line of the first word
 _TAG = re.compile(r'O|[BI]-\S+')
-
-
-def to_iob2(tags):
-    """IOB1 (or IOB2) tags -> IOB2: an ``I-X`` that does not continue an ``X`` entity becomes
-    ``B-X``. This is where conlleval starts a chunk, so entities are unchanged."""
-    out, prev = [], 'O'
-    for tag in tags:
-        if tag.startswith('I-') and (prev == 'O' or prev[2:] != tag[2:]):
-            tag = 'B-' + tag[2:]
-        out.append(tag)
-        prev = tag
-    return out
 
 
 def read_conll(path, encoding='utf-8', tagged=True):

@@ -11,8 +11,8 @@ LABELS = ('entailment', 'contradiction', 'neutral')  # the book's ids 0, 1, 2
 LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 
 
-from ..errors import DataError, shorten
-from .files import decoded_lines, json_object, parse_json
+from ..common.errors import DataError, shorten
+from ..common.files import decoded_lines, json_object, parse_json
 
 
 def _extract_text(s):

@@ -7,8 +7,8 @@ the question's id and its place in the JSON.
 import collections
 import json
 
-from ..errors import DataError, shorten
-from .files import json_object, parse_json, read_text
+from ..common.errors import DataError, shorten
+from ..common.files import json_object, parse_json, read_text
 
 Question = collections.namedtuple('Question', 'qid question context answers where')
 Answer = collections.namedtuple('Answer', 'text start')

@@ -7,7 +7,7 @@ is named with its file and line.
 """
 import numpy as onp
 
-from ..errors import DataError, cut, shorten
+from ..common.errors import DataError, cut, shorten
 from .tokenize import get_tokenizer
 
 IGNORE = -1

@@ -5,7 +5,7 @@ as ``<cls> tokens <sep>``, truncated to ``max_len - 2`` tokens, segments all 0 (
 """
 import numpy as onp
 
-from ..errors import DataError, cut, shorten
+from ..common.errors import DataError, cut, shorten
 from .snli import encode_pairs
 from .tokenize import get_tokenizer
 

@@ -9,8 +9,8 @@ import csv
 import json
 import os
 
-from ..errors import DataError, shorten
-from .files import decoded_lines, json_object, parse_json
+from ..common.errors import DataError, shorten
+from ..common.files import decoded_lines, json_object, parse_json
 
 csv.field_size_limit(2 ** 31 - 1)  # long texts are valid input (the default limit is 128 KiB)
 

@@ -14,8 +14,8 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon, np
 
-from ..errors import DataError
-from .files import decoded_lines
+from ..common.errors import DataError
+from ..common.files import decoded_lines
 from .tokenize import RESERVED_TOKENS
 
 MIN_FREQ = 5

@@ -22,8 +22,8 @@ import numpy as onp
 from tokenizers import (BertWordPieceTokenizer, Tokenizer, decoders, models, normalizers,
                         pre_tokenizers, processors)
 
-from ..errors import PretrainedError
-from ..storage import read_json
+from ..common.errors import PretrainedError
+from ..common.storage import read_json
 from .qa import WindowedQA, first_answer
 from .snli import truncated_lengths
 from .tagging import IGNORE, tag_id, warn_cut

@@ -11,12 +11,11 @@
 
 :mod:`.base` documents the protocol each task implements.
 """
-from ..config import min_len
+from ..common.errors import ConfigError, PretrainedError, shorten
+from ..common.files import check_encoding
 from ..data import tsv
-from ..data.files import check_encoding
 from ..data.snli import LABELS
 from ..data.tokenize import TOKENIZERS
-from ..errors import ConfigError, PretrainedError, shorten
 from .classify import ClassifyTask, PairClassifyTask, RegressTask
 from .qa import QATask
 from .snli import SNLITask
@@ -70,7 +69,7 @@ def _check_saved(config, where):
     names = lambda v, n: (isinstance(v, list) and all(isinstance(x, str) for x in v)
                           and len(set(v)) == len(v) and (len(v) == n if n else len(v) >= 2))
     check('task', lambda v: isinstance(v, str) and v in TASKS, f'one of {", ".join(TASKS)}')
-    smallest = min_len(config['task'])
+    smallest = TASKS[config['task']].min_len
     check('max_len', lambda v: count(v) and v >= smallest, f'an integer >= {smallest} (tokens per example)')
     check('tokenizer', lambda v: isinstance(v, str) and v in TOKENIZERS,
           f'one of {", ".join(TOKENIZERS)}')

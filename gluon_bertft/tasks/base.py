@@ -17,13 +17,13 @@ calls, in order:
     ``(n, max_len)``), ``valid_lens`` (float32 ``(n,)``) and ``labels`` (an array of ``n`` rows,
     or a tuple of them), which :class:`~gluon_bertft.data.batching.BatchIter` batches.
 ``head(bert) -> Block``
-    The task layer on the BERT (:mod:`gluon_bertft.heads`); it takes
+    The task layer on the BERT (:mod:`gluon_bertft.models.heads`); it takes
     ``(tokens, segments, valid_lens)``.
 ``loss(y_hat, y)``, ``accuracy(y_hat, y)``
     Per-example losses, and ``(correct, count)`` device scalars of one device's shard: the
     loop's ``train acc`` / ``test acc``.
 ``score(outputs, rows, dataset) -> dict``
-    The field's metrics from the host outputs of every example (:func:`~gluon_bertft.train.predict_outputs`);
+    The field's metrics from the host outputs of every example (:func:`~gluon_bertft.training.evaluate.predict_outputs`);
     ``metric`` names the one that picks the best epoch (higher is better).
 ``baseline(train_rows, rows, dataset) -> dict``
     The same metrics for the trivial predictor the docstring names.
@@ -37,9 +37,9 @@ calls, in order:
 """
 import numpy as onp
 
-from .. import metrics
+from ..common import metrics
+from ..common.errors import DataError
 from ..data.wordpiece import WordPiece
-from ..errors import DataError
 
 
 def is_wordpiece(vocab):
@@ -58,6 +58,7 @@ class Task:
 
     name = None
     metric = 'accuracy'
+    min_len = 3  # tokens per example: <cls>, <sep> and a token of the text
 
     def __init__(self, config):
         self.config = config

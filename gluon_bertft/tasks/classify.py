@@ -3,14 +3,14 @@
 import numpy as onp
 from mxnet import gluon, np
 
-from .. import metrics
+from ..common import metrics
+from ..common.errors import DataError, shorten
 from ..data import tsv
 from ..data.text import TextDataset, label_ids, scores
 from ..data.tokenize import get_tokenizer
 from ..data.wordpiece import WordPieceTextDataset
-from ..errors import DataError, shorten
-from ..heads import BERTClassifier, BERTRegressor
-from ..train import num_correct
+from ..models.heads import BERTClassifier, BERTRegressor
+from ..training.evaluate import num_correct
 from .base import ClassifierMixin, Task, is_wordpiece
 
 
@@ -70,6 +70,7 @@ class PairClassifyTask(ClassifyTask):
 
     name = 'pair-classify'
     num_texts = (2,)
+    min_len = 5  # <cls>, two <sep> and a token of each text
     columns = (('sentence1', 'sentence2'), 'label')
 
 

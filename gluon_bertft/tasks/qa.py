@@ -1,12 +1,12 @@
 """Span question answering (§16.6, SQuAD v1.1): the best span over sliding windows."""
 from mxnet import gluon, np
 
-from .. import metrics
+from ..common import metrics
+from ..common.errors import DataError
 from ..data import qa, squad
 from ..data.tokenize import basic
 from ..data.wordpiece import WordPieceQADataset
-from ..errors import DataError
-from ..heads import BERTSpanQA
+from ..models.heads import BERTSpanQA
 from .base import Task, is_wordpiece
 
 _ce = gluon.loss.SoftmaxCrossEntropyLoss()

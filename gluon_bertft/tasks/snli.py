@@ -10,13 +10,13 @@ import io
 import numpy as onp
 from mxnet import gluon
 
+from ..common.errors import DataError
 from ..data import tsv
 from ..data.snli import LABELS, SNLIBERTDataset, read_snli
 from ..data.tokenize import basic
 from ..data.wordpiece import WordPieceTextDataset
-from ..errors import DataError
-from ..heads import BERTClassifier
-from ..train import num_correct
+from ..models.heads import BERTClassifier
+from ..training.evaluate import num_correct
 from .base import ClassifierMixin, Task, is_wordpiece
 
 
@@ -25,6 +25,7 @@ class SNLITask(ClassifierMixin, Task):
     (punctuation split off), so ``packages.`` reaches the vocabulary's ``packages``."""
 
     name = 'snli'
+    min_len = 5  # <cls>, two <sep> and a token of each text
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     accuracy = staticmethod(num_correct)
 

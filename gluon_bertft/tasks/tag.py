@@ -2,13 +2,13 @@
 import numpy as onp
 from mxnet import np, npx
 
-from .. import metrics
+from ..common import metrics
+from ..common.errors import DataError
 from ..data import conll
 from ..data.tagging import TaggingDataset
 from ..data.tokenize import get_tokenizer
 from ..data.wordpiece import WordPieceTaggingDataset
-from ..errors import DataError
-from ..heads import BERTTagger
+from ..models.heads import BERTTagger
 from .base import Task, is_wordpiece, softmax
 
 

@@ -6,7 +6,7 @@ import os
 
 import requests
 
-from .errors import PretrainedError
+from ..common.errors import PretrainedError
 from .hf import WEIGHT_FILES, is_hf_folder
 
 HUB_FILES = ['config.json', 'model.safetensors', 'vocab.txt', 'tokenizer.json', 'tokenizer_config.json',

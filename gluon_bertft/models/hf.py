@@ -16,7 +16,8 @@ import os
 import mxnet as mx
 import numpy as onp
 
-from .errors import PretrainedError, shorten
+from ..common.errors import PretrainedError, shorten
+from .build import build_bert
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,6 @@ def build_hf_bert(config, dropout=None):
     ``dropout=None`` keeps the checkpoint's rates (``hf_dropout`` and ``attention_dropout``);
     a number sets both.
     """
-    from .pretrained import build_bert  # not at the top: pretrained imports this module
     if dropout is not None:
         config = dict(config, attention_dropout=dropout)
     return build_bert(config, config.get('hf_dropout', 0.1) if dropout is None else dropout)

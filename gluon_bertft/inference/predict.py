@@ -6,14 +6,15 @@ import os
 
 from mxnet import np
 
-from . import pretrained, storage
-from .data.batching import make_iter
-from .data.snli import LABELS, encode_pairs
-from .data.wordpiece import WordPiece
-from .devices import default_devices
-from .errors import PretrainedError, shorten
-from .tasks import task_from_config
-from .train import predict_outputs
+from ..common import storage
+from ..common.errors import PretrainedError, shorten
+from ..data.batching import make_iter
+from ..data.snli import LABELS, encode_pairs
+from ..data.wordpiece import WordPiece
+from ..models import build, pretrained
+from ..tasks import task_from_config
+from ..training.devices import default_devices
+from ..training.evaluate import predict_outputs
 
 
 def read_saved_model(path):
@@ -29,13 +30,13 @@ def read_saved_model(path):
     if not isinstance(config, dict):
         raise PretrainedError(f'{where}: not a JSON object')
     if 'bert' not in config:  # written before the one pipeline
-        config = dict(config, bert={k: config[k] for k in pretrained.CONFIG_KEYS if k in config})
+        config = dict(config, bert={k: config[k] for k in build.CONFIG_KEYS if k in config})
     if not isinstance(config['bert'], dict):
         raise PretrainedError(f'{where}: "bert" is {shorten(config["bert"])}, not a JSON object')
-    missing = [k for k in pretrained.CONFIG_KEYS if k not in config['bert']]
+    missing = [k for k in build.CONFIG_KEYS if k not in config['bert']]
     if missing:
         raise PretrainedError(f'{where}: no {", ".join(missing)} in the model configuration')
-    pretrained.check_config(config['bert'], f'{where}: "bert"')
+    build.check_config(config['bert'], f'{where}: "bert"')
     task = task_from_config(config, where)
     if task.max_len > config['bert']['max_len']:
         raise PretrainedError(f'{where}: max_len {task.max_len} is longer than the BERT\'s '
@@ -67,7 +68,7 @@ def load_model(path, devices=None):
     loaded = pretrained.read_params(params)
     # before the model is built: a config.json that does not fit could ask for a huge one
     pretrained.check_fits(config['bert'], loaded, path, 'config.json', os.path.basename(params))
-    net = task.head(pretrained.build_bert(config['bert'], dropout=0.0))
+    net = task.head(build.build_bert(config['bert'], dropout=0.0))
     pretrained.load_param_dict(net, loaded, params, devices)
     net.hybridize(static_alloc=True)
     return net, vocab, task

@@ -9,9 +9,9 @@ float16, and ``trainer.step(batch_size * LOSS_SCALE)`` divides it out again.
 MXNet 1.9's CPU kernels have no float16 ``FullyConnected``, so float16 is refused on CPUs
 before anything is read or written.
 """
-from .config import DTYPES
-from .errors import ConfigError
+from ..common.errors import ConfigError
 
+DTYPES = ('float32', 'float16')
 LOSS_SCALE = 128.0
 
 

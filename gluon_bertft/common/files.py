@@ -3,7 +3,7 @@ type, and errors that name the file and line (and point at ``--encoding``)."""
 import codecs
 import json
 
-from ..errors import ConfigError, DataError
+from .errors import ConfigError, DataError
 
 HINT = "give the file's encoding, e.g. --encoding cp1252"
 

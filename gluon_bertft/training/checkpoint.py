@@ -9,8 +9,8 @@ import os
 
 import mxnet as mx
 
-from . import storage
-from .errors import PretrainedError, cut, shorten
+from ..common import storage
+from ..common.errors import PretrainedError, cut, shorten
 
 
 class Checkpoint:

@@ -10,7 +10,7 @@ The source's stated limitation of fine-tuned BERT is that it is a black box. An 
     what ``predict --data`` writes for the input (label and probabilities, score, tags, answer).
 ``method``, ``steps``
     ``'integrated gradients'`` with ``steps`` Gauss-Legendre nodes, or ``'gradient x input'``
-    (``steps`` 1): :mod:`gluon_bertft.attribution`.
+    (``steps`` 1): :mod:`gluon_bertft.inference.attribution`.
 ``targets``
     one entry per explained score: ``target`` (what is explained), ``position``, ``score`` F(x),
     ``baseline_score`` F(x'), ``attributions`` per token, ``word_attributions`` per word, and
@@ -30,14 +30,14 @@ import collections
 
 import numpy as onp
 
-from . import metrics
+from ..common import metrics
+from ..common.errors import ConfigError, DataError, cut
+from ..data import qa
+from ..data.batching import make_iter
+from ..tasks.base import is_wordpiece
+from ..training.evaluate import predict_outputs
 from .attribution import (MAX_TOKENS, METHODS, attention_weights, attribute, baseline_tokens,
                           device_of, score_index)
-from .data import qa
-from .data.batching import make_iter
-from .errors import ConfigError, DataError, cut
-from .tasks.base import is_wordpiece
-from .train import predict_outputs
 
 Target = collections.namedtuple('Target', 'position cls name')
 CLASSIFIERS = ('snli', 'classify', 'pair-classify')
@@ -158,7 +158,7 @@ def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word
     ``task.raw_rows``), computed together: the interpolation points of all rows' targets share
     forward/backward batches of at most ``max_tokens`` positions.
 
-    ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.predict.load_model` (or ``finetune``'s);
+    ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.inference.predict.load_model` (or ``finetune``'s);
     ``method``: ``'ig'`` or ``'gradxinput'``; ``steps``: integration nodes (ig); ``label``: the
     class to explain (classifiers; default the prediction); ``word``: the word to explain
     (tag, 0-based); ``layer`` (0-based, default the last), ``head`` (``'mean'`` or 0-based):
@@ -227,7 +227,7 @@ def _round(a, digits):
 def explain(net, vocab, task, method='ig', steps=32, label=None, word=None, layer=None,
             head='mean', max_tokens=MAX_TOKENS, **inputs):
     """The explanation of one raw input (``premise``/``hypothesis``, ``text``/``text_b``,
-    ``question``/``passage``: as :func:`~gluon_bertft.predict.predict`); :func:`explain_rows`."""
+    ``question``/``passage``: as :func:`~gluon_bertft.inference.predict.predict`); :func:`explain_rows`."""
     rows = task.raw_rows(inputs)
     return explain_rows(net, vocab, task, rows, method, steps, label, word, layer, head,
                         max_tokens)[0]

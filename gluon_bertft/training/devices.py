@@ -7,7 +7,7 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon
 
-from .errors import ConfigError, shorten
+from ..common.errors import ConfigError, shorten
 
 
 def default_devices():

@@ -13,8 +13,6 @@ import string
 import numpy as onp
 from scipy import stats
 
-from .data.conll import to_iob2
-
 _PUNCTUATION = set(string.punctuation)
 
 
@@ -105,3 +103,15 @@ def correlations(gold, pred):
 def format_metrics(report):
     """``'name value, ...'`` of a metrics dict, three decimals (None: ``undefined``)."""
     return ', '.join(f'{k} {"undefined" if v is None else f"{v:.3f}"}' for k, v in report.items())
+
+
+def to_iob2(tags):
+    """IOB1 (or IOB2) tags -> IOB2: an ``I-X`` that does not continue an ``X`` entity becomes
+    ``B-X``. This is where conlleval starts a chunk, so entities are unchanged."""
+    out, prev = [], 'O'
+    for tag in tags:
+        if tag.startswith('I-') and (prev == 'O' or prev[2:] != tag[2:]):
+            tag = 'B-' + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out

@@ -40,6 +40,12 @@ class LazyEmbeddingAdam(optimizer.Adam):
         """Update the parameters in ``params`` lazily (after the Trainer set ``param_dict``)."""
         self.lazy_indices = {i for i, p in self.param_dict.items() if any(p is q for q in params)}
 
+    def before_step(self, token_ids):
+        """Called by :class:`~gluon_bertft.training.step.TrainStep` before each update with
+        the batch's token ids: the rows of the lazy parameters, if any."""
+        if self.lazy_indices:
+            self.use_rows(token_ids)
+
     def use_rows(self, token_ids):
         """The rows of the next step: the distinct ids in ``token_ids`` (host or mxnet arrays)."""
         if token_ids is None:
@@ -120,7 +126,7 @@ class FusedAdam(LazyEmbeddingAdam):
 
     The same update as :class:`LazyEmbeddingAdam` within float32 rounding (the kernel
     arranges the moments as ``beta1 * (m - g) + g``). The recipe's clipping factor of a step is
-    a (1,) device scalar (:meth:`scale_grads`, from :func:`~gluon_bertft.train.clip_global_norm`)
+    a (1,) device scalar (:meth:`scale_grads`, from :func:`~gluon_bertft.training.trainer.clip_global_norm`)
     that the kernel multiplies into ``rescale_grad``: the gradients are not rewritten, the
     weights not decayed in a pass of their own, and the host never waits. The kernel skips a
     step whose factor is not finite (NaN gradients); the loop's loss check then stops the run.

@@ -16,9 +16,9 @@ import subprocess
 import sys
 import time
 
-from . import threads
-from .config import positive, positive_number
-from .data.files import decoded_lines
+from ..common import threads
+from ..common.files import decoded_lines
+from ..common.values import positive, positive_number
 from .distributed import TIMEOUT_ENV
 
 # what every launched process runs: a scheduler or server serves inside `import mxnet`, a
@@ -87,7 +87,7 @@ def node_env(role, host, args):
 
 
 def worker_threads(host, args):
-    """OpenMP threads of a worker on this machine when ``gluon_bertft.threads`` chose the
+    """OpenMP threads of a worker on this machine when ``gluon_bertft.common.threads`` chose the
     count (one per core): the cores shared among the workers here. ``None`` elsewhere: the
     host's own ``gluon_bertft`` picks its count."""
     if threads.configured is None or (args.hosts and host not in LOOPBACK):

@@ -1,99 +1,22 @@
-"""The fine-tuning loop (the book's ``train_ch13`` over a list of devices) and evaluation.
+"""The fine-tuning loop (the book's ``train_ch13`` over a list of devices).
 
 Differences from ``d2l.train_ch13``, none of which changes what is learned: loss and
 accuracy are summed on the devices and read once per log interval instead of after every
 batch; a validation split can be reported and its best epoch kept; the history is returned.
 """
 import math
-import sys
 import time
 
 import mxnet as mx
-import numpy as onp
-from mxnet import autograd, gluon, np
-from tqdm.auto import tqdm
+from mxnet import autograd, np
 
+from ..common.errors import DivergedError
 from .devices import batch_len, default_devices, split_batch
-from .errors import DivergedError
-from .optimizer import FusedAdam, LazyEmbeddingAdam
+from .evaluate import _ratio, evaluate_accuracy, num_correct, progress_bar
+from .optimizer import LazyEmbeddingAdam
+from .trainer import clip_global_norm
 
 ETA_NOTICE_SECONDS = 600  # a run expected to take longer says so after its first interval
-
-
-def freeze(net, num_trainable_blocks=None):
-    """Train the task layer plus the top ``num_trainable_blocks`` encoder blocks; freeze the rest.
-
-    ``None`` trains everything (the book). Frozen parameters get ``grad_req='null'``: no
-    gradient buffer, no update. Returns the dict of trainable parameters for the Trainer.
-    """
-    params = net._collect_params_with_prefix()
-    if num_trainable_blocks is not None:
-        num_blks = len(net.encoder.blks)
-        if not 0 <= num_trainable_blocks <= num_blks:
-            raise ValueError(f'num_trainable_blocks={num_trainable_blocks}: must be in 0..{num_blks}')
-        trainable = tuple(f'encoder.blks.{i}.' for i in range(num_blks - num_trainable_blocks, num_blks))
-        for name, param in params.items():
-            if name.startswith('encoder.') and not name.startswith(trainable):
-                param.grad_req = 'null'
-    return {name: p for name, p in params.items() if p.grad_req != 'null'}
-
-
-def _ratio(numerators, denominators):
-    return sum(float(x) for x in numerators) / max(1.0, sum(float(x) for x in denominators))
-
-
-def progress_bar(total, desc, show=None):
-    """A ``tqdm`` bar on stderr with an ETA; shown for 20 batches or more unless ``show``."""
-    return tqdm(total=total, desc=desc, unit='batch', leave=False, dynamic_ncols=True,
-                disable=not (total >= 20 if show is None else show), file=sys.stderr)
-
-
-def num_correct(y_hat, y):
-    """``(correct, count)`` device scalars: rows of ``y_hat`` whose argmax equals ``y`` (no sync)."""
-    hits = (y_hat.argmax(axis=1).astype('float32') == y.astype('float32')).astype('float32')
-    return hits.sum(), np.array(float(y.shape[0]), ctx=y.ctx)
-
-
-def evaluate_accuracy(net, data_iter, devices, split_f=split_batch, accuracy=num_correct,
-                      progress=None):
-    """Accuracy of ``net`` on ``data_iter``, computed over ``devices`` with one host sync.
-
-    ``accuracy(y_hat, y)`` returns ``(correct, count)`` device scalars for one shard.
-    """
-    correct, count = [], []
-    with progress_bar(len(data_iter), 'evaluate', progress) as bar:
-        for features, labels in data_iter:
-            X_shards, y_shards = split_f(features, labels, devices)
-            for X, y in zip(X_shards, y_shards):
-                c, n = accuracy(net(X), y)
-                correct.append(c)
-                count.append(n)
-            bar.update(1)
-    return _ratio(correct, count)
-
-
-def predict_outputs(net, batches, devices, progress=None):
-    """Host outputs of ``net`` for every example of ``batches`` (an unshuffled ``BatchIter``,
-    sorted by length or not), in the dataset's order: one array (or tuple of arrays) per
-    example, over the positions of its batch. Shows a progress bar with an ETA for 20 batches
-    or more."""
-    results = []
-    with progress_bar(len(batches), 'predict', progress) as bar:
-        for features, labels in batches:
-            for X in split_batch(features, labels, devices)[0]:
-                y_hat = net(X)
-                if isinstance(y_hat, (tuple, list)):
-                    results.extend(zip(*[o.asnumpy() for o in y_hat]))
-                else:
-                    results.extend(y_hat.asnumpy())
-            bar.update(1)
-    if getattr(batches, 'sort', False):  # length-sorted batches: put the examples back in order
-        order = onp.argsort(batches.valid_lens, kind='stable')
-        restored = [None] * len(results)
-        for position, index in enumerate(order):
-            restored[index] = results[position]
-        return restored
-    return results
 
 
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
@@ -112,7 +35,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
 
     The loop does not know the task: ``loss(y_hat, y)`` gives per-example losses and
     ``accuracy(y_hat, y)`` ``(correct, count)`` device scalars for one device's shard;
-    ``split_f(features, labels, devices)`` shards a batch (:func:`~gluon_bertft.devices.split_batch`).
+    ``split_f(features, labels, devices)`` shards a batch (:func:`~gluon_bertft.training.devices.split_batch`).
 
     ``test_iter=None`` skips evaluation (the workers other than rank 0 of a distributed run).
     ``step_done(epoch, batch, history)`` is called after every optimizer step (``batch``
@@ -229,31 +152,6 @@ def check_finite(loss, step, detail='', hint='Lower --lr, or use --clip-grad 1.0
                             f'diverged; nothing more was saved. {hint}')
 
 
-def clip_global_norm(trainer, devices, max_norm):
-    """Clip the global L2 norm of every device's (reduced) gradients at ``max_norm``.
-
-    The factor ``min(1, max_norm / (norm + 1e-6))`` is a (1,) device scalar from one
-    ``multi_sum_sq`` kernel per device (``gluon.utils.clip_global_norm`` takes legacy NDArrays
-    and syncs the host). A :class:`~gluon_bertft.optimizer.FusedAdam` takes it into its update
-    kernel; for other optimizers the gradients are multiplied by it.
-    """
-    params = [p for p in trainer._params if p.grad_req != 'null']
-    scales = {}
-    for d in devices:
-        grads = [p.grad(d) for p in params]
-        classic, step = [g.as_nd_ndarray() for g in grads], FusedAdam.MAX_TENSORS
-        # per chunk (n,) -> (1,); summed: the squared global norm, (1,)
-        squares = mx.nd.add_n(*[mx.nd.multi_sum_sq(*classic[i:i + step],
-                                                   num_arrays=len(classic[i:i + step])).sum()
-                                for i in range(0, len(classic), step)])
-        scales[d] = mx.nd.clip(max_norm / (mx.nd.sqrt(squares) + 1e-6), 0.0, 1.0)
-        if not isinstance(trainer.optimizer, FusedAdam):
-            for g in grads:
-                g *= scales[d].as_np_ndarray()
-    if isinstance(trainer.optimizer, FusedAdam):
-        trainer.optimizer.scale_grads(scales)
-
-
 def _eta_notice(seconds, batches_done, batches_left, log):
     """Log how long the rest of the run will take when that is over ``ETA_NOTICE_SECONDS``."""
     if batches_done <= 0:
@@ -266,63 +164,3 @@ def _eta_notice(seconds, batches_done, batches_left, log):
     return True
 
 
-def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy_embedding=False,
-                 multi_precision=False, weight_decay=0.0, schedule=None, clip_grad=None,
-                 fused=True):
-    """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable.
-
-    ``lazy_embedding``: update only the token-embedding rows each batch uses
-    (:class:`~gluon_bertft.optimizer.LazyEmbeddingAdam`): faster, but not the book's Adam.
-    ``kvstore``: a name or a ``KVStore``. On a distributed one (``dist_sync``,
-    ``dist_device_sync``) the servers sum the workers' gradients and every worker applies the
-    same Adam update to the sum (``update_on_kvstore=False``: the optimizer state stays on the
-    worker, where it can be saved); ``rescale_grad = 1 / num_workers`` makes ``step(local
-    batch)`` divide by the global batch. The summed gradient has rows of every worker's batch,
-    so the embedding is then updated in full. ``multi_precision``: float32 master weights for a
-    float16 network.
-
-    BERT's fine-tuning recipe (Devlin et al., 2019; Hugging Face's ``Trainer``), off by
-    default: ``weight_decay`` is AdamW's decoupled decay on every weight but the biases and the
-    LayerNorm scales and shifts; ``schedule=(warmup_steps, total_steps)`` raises the learning
-    rate linearly from 0 over ``warmup_steps`` and lowers it linearly to 0 at ``total_steps``
-    (``mx.lr_scheduler.PolyScheduler``); ``clip_grad`` makes the loop clip the global
-    gradient norm, which needs the gradients reduced before the update.
-
-    With ``weight_decay`` or ``clip_grad``, ``fused`` (default) runs the update in
-    MXNet's multi-tensor kernel with the decay and the clipping factor inside it
-    (:class:`~gluon_bertft.optimizer.FusedAdam`, the same update within float32
-    rounding); ``False``: one ``adam_update`` per parameter, decay and clipping as separate
-    passes. The book's Adam (neither) is always ``adam_update``, MXNet's ``Adam`` bit for bit.
-    """
-    if isinstance(kvstore, str) and kvstore.startswith('dist'):
-        kvstore = mx.kv.create(kvstore)
-    dist = isinstance(kvstore, mx.kv.KVStore) and 'dist' in kvstore.type
-    params = freeze(net, num_trainable_blocks)
-    scheduler = None
-    if schedule is not None:
-        warmup_steps, total_steps = schedule
-        scheduler = mx.lr_scheduler.PolyScheduler(
-            max_update=max(1, total_steps), base_lr=lr, pwr=1, final_lr=0.0,
-            warmup_steps=warmup_steps, warmup_begin_lr=0.0, warmup_mode='linear')
-    if weight_decay:
-        for name, p in params.items():
-            if name.endswith(('bias', 'gamma', 'beta')):  # biases and LayerNorm: no decay
-                p.wd_mult = 0.0
-    recipe = fused and bool(weight_decay or clip_grad)
-    optimizer = (FusedAdam if recipe else LazyEmbeddingAdam)(
-        learning_rate=lr, multi_precision=multi_precision,
-        rescale_grad=1 / kvstore.num_workers if dist else 1.0, wd=weight_decay,
-        decoupled_wd=bool(weight_decay), lr_scheduler=scheduler)
-    trainer = gluon.Trainer(params, optimizer, kvstore=kvstore,
-                            update_on_kvstore=False if dist or clip_grad else None)
-    embedding = getattr(getattr(net, 'encoder', None), 'token_embedding', None)
-    if lazy_embedding and not dist and embedding is not None:
-        optimizer.mark_lazy([embedding.weight])
-    if dist:
-        # The Trainer copies rank 0's parameters to the workers lazily, in its first step,
-        # where the asynchronous pulls race with the pushes of the first gradients: a worker
-        # can pull the summed gradient as its weights. Copy them now and wait.
-        trainer._init_kvstore()
-        trainer._init_params()
-        mx.nd.waitall()
-    return trainer

@@ -1,6 +1,6 @@
 """Task layers on a pretrained BERT: the document's ``BERTClassifier``, and the other task
 layers of §16.6: regression, token tagging, span question answering. (No data imports: the
-book's ``predict_snli`` is in :mod:`gluon_bertft.predict`.)"""
+book's ``predict_snli`` is in :mod:`gluon_bertft.inference.predict`.)"""
 from mxnet.gluon import nn
 
 

@@ -11,8 +11,8 @@ import os
 import shutil
 import tempfile
 
-from .data.files import place, read_bytes
 from .errors import DivergedError, PretrainedError
+from .files import place, read_bytes
 
 PARAMS = 'model.params'
 OLD_PARAMS = 'classifier.params'  # written by versions before the one pipeline

@@ -1,9 +1,9 @@
-"""The picture of an explanation (:mod:`gluon_bertft.explain`): the words coloured by their
+"""The picture of an explanation (:mod:`gluon_bertft.inference.explain`): the words coloured by their
 attribution, one strip per target, above the attention map of the chosen layer and head."""
 import numpy as onp
 
+from ..common.storage import atomic_path
 from .explain import describe_prediction
-from .storage import atomic_path
 
 MAX_LABEL = 18  # characters of a word shown on an axis
 MAX_INCHES = 40  # figure side: a 384-token window still fits an image viewer

@@ -1,7 +1,7 @@
 """Attributions of a fine-tuned BERT's scores to its input tokens, and its attention weights.
 
 The network is run from the *embedding sum*, token + segment + position embedding (before any
-embedding LayerNorm), by the same blocks as :class:`~gluon_bertft.model.BERTEncoder` (hybridized
+embedding LayerNorm), by the same blocks as :class:`~gluon_bertft.models.bert.BERTEncoder` (hybridized
 or not), so that gradients with respect to that sum can be taken:
 
 * **integrated gradients** (Sundararajan, Taly and Yan 2017, "Axiomatic Attribution for Deep
@@ -18,15 +18,16 @@ together, in batches of at most ``max_tokens`` token positions: one explanation 
 forward/backward passes.
 
 Attention weights (:func:`attention_weights`) are recomputed imperatively from each block's
-input with the block's own parameters and :func:`~gluon_bertft.model.masked_softmax`, the
+input with the block's own parameters and :func:`~gluon_bertft.models.bert.masked_softmax`, the
 operators of ``MultiHeadAttention``; the compiled training graph is unchanged.
 """
 import numpy as onp
-from mxnet import autograd, np, npx
+from mxnet import autograd
 from mxnet import ndarray as F
+from mxnet import np, npx
 
-from .heads import BERTClassifier, BERTRegressor, BERTSpanQA, BERTTagger
-from .model import masked_softmax
+from ..models.bert import masked_softmax
+from ..models.heads import BERTClassifier, BERTRegressor, BERTSpanQA, BERTTagger
 
 METHODS = {'ig': 'integrated gradients', 'gradxinput': 'gradient x input'}
 MAX_TOKENS = 8192  # token positions per forward/backward batch (QA at 256 tokens: 32 rows)
@@ -66,7 +67,7 @@ def block_attention(mha, X, valid_lens):
 
 
 def head_scores(net, encoded, segments, valid_lens):
-    """Every score of a task layer of :mod:`~gluon_bertft.heads`, flattened per example:
+    """Every score of a task layer of :mod:`~gluon_bertft.models.heads`, flattened per example:
     ``(batch, K)``; :func:`score_index` says where a target is."""
     if isinstance(net, BERTSpanQA):
         start, end = net.output(encoded, segments, valid_lens)
@@ -75,7 +76,7 @@ def head_scores(net, encoded, segments, valid_lens):
         return net.output(encoded).reshape(encoded.shape[0], -1)  # (batch, seq * tags)
     if isinstance(net, (BERTClassifier, BERTRegressor)):
         return net.output(net.hidden(encoded[:, 0, :]))  # (batch, hidden) -> (batch, classes)
-    raise TypeError(f'{type(net).__name__}: not a task layer of gluon_bertft.heads; explanations '
+    raise TypeError(f'{type(net).__name__}: not a task layer of gluon_bertft.models.heads; explanations '
                     'support BERTClassifier, BERTRegressor, BERTTagger and BERTSpanQA')
 
 
@@ -113,7 +114,7 @@ def quadrature(method, steps):
 
 def attribute(net, tokens, segments, valid_lens, baseline, targets, method='ig', steps=32,
               max_tokens=MAX_TOKENS):
-    """Token attributions of ``targets`` of ``net`` (a task layer of :mod:`~gluon_bertft.heads`).
+    """Token attributions of ``targets`` of ``net`` (a task layer of :mod:`~gluon_bertft.models.heads`).
 
     Parameters
     ----------

@@ -1,0 +1,2 @@
+"""Helpers every layer may use: errors, atomic storage, file reading, metrics, option values
+and the OpenMP thread set-up. Nothing here imports another part of the package."""
