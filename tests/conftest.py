@@ -39,3 +39,9 @@ def tiny_bert(vocab_size, dropout=0.0, seed=0, cls=BERTModel, init=None, **overr
                cfg['num_blks'], dropout, cfg['max_len'])
     bert.initialize(init or mx.init.Normal(0.2))
     return bert
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: over a second (subprocesses, notebooks, real data, several runs); '
+                   'the quick tier is pytest -m "not slow" (README)')

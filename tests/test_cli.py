@@ -30,6 +30,7 @@ def trained(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_finetune_prints_the_books_lines_and_saves(trained):
     out, stdout = trained
     lines = stdout.splitlines()
@@ -45,6 +46,7 @@ def test_finetune_prints_the_books_lines_and_saves(trained):
                      r'[\d.]+$', stdout, re.M)
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict(trained, tmp_path):
     out, _ = trained
     data = tmp_path / 'snli_1.0_test.jsonl'
@@ -60,6 +62,7 @@ def test_evaluate_and_predict(trained, tmp_path):
     assert result.stdout.strip() in LABELS
 
 
+@pytest.mark.slow
 def test_offline_book_run_fails_fast_and_says_how_to_use_local_files(tmp_path):
     start = time.time()
     result = cli('finetune', env={'GLUON_BERTFT_DATA': str(tmp_path)})
@@ -70,6 +73,7 @@ def test_offline_book_run_fails_fast_and_says_how_to_use_local_files(tmp_path):
     assert str(tmp_path) in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, message', [
     (['--batch-size', '0'], "argument --batch-size: 0: must be a positive integer"),
     (['--train', 'missing.jsonl'], "missing.jsonl"),

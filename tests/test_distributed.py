@@ -124,6 +124,7 @@ def one_step_worker(out):
     distributed.finish()
 
 
+@pytest.mark.slow
 def test_one_step_on_two_workers_equals_one_step_on_the_union(tmp_path):
     port = free_port()
     code = f'import test_distributed as t; t.one_step_worker({str(tmp_path)!r})'
@@ -161,6 +162,7 @@ def hosts_run(tmp_path_factory):
     return tmp, out
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_the_same_parameters_and_rank0_alone_writes(hosts_run):
     tmp, stdout = hosts_run
     prints = fingerprints(tmp / 'logs')
@@ -184,6 +186,7 @@ def children(pid):
         return [int(p) for p in f.read().split()]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_run_and_resume_ends_as_an_unbroken_run(tmp_path, hosts_run):
     out, port = tmp_path / 'out', str(free_port())
     with processes() as start:
@@ -214,6 +217,7 @@ def test_a_killed_worker_stops_the_run_and_resume_ends_as_an_unbroken_run(tmp_pa
     assert fingerprints(tmp_path / 'logs2') == fingerprints(hosts_run[0] / 'logs')
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_join_gives_up_clearly(tmp_path):
     args = ['finetune', '--train', SAMPLE, '--pretrained', 'random', '--preset', 'bert.tiny',
             '--max-examples', '100', '--max-len', '64', '--batch-size', '32', '--epochs', '1',
@@ -236,6 +240,7 @@ def test_a_worker_that_cannot_join_gives_up_clearly(tmp_path):
     assert not (tmp_path / 'o').exists()
 
 
+@pytest.mark.slow
 def test_the_watchdog_ends_a_process_that_stops_beating():
     script = ('import time; from gluon_bertft.training.distributed import Watchdog\n'
               'watchdog = Watchdog(1.0, "no step for 1 s")\n'
@@ -251,6 +256,7 @@ def test_the_watchdog_ends_a_process_that_stops_beating():
     assert time.time() - started < 20
 
 
+@pytest.mark.slow
 def test_an_empty_shard_stops_the_run_clearly(tmp_path):
     # qa: one question is a valid training set (one SNLI pair or table row has one label only)
     files = task_files('qa', tmp_path)
@@ -267,6 +273,7 @@ def test_an_empty_shard_stops_the_run_clearly(tmp_path):
     assert not (tmp_path / 'o').exists()
 
 
+@pytest.mark.slow
 def test_launch_refuses_a_port_in_use_and_a_missing_command(tmp_path):
     with socket.socket() as busy, processes() as start:
         busy.bind(('127.0.0.1', 0))
@@ -281,6 +288,7 @@ def test_launch_refuses_a_port_in_use_and_a_missing_command(tmp_path):
         assert not (tmp_path / 'logs').exists()
 
 
+@pytest.mark.slow
 def test_launch_two_workers_finetune_classify(tmp_path):
     train = classify_tsv(tmp_path / 'train.tsv', 64)
     with processes() as start:
@@ -301,6 +309,7 @@ def test_launch_two_workers_finetune_classify(tmp_path):
     assert len(result['test_acc']) == 2 and 'f1[pos]' in result['test']
 
 
+@pytest.mark.slow
 def test_launch_two_workers_pretrain(tmp_path):
     corpus = wiki_file(tmp_path / 'wiki.tokens')
     out = tmp_path / 'bert.zip'

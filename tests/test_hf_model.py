@@ -284,6 +284,7 @@ def test_hub_id_in_the_cache_loads_offline(tmp_path):
         hub.resolve_hf('hf:not valid!', cache_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_huggingface_hub_is_not_imported_with_the_package():
     code = 'import sys, gluon_bertft, gluon_bertft.models.hf; print("huggingface_hub" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)

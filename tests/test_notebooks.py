@@ -287,6 +287,7 @@ def fast_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs(path, fast_env):
     name = os.path.basename(path)

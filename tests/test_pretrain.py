@@ -168,6 +168,7 @@ def test_held_out_text_with_a_given_vocabulary_and_its_loss(dataset):
     assert abs(mlm - onp.log(len(dataset.vocab))) < 1.0 and nsp > onp.log(2) - 0.05
 
 
+@pytest.mark.slow
 def test_pretrain_save_load_finetune_round_trip(tmp_path, corpus):
     out = str(tmp_path / 'bert_wiki.zip')
     bert, vocab, state = pretrain.pretrain_bert(corpus, out, num_steps=8, log_every=4, **RUN)
@@ -200,6 +201,7 @@ def straddle_name_counters():
         gluon.nn.Dense(1)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus):
     whole, _, whole_state = pretrain.pretrain_bert(corpus, str(tmp_path / 'a'), num_steps=6,
                                                    checkpoint_every=3, log_every=3, **RUN)

@@ -184,6 +184,7 @@ CASES = {
 SMALL = dict(num_hiddens=64, ffn_num_hiddens=128, num_heads=2, num_blks=2, max_len=128)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', sorted(CASES))
 def test_cli_finetune_evaluate_predict(task, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(pretrained.ALL_PRESETS, 'test-small', SMALL)

@@ -56,6 +56,7 @@ def test_a_bad_setting_is_named_and_ignored(capsys, monkeypatch, value):
     assert f"GLUON_BERTFT_THREADS={value!r} is not cores" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_bad_setting_does_not_break_the_cli():
     env = dict(os.environ, GLUON_BERTFT_THREADS='abc')
     env.pop('OMP_NUM_THREADS', None)
@@ -64,6 +65,7 @@ def test_a_bad_setting_does_not_break_the_cli():
     assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_importing_the_package_first_sets_mxnets_threads():
     env = {k: v for k, v in os.environ.items()
            if k not in ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', threads.ENV)}
@@ -96,6 +98,7 @@ print(threads.configured, threads.physical_cores(), sum(t > 0.3 * spent[0] for t
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('first, fixed', [
     ('', True),                                                   # gluon_bertft first
     ('import mxnet', True),                                       # mxnet first, nothing run yet
@@ -151,6 +154,7 @@ def test_spin_count_is_set_before_libgomp_loads_unless_the_user_chose(monkeypatc
     assert environ.get('GOMP_SPINCOUNT') == expected
 
 
+@pytest.mark.slow
 def test_a_fresh_interpreter_gets_the_spin_count_and_libgomp_is_detected(tmp_path):
     maps = tmp_path / 'maps'
     maps.write_text('7f00-7f01 r-xp 0 08:01 1 /lib/x86_64-linux-gnu/libgomp.so.1\n')

@@ -119,6 +119,7 @@ def test_validation_keeps_the_best_epoch(small, vocab):
         assert f'kept epoch {best} (best valid accuracy {max(history["valid"]):.3f})' in lines
 
 
+@pytest.mark.slow
 def test_finetuning_real_pairs_lowers_loss_and_beats_chance():
     """A 2-block BERT from random initialization on ~7,900 real SNLI pairs, 2 epochs."""
     rows = list(zip(*read_snli(shared_file('snli', 'snli_1.0_dev.jsonl'))))

@@ -1,166 +1,164 @@
-"""The fine-tuning loop (the book's ``train_ch13`` over a list of devices).
+"""The one training loop: epochs of steps, with callbacks for everything else.
 
-Differences from ``d2l.train_ch13``, none of which changes what is learned: loss and
-accuracy are summed on the devices and read once per log interval instead of after every
-batch; a validation split can be reported and its best epoch kept; the history is returned.
+:class:`Loop` is the book's ``train_ch13`` with its body split the way d2l and Hugging Face
+split it: a step (:class:`~gluon_bertft.training.step.TrainStep`, the book's
+``train_batch_ch13``) and callbacks (:mod:`.callbacks`, Hugging Face's ``TrainerCallback``).
+Fine-tuning (:func:`train`, :func:`gluon_bertft.finetune.finetune`) and pretraining
+(:func:`gluon_bertft.pretrain.pretrain`) run on it; they differ in the step's forward and
+in their callbacks.
+
+Differences from ``d2l.train_ch13``, none of which changes what is learned: loss and accuracy
+are summed on the devices and read once per log interval instead of after every batch; a
+validation split can be reported, its best epoch kept and training stopped early; a run
+resumes at any step; the history is returned.
 """
-import math
-import time
+import dataclasses
+from typing import Callable, Optional
 
-import mxnet as mx
-from mxnet import autograd, np
+from .callbacks import (Animator, EpochLog, KeepBest, ProgressBar, SupervisedMetrics,
+                        TestAccuracy, Validation)
+from .devices import default_devices, split_batch
+from .evaluate import num_correct
+from .step import TrainStep, supervised_forward
 
-from ..common.errors import DivergedError
-from .devices import batch_len, default_devices, split_batch
-from .evaluate import _ratio, evaluate_accuracy, num_correct, progress_bar
-from .optimizer import LazyEmbeddingAdam
-from .trainer import clip_global_norm
+HISTORY = ('train_loss', 'train_acc', 'test_acc', 'valid', 'examples_per_sec')
 
-ETA_NOTICE_SECONDS = 600  # a run expected to take longer says so after its first interval
+
+@dataclasses.dataclass
+class LoopState:
+    """Where the loop stands: ``epoch`` epochs and ``batch`` batches of the next one done."""
+    num_epochs: int
+    num_batches: int
+    history: dict
+    epoch: int = 0
+    batch: int = 0
+    max_steps: Optional[int] = None
+    log: Callable = print
+    stop: bool = False
+    since_log: int = 0
+    logs: dict = dataclasses.field(default_factory=dict)  # the last log point's values
+    line: str = ''  # the epoch's line, as the callbacks build it
+    totals: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def step(self):
+        """Optimizer steps done in all."""
+        return self.epoch * self.num_batches + self.batch
+
+
+class Loop:
+    """``step`` over ``batches`` for ``state.num_epochs`` epochs (or ``state.max_steps``
+    steps), calling ``callbacks`` (:mod:`.callbacks`) in order.
+
+    ``batches`` must have ``len`` and ``iter_from(epoch, first_batch)`` (the batches of an
+    epoch from a given one on, in the order an uninterrupted run draws them). A log point comes
+    every ``log_every`` steps and, with ``epoch_logs``, at the end of every epoch (where the
+    count restarts).
+    """
+
+    def __init__(self, step, batches, callbacks, log_every, epoch_logs=True):
+        self.step, self.batches, self.callbacks = step, batches, list(callbacks)
+        self.log_every, self.epoch_logs = log_every, epoch_logs
+
+    def emit(self, event, *args):
+        for callback in self.callbacks:
+            getattr(callback, event)(*args)
+
+    def run(self, state):
+        """Train from ``state`` (a resumed run: its epoch and batch) and return it."""
+        state.stop = state.stop or (state.max_steps is not None and state.step >= state.max_steps)
+        self.emit('on_train_begin', state)
+        while not state.stop and state.epoch < state.num_epochs:
+            self.emit('on_epoch_begin', state)
+            self.run_epoch(state)
+            if state.batch < state.num_batches:  # stopped inside the epoch
+                break
+            self.emit('on_epoch_end', state)
+            self.emit('on_evaluate', state)
+            state.epoch, state.batch = state.epoch + 1, 0
+            self.emit('on_save', state)  # the end of an epoch, as (epoch + 1, 0)
+        self.emit('on_train_end', state)
+        return state
+
+    def run_epoch(self, state):
+        if self.epoch_logs:
+            state.since_log = 0
+        for batch in self.batches.iter_from(state.epoch, state.batch):
+            out = self.step(batch)
+            state.batch, state.since_log = state.batch + 1, state.since_log + 1
+            self.emit('on_step_end', state, out)
+            last = state.max_steps is not None and state.step >= state.max_steps
+            if (state.since_log == self.log_every or last
+                    or (self.epoch_logs and state.batch == state.num_batches)):
+                self.emit('on_log', state)  # the only host synchronisation
+                state.since_log = 0
+            if state.batch < state.num_batches:
+                self.emit('on_save', state)
+            state.stop = state.stop or last
+            if state.stop:
+                return
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """The options of :func:`train` beyond the book's signature.
+
+    accuracy : ``(y_hat, y) -> (correct, count)`` device scalars of one shard (the epoch's
+        "acc"; default: argmax equals the label)
+    validate : ``net -> (name, value)``, the task's metric on a validation split (higher is
+        better), reported every epoch; with ``keep_best`` the best epoch's parameters are
+        restored at the end (``kept``: its value and parameters, kept across a resume)
+    animator : a ``d2l.Animator`` (notebooks); progress : the ``tqdm`` bar (None: for epochs
+        of 20 batches or more); log : where lines go
+    loss_scale, clip_grad : see :class:`~gluon_bertft.training.step.TrainStep`
+    callbacks : more :mod:`.callbacks`, run after the default ones
+    start, history : a resumed run's ``(epoch, batch)`` and the history of the epochs before
+    """
+    accuracy: Callable = num_correct
+    validate: Optional[Callable] = None
+    keep_best: bool = True
+    kept: Optional[dict] = None
+    animator: object = None
+    progress: Optional[bool] = None
+    log: Callable = print
+    loss_scale: float = 1.0
+    clip_grad: Optional[float] = None
+    callbacks: tuple = ()
+    start: tuple = (0, 0)
+    history: Optional[dict] = None
 
 
 def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
-          split_f=split_batch, validate=None, keep_best=True, animator=None, progress=None,
-          log=print, accuracy=num_correct, resume_at=(0, 0), history=None, step_done=None,
-          loss_scale=1.0, clip_grad=None, kept=None):
-    """Fine-tune ``net`` as the book's ``train_ch13`` does, returning the history.
+          split_f=split_batch, **options):
+    """Fine-tune ``net`` as the book's ``train_ch13`` does; returns the history.
 
-    Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the
-    final ``... examples/sec on [...]`` line. ``validate(net) -> (name, value)`` (higher is
-    better; the task's metric on a validation split) is reported every epoch and, with
-    ``keep_best``, the parameters of the best epoch are restored at the end. ``animator`` is
-    a ``d2l.Animator`` (notebooks); ``progress`` shows a ``tqdm`` bar with an ETA on stderr
-    (default: for epochs of 20 batches or more). A run whose first interval predicts more
-    than :data:`ETA_NOTICE_SECONDS` says how long it will take.
+    Each epoch prints the book's line (``loss ..., train acc ..., test acc ...``) and the end
+    ``... examples/sec on [...]``. The loop does not know the task: ``loss(y_hat, y)`` gives
+    per-example losses, ``split_f(features, labels, devices)`` shards a batch. ``test_iter=None``
+    skips the test pass (a distributed run's workers but rank 0). ``options``: the fields of
+    :class:`TrainOptions` (an unknown name is a ``TypeError``).
 
-    The loop does not know the task: ``loss(y_hat, y)`` gives per-example losses and
-    ``accuracy(y_hat, y)`` ``(correct, count)`` device scalars for one device's shard;
-    ``split_f(features, labels, devices)`` shards a batch (:func:`~gluon_bertft.training.devices.split_batch`).
-
-    ``test_iter=None`` skips evaluation (the workers other than rank 0 of a distributed run).
-    ``step_done(epoch, batch, history)`` is called after every optimizer step (``batch``
-    batches of ``epoch`` done) and after every epoch's evaluation as ``(epoch + 1, 0)``: the
-    points a checkpoint can be taken at. Resuming from one, ``resume_at=(epoch, batch)`` with
-    the ``history`` of the epochs before: the batches before it are drawn again, so that a
-    shuffling iterator repeats its order, but not trained. ``kept``: a dict that ``train``
-    keeps the best epoch in (``value``, ``params``: name -> array), for a checkpoint to save
-    and a resumed run to pass back, so that ``keep_best`` also weighs the epochs before it. ``loss_scale``: the backward pass runs on the losses times this and
-    the step divides it out (float16, :mod:`.precision`). ``clip_grad``: rescale the
-    gradients of each step so that their global L2 norm (of the mean over the batch) is at most
-    this (the trainer must be made with ``clip_grad``).
+    The history: per epoch ``train_loss``, ``train_acc``, ``test_acc``, ``valid``,
+    ``examples_per_sec``; ``valid_metric`` and ``best_epoch`` with a validation.
     """
+    o = TrainOptions(**options)
     devices = devices or default_devices()
     num_batches = len(train_iter)
-    log_every = max(1, min(50, num_batches // 5))
-    history = history or {k: [] for k in ('train_loss', 'train_acc', 'test_acc', 'valid',
-                                          'examples_per_sec')}
-    kept = {} if kept is None else kept
-    best, best_params, epoch_lines = kept.get('value'), kept.get('params'), []
-    train_time, train_examples, noticed = 0.0, 0, False
-    for _ in range(resume_at[0]):  # replay the shuffles of the finished epochs
-        for _ in train_iter:
-            pass
-    for epoch in range(resume_at[0], num_epochs):
-        loss_sum = [np.zeros((), ctx=d) for d in devices]
-        correct = [np.zeros((), ctx=d) for d in devices]
-        predicted = [np.zeros((), ctx=d) for d in devices]
-        count, start = 0, time.time()
-        bar = progress_bar(num_batches, f'epoch {epoch + 1}/{num_epochs}', progress)
-        for i, (features, labels) in enumerate(train_iter):
-            if epoch == resume_at[0] and i < resume_at[1]:
-                bar.update(1)
-                continue
-            X_shards, y_shards = split_f(features, labels, devices)
-            with autograd.record():
-                preds = [net(X) for X in X_shards]
-                ls = [loss(p, y) for p, y in zip(preds, y_shards)]
-                scaled = [l * loss_scale for l in ls] if loss_scale != 1 else ls
-            autograd.backward(scaled)
-            batch_size = batch_len(labels)
-            if isinstance(trainer.optimizer, LazyEmbeddingAdam) and trainer.optimizer.lazy_indices:
-                trainer.optimizer.use_rows(features[0])  # the token ids: the rows to update
-            if clip_grad:
-                trainer.allreduce_grads()
-                clip_global_norm(trainer, devices, clip_grad * batch_size * loss_scale)
-                trainer.update(batch_size * loss_scale, ignore_stale_grad=True)
-            else:
-                trainer.step(batch_size * loss_scale, ignore_stale_grad=True)
-            for k, (l, p, y) in enumerate(zip(ls, preds, y_shards)):
-                c, n = accuracy(p, y)
-                loss_sum[k] = loss_sum[k] + l.sum()
-                correct[k] = correct[k] + c
-                predicted[k] = predicted[k] + n
-            count += batch_size
-            if (i + 1) % log_every == 0 or i + 1 == num_batches:
-                # the only host synchronisation inside the epoch
-                running = sum(float(s) for s in loss_sum) / count
-                check_finite(running, epoch * num_batches + i + 1,
-                             f' (epoch {epoch + 1}, batch {i + 1})')
-                bar.set_postfix(loss=f'{running:.3f}', refresh=False)
-                bar.update((i + 1) - bar.n)
-                if not noticed:
-                    noticed = _eta_notice(time.time() - start, i + 1 - (resume_at[1] if epoch == resume_at[0] else 0),
-                                          num_batches * (num_epochs - epoch) - (i + 1), log)
-                if animator is not None:
-                    animator.add(epoch + (i + 1) / num_batches,
-                                 (running, _ratio(correct, predicted), None))
-            if step_done:
-                step_done(epoch, i + 1, history)
-        mx.nd.waitall()
-        bar.close()
-        elapsed = time.time() - start
-        train_time, train_examples = train_time + elapsed, train_examples + count
-        history['train_loss'].append(sum(float(s) for s in loss_sum) / count)
-        check_finite(history['train_loss'][-1], (epoch + 1) * num_batches, f' (epoch {epoch + 1})')
-        history['train_acc'].append(_ratio(correct, predicted))
-        history['examples_per_sec'].append(count / elapsed)
-        line = f'loss {history["train_loss"][-1]:.3f}, train acc {history["train_acc"][-1]:.3f}'
-        if test_iter is not None:
-            history['test_acc'].append(evaluate_accuracy(net, test_iter, devices, split_f, accuracy))
-            line += f', test acc {history["test_acc"][-1]:.3f}'
-        if validate is not None:
-            name, value = validate(net)
-            history['valid'].append(value)
-            history['valid_metric'] = name
-            line += f', valid {name} {value:.3f}'
-            if keep_best and value == value and (best is None or value > best):  # nan: undefined
-                best, history['best_epoch'] = value, epoch + 1
-                best_params = {n: p.data(devices[0]).copy()
-                               for n, p in net._collect_params_with_prefix().items()}
-                kept.update(value=best, params=best_params)
-        if animator is not None and test_iter is not None:
-            animator.add(epoch + 1, (None, None, history['test_acc'][-1]))
-        # d2l.Animator clears the cell's output at each point: print the lines after it is done
-        (epoch_lines.append if animator is not None else log)(f'epoch {epoch + 1}/{num_epochs}: {line}')
-        if step_done:
-            step_done(epoch + 1, 0, history)
-    for line in epoch_lines:
-        log(line)
-    log(f'{train_examples / max(train_time, 1e-9):.1f} examples/sec on {str(devices)}')
-    if best_params is not None and history['best_epoch'] != num_epochs:
-        for name, param in net._collect_params_with_prefix().items():
-            param.set_data(best_params[name])
-        log(f'kept epoch {history["best_epoch"]} (best valid {history["valid_metric"]} {best:.3f})')
-    return history
-
-
-def check_finite(loss, step, detail='', hint='Lower --lr, or use --clip-grad 1.0 / --warmup 0.1'):
-    """Raise ``DivergedError`` at a sync point of a loop (fine-tuning, pretraining) when the
-    running loss is not finite, naming the step (``detail``: e.g. its epoch and batch)."""
-    if not math.isfinite(loss):
-        raise DivergedError(f'the training loss became {loss} by step {step}{detail}: training '
-                            f'diverged; nothing more was saved. {hint}')
-
-
-def _eta_notice(seconds, batches_done, batches_left, log):
-    """Log how long the rest of the run will take when that is over ``ETA_NOTICE_SECONDS``."""
-    if batches_done <= 0:
-        return False
-    left = seconds / batches_done * batches_left
-    if left > ETA_NOTICE_SECONDS:
-        log(f'note: at this speed the run needs about {left / 3600:.1f} more hours '
-            f'({batches_left} batches); for a shorter job use --max-examples N or fewer '
-            f'--epochs (docs/speed.md)')
-    return True
-
-
+    history = o.history or {k: [] for k in HISTORY}
+    metrics = SupervisedMetrics(devices, o.accuracy)
+    callbacks = [metrics, ProgressBar(o.progress)]
+    if test_iter is not None:
+        callbacks.append(TestAccuracy(net, test_iter, devices, split_f, o.accuracy))
+    if o.validate is not None:
+        callbacks.append(Validation(net, o.validate))
+    if o.animator is not None:
+        callbacks.append(Animator(o.animator, metrics))
+    callbacks.append(EpochLog(devices, defer=o.animator is not None))
+    if o.validate is not None and o.keep_best:
+        callbacks.append(KeepBest(net, devices[0], o.kept))
+    step = TrainStep(trainer, supervised_forward(net, loss, devices, split_f), devices,
+                     o.loss_scale, o.clip_grad)
+    loop = Loop(step, train_iter, callbacks + list(o.callbacks),
+                log_every=max(1, min(50, num_batches // 5)))
+    state = LoopState(num_epochs, num_batches, history, *o.start, log=o.log)
+    return loop.run(state).history

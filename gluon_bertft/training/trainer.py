@@ -1,4 +1,7 @@
 """The book's Adam Trainer over the trainable parameters, with BERT's recipe and clipping."""
+import dataclasses
+from typing import Optional
+
 import mxnet as mx
 from mxnet import gluon
 
@@ -48,10 +51,21 @@ def clip_global_norm(trainer, devices, max_norm):
         trainer.optimizer.scale_grads(scales)
 
 
-def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy_embedding=False,
-                 multi_precision=False, weight_decay=0.0, schedule=None, clip_grad=None,
-                 fused=True):
+@dataclasses.dataclass
+class Recipe:
+    """How :func:`make_trainer` updates: the fields are its keyword options."""
+    lazy_embedding: bool = False
+    multi_precision: bool = False
+    weight_decay: float = 0.0
+    schedule: Optional[tuple] = None
+    clip_grad: Optional[float] = None
+    fused: bool = True
+
+
+def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', **recipe):
     """The book's Adam Trainer (lr 1e-4) over the parameters :func:`freeze` leaves trainable.
+
+    ``recipe``: the fields of :class:`Recipe` (an unknown name is a ``TypeError``).
 
     ``lazy_embedding``: update only the token-embedding rows each batch uses
     (:class:`~gluon_bertft.training.optimizer.LazyEmbeddingAdam`): faster, but not the book's Adam.
@@ -76,29 +90,30 @@ def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', lazy
     rounding); ``False``: one ``adam_update`` per parameter, decay and clipping as separate
     passes. The book's Adam (neither) is always ``adam_update``, MXNet's ``Adam`` bit for bit.
     """
+    r = Recipe(**recipe)
     if isinstance(kvstore, str) and kvstore.startswith('dist'):
         kvstore = mx.kv.create(kvstore)
     dist = isinstance(kvstore, mx.kv.KVStore) and 'dist' in kvstore.type
     params = freeze(net, num_trainable_blocks)
     scheduler = None
-    if schedule is not None:
-        warmup_steps, total_steps = schedule
+    if r.schedule is not None:
+        warmup_steps, total_steps = r.schedule
         scheduler = mx.lr_scheduler.PolyScheduler(
             max_update=max(1, total_steps), base_lr=lr, pwr=1, final_lr=0.0,
             warmup_steps=warmup_steps, warmup_begin_lr=0.0, warmup_mode='linear')
-    if weight_decay:
+    if r.weight_decay:
         for name, p in params.items():
             if name.endswith(('bias', 'gamma', 'beta')):  # biases and LayerNorm: no decay
                 p.wd_mult = 0.0
-    recipe = fused and bool(weight_decay or clip_grad)
-    optimizer = (FusedAdam if recipe else LazyEmbeddingAdam)(
-        learning_rate=lr, multi_precision=multi_precision,
-        rescale_grad=1 / kvstore.num_workers if dist else 1.0, wd=weight_decay,
-        decoupled_wd=bool(weight_decay), lr_scheduler=scheduler)
+    fused = r.fused and bool(r.weight_decay or r.clip_grad)
+    optimizer = (FusedAdam if fused else LazyEmbeddingAdam)(
+        learning_rate=lr, multi_precision=r.multi_precision,
+        rescale_grad=1 / kvstore.num_workers if dist else 1.0, wd=r.weight_decay,
+        decoupled_wd=bool(r.weight_decay), lr_scheduler=scheduler)
     trainer = gluon.Trainer(params, optimizer, kvstore=kvstore,
-                            update_on_kvstore=False if dist or clip_grad else None)
+                            update_on_kvstore=False if dist or r.clip_grad else None)
     embedding = getattr(getattr(net, 'encoder', None), 'token_embedding', None)
-    if lazy_embedding and not dist and embedding is not None:
+    if r.lazy_embedding and not dist and embedding is not None:
         optimizer.mark_lazy([embedding.weight])
     if dist:
         # The Trainer copies rank 0's parameters to the workers lazily, in its first step,
