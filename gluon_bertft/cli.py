@@ -59,7 +59,8 @@ def build_parser():
     ex.add_argument('--method', choices=('ig', 'gradxinput'), default='ig',
                     help='integrated gradients, or gradient x input (fast, no completeness)')
     ex.add_argument('--steps', type=positive, default=32, help='integration nodes (ig), at most 1024')
-    ex.add_argument('--label', help='classifiers: the class to explain (default: the prediction)')
+    ex.add_argument('--label', help='classifiers: the class to explain, its display name or '
+                                    'stored label (default: the prediction)')
     ex.add_argument('--word', type=int, help='tag: the word to explain, 0-based (default: the '
                                              'first word of every predicted entity)')
     ex.add_argument('--layer', type=int, help='attention map: layer, 0-based (default: the last)')

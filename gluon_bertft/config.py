@@ -133,13 +133,20 @@ class FinetuneConfig(RunConfig):
     encoding: str = opt('utf-8', 'text encoding of the data files, e.g. cp1252')
     tokenizer: Optional[str] = opt(None, "whitespace (the book's) or basic (also splits "
                                    "punctuation; qa)", choices=('whitespace', 'basic'))
+    class_weights: Optional[str] = opt(
+        None, 'balanced (class c weighs n / (classes x count_c) over the training examples; '
+        'tag: tagged words), or a JSON file of label -> weight; multiplies each example\'s '
+        '(token\'s) cross-entropy (classify, pair-classify, snli, tag)')
+    label_names: Optional[str] = opt(
+        None, 'display names of the stored labels, e.g. 0=negative,1=positive, or a JSON file '
+        'of stored label -> name; saved with the model (classify, pair-classify, snli, tag)')
     stride: int = opt(64, 'qa: passage window step, tokens', type=positive)
     max_query_len: int = opt(64, 'qa: question tokens kept', type=positive)
     max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
                  'epochs', 'lr', 'fused_adam')
-    ADDED = ('valid', 'patience', 'min_delta')
+    ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names')
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
@@ -185,10 +192,29 @@ class FinetuneConfig(RunConfig):
                 if getattr(self, name) is not None:
                     raise ConfigError(f'--{name.replace("_", "-")}: applies to the table tasks '
                                       f'(classify, pair-classify, regress), not --task {self.task}')
+        self.check_labels()
         if self.task != 'qa':
             for name, default in (('stride', 64), ('max_query_len', 64), ('max_answer_len', 30)):
                 if getattr(self, name) != default:
                     raise ConfigError(f'--{name.replace("_", "-")}: applies to --task qa only')
+
+    def check_labels(self):
+        """``--class-weights`` and ``--label-names``: tasks with classes only; ``balanced``, a
+        file or ``STORED=NAME`` pairs (their contents are checked against the training labels
+        by :mod:`gluon_bertft.tasks.labels`)."""
+        for name in ('class_weights', 'label_names'):
+            value = getattr(self, name)
+            if value is not None and self.task in ('regress', 'qa'):
+                raise ConfigError(f'--{name.replace("_", "-")}: applies to the tasks with classes '
+                                  f'(classify, pair-classify, snli, tag), not --task {self.task}')
+        weights = self.class_weights
+        if weights is not None and weights != 'balanced' and not os.path.isfile(weights):
+            raise ConfigError(f'--class-weights {weights}: no such file; give balanced or a JSON '
+                              'file of label -> weight')
+        names = self.label_names
+        if names is not None and not os.path.isfile(names) and '=' not in names:
+            raise ConfigError(f'--label-names {names}: no such file, and not STORED=NAME pairs '
+                              '(e.g. 0=negative,1=positive)')
 
 
 @dataclass

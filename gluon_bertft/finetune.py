@@ -18,7 +18,7 @@ from .config import FinetuneConfig
 from .data.batching import make_iter
 from .data.snli import find_split
 from .models import pretrained
-from .tasks import make_task
+from .tasks import labels, make_task
 from .tasks.base import is_wordpiece
 from .training import distributed, precision
 from .training.checkpoint import Checkpoint
@@ -88,7 +88,7 @@ class Run:
 
     def __init__(self, config, log, animator=None):
         self.config, self.log, self.animator = config, log, animator
-        self.kv, self.watchdog, self.rank = None, None, 0
+        self.kv, self.watchdog, self.rank, self.weights = None, None, 0, None
 
 
 def finetune(config, animator=None, log=print):
@@ -128,6 +128,7 @@ def prepare(run):
     run.task = task = task_of_config(config)
     run.files, run.train_rows, run.test_rows, run.valid_rows = read_splits(task, config)
     task.fit(run.train_rows)
+    run.weights = fit_labels(task, run.train_rows, config, log)
     run.bert, run.vocab, run.bert_cfg = pretrained.load_bert(
         config.pretrained, config.preset, run.devices, config.dropout, task.vocab_text(run.train_rows))
     check_bert(config, run.bert_cfg, run.vocab)
@@ -199,7 +200,8 @@ def fit(run):
     num_workers = run.kv.num_workers if run.watchdog else 1
     ckpt = Checkpoint(os.path.join(config.out, 'checkpoint') if config.out else None,
                       config.run_settings(num_workers=num_workers,
-                                          schedule_steps=run.total_steps if config.warmup else None))
+                                          schedule_steps=run.total_steps if config.warmup else None,
+                                          **recorded_weights(run)))
     start, history, kept = resume(run, ckpt)
     if run.watchdog:
         distributed.agree(run.kv, batches=len(run.train_iter), epoch=start[0], batch=start[1])
@@ -266,6 +268,8 @@ def report(run, history):
     """The result: the history, and on rank 0 the task's metrics on the test set and the
     trivial predictor's, logged."""
     result = dict(history)
+    if run.weights:
+        result['class_weights'] = dict(zip(run.task.display_labels, run.weights))
     if run.rank == 0:
         task = run.task
         result.update(test=task.score(outputs(run, run.test_set), run.test_rows, run.test_set),
@@ -286,6 +290,24 @@ def save_run(run, result):
     storage.write_json(os.path.join(config.out, 'result.json'), result)
     storage.plot_history(result, os.path.join(config.out, 'training_curve.png'))
     run.log(f'saved the model, result.json and training_curve.png in {config.out}')
+
+
+def fit_labels(task, train_rows, config, log=print):
+    """After ``task.fit``: the display names of ``--label-names`` into ``task.config`` and the
+    class weights of ``--class-weights`` (over all training rows, before any sharding) into
+    ``task.loss``, logged once; returns the weights per class id, or None."""
+    labels.apply_label_names(task, config.label_names)
+    weights = labels.class_weights(task, train_rows, config.class_weights)
+    if weights:
+        task.weigh(weights)
+        log(f'class weights: {labels.describe(task, weights)}')
+    return weights
+
+
+def recorded_weights(run):
+    """The checkpoint's record of the class weights (stored label -> weight, so that a resumed
+    run must use the same ones even if the weight file changed); nothing without them."""
+    return dict(class_weights=dict(zip(run.task.config['labels'], run.weights))) if run.weights else {}
 
 
 def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model='bert.small',

@@ -21,9 +21,9 @@ The source's stated limitation of fine-tuned BERT is that it is a black box. An 
     ``layer``, ``head`` (a number or ``'mean'``) and ``weights`` (tokens x tokens: row = query).
 
 Targets per task: classifiers (``snli``, ``classify``, ``pair-classify``) the logit of the
-predicted class (or of ``label``); ``regress`` the score; ``tag`` the logit of a word's predicted
-tag at its first piece, for ``word`` or else the first word of every predicted entity (word 0
-if there is none); ``qa`` the start and the end scores of the predicted answer, in the window
+predicted class (or of ``label``, a display name or a stored label); ``regress`` the score;
+``tag`` the logit of a word's predicted tag at its first piece, for ``word`` or else the first
+word of every predicted entity (word 0 if there is none); ``qa`` the start and the end scores of the predicted answer, in the window
 that holds it.
 """
 import collections
@@ -89,13 +89,14 @@ def find_targets(task, rows, dataset, outputs, label=None, word=None):
         return _tag_targets(task, rows, dataset, outputs, word)
     if task.name == 'regress':
         return [(i, [Target(0, 0, 'score')]) for i in range(len(rows))]
-    names = list(task.config['labels'])
-    if label is not None and label not in names:
+    names = task.display_labels
+    chosen = None if label is None else task.find_label(label, f'--label {label!r}')
+    if label is not None and chosen is None:
         raise ConfigError(f'--label {label!r}: not a label of the model '
                           f'({cut(", ".join(map(repr, names)))})')
     out = []
     for i, scores in enumerate(outputs):
-        c = names.index(label) if label is not None else int(onp.argmax(scores))
+        c = chosen if label is not None else int(onp.argmax(scores))
         out.append((i, [Target(0, c, names[c])]))
     return out
 
@@ -119,7 +120,7 @@ def _tag_targets(task, sentences, dataset, outputs, word):
             chosen = sorted(first for _, first, _ in metrics.entity_spans(tags[i])
                             if first < len(starts)) or [0]
         out.append((i, [Target(int(starts[j]), ids[tags[i][j]],
-                               f'word {j} {s.words[j]!r}: {tags[i][j]}') for j in chosen]))
+                               f'word {j} {s.words[j]!r}: {task.shown(tags[i][j])}') for j in chosen]))
     return out
 
 
@@ -160,7 +161,7 @@ def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word
 
     ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.inference.predict.load_model` (or ``finetune``'s);
     ``method``: ``'ig'`` or ``'gradxinput'``; ``steps``: integration nodes (ig); ``label``: the
-    class to explain (classifiers; default the prediction); ``word``: the word to explain
+    class to explain, by display or stored name (classifiers; default the prediction); ``word``: the word to explain
     (tag, 0-based); ``layer`` (0-based, default the last), ``head`` (``'mean'`` or 0-based):
     the attention map kept. Raises ``ConfigError`` or ``DataError`` naming the bad option or
     input.

@@ -17,6 +17,7 @@ from ..data import tsv
 from ..data.snli import LABELS
 from ..data.tokenize import TOKENIZERS
 from .classify import ClassifyTask, PairClassifyTask, RegressTask
+from .labels import check_label_names
 from .qa import QATask
 from .snli import SNLITask
 from .tag import TagTask
@@ -76,6 +77,13 @@ def _check_saved(config, where):
     if config['task'] in ('snli', 'classify', 'pair-classify', 'tag'):
         size = 3 if config['task'] == 'snli' else None
         check('labels', lambda v: names(v, size), f'a list of {size or "two or more"} distinct names')
+        shown = config.get('label_names')
+        if shown is not None:  # written with --label-names
+            check('label_names', lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                  'an object of stored label -> display name (strings)')
+            check_label_names(shown, config['labels'], f'{where}: "label_names"', PretrainedError)
+    elif 'label_names' in config:
+        raise PretrainedError(f'{where}: "label_names" applies to labelled classes, not to --task {config["task"]}')
     if config['task'] == 'qa':
         for key in ('stride', 'max_query_len', 'max_answer_len'):
             check(key, count, 'a positive integer')

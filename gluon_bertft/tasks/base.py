@@ -34,12 +34,18 @@ calls, in order:
     One JSON-able prediction per row (label and probabilities, score, tags, answer).
 ``show(outputs, rows, dataset) -> str``
     The prediction for the first row, for the terminal.
+
+The tasks with classes (``snli``, ``classify``, ``pair-classify``, ``tag``) also give
+``label_counts(rows)`` (training examples, or tagged words, per class id) and ``weigh(weights)``
+(make ``loss`` weight each class: ``--class-weights``), and show their labels by
+``display_labels`` (``--label-names``; :mod:`.labels`).
 """
 import numpy as onp
 
 from ..common import metrics
-from ..common.errors import DataError
+from ..common.errors import ConfigError, DataError
 from ..data.wordpiece import WordPiece
+from .labels import WeightedCrossEntropy
 
 
 def is_wordpiece(vocab):
@@ -72,26 +78,55 @@ class Task:
             raise DataError(f'{path}: no examples')
         return rows
 
+    @property
+    def display_labels(self):
+        """The label names as shown, by class id: ``config['label_names']`` (stored label ->
+        display name, ``--label-names``) applied to ``config['labels']``."""
+        names = self.config.get('label_names') or {}
+        return [names.get(label, label) for label in self.config['labels']]
+
+    def find_label(self, name, option):
+        """The class id of ``name``, a display name or a stored label (None if neither);
+        ``ConfigError`` naming ``option`` when it is the display name of one class and the
+        stored label of another."""
+        shown, stored = self.display_labels, self.config['labels']
+        ids = {shown.index(name) if name in shown else None, stored.index(name) if name in stored else None}
+        ids.discard(None)
+        if len(ids) > 1:
+            raise ConfigError(f'{option}: {name!r} is the display name of {stored[shown.index(name)]!r} '
+                              f'and the stored label of another class: ambiguous')
+        return ids.pop() if ids else None
+
 
 class ClassifierMixin:
     """Scoring, baseline and records shared by the classifiers over ``<cls>``."""
 
     metric = 'accuracy'
 
+    def label_counts(self, rows):
+        """Training examples per class id."""
+        ids = onp.asarray(self.targets(rows)).astype(onp.int64)
+        return onp.bincount(ids, minlength=len(self.config['labels']))
+
+    def weigh(self, weights):
+        """Weight each example's cross-entropy by its class's ``weights[id]`` (on this task
+        object only; the class's unweighted ``loss`` stays as it is)."""
+        self.loss = WeightedCrossEntropy(weights)
+
     def score(self, outputs, rows, dataset):
-        """accuracy, macro-F1 and per-class F1."""
+        """accuracy, macro-F1 and per-class F1 (keys by display name)."""
         return metrics.classification_report(dataset.labels, onp.argmax(outputs, axis=1),
-                                             self.config['labels'])
+                                             self.display_labels)
 
     def baseline(self, train_rows, rows, dataset):
         """The majority class of the training rows, predicted for every row."""
         ids = self.targets(train_rows)
         majority = onp.bincount(onp.asarray(ids).astype(onp.int64)).argmax()
         return metrics.classification_report(dataset.labels, onp.full(len(rows), majority),
-                                             self.config['labels'])
+                                             self.display_labels)
 
     def records(self, outputs, rows, dataset):
-        names = self.config['labels']
+        names = self.display_labels
         probs = softmax(onp.asarray(outputs, dtype=onp.float64))
         return [dict(label=names[int(p.argmax())],
                      probabilities={n: round(float(x), 6) for n, x in zip(names, p)})

@@ -10,13 +10,28 @@ from ..data.tokenize import get_tokenizer
 from ..data.wordpiece import WordPieceTaggingDataset
 from ..models.heads import BERTTagger
 from .base import Task, is_wordpiece, softmax
+from .labels import ClassWeights
 
 
-def token_loss(y_hat, y):
-    """Per-sentence sum of the cross-entropies of the labelled tokens (label >= 0)."""
+def token_loss(y_hat, y, token_weights=None):
+    """Per-sentence sum of the cross-entropies of the labelled tokens (label >= 0), each
+    times its ``token_weights`` entry if given (``(batch, seq)``: its tag's class weight)."""
     # (batch, seq, tags), (batch, seq) -> (batch, seq) -> (batch,)
     nll = -npx.pick(npx.log_softmax(y_hat, axis=-1), np.maximum(y, 0), axis=-1)
-    return (nll * (y >= 0).astype('float32')).sum(axis=1)
+    mask = (y >= 0).astype('float32')
+    if token_weights is not None:
+        mask = mask * token_weights
+    return (nll * mask).sum(axis=1)
+
+
+class WeightedTokenLoss:
+    """:func:`token_loss` with each labelled token's cross-entropy times its tag's weight."""
+
+    def __init__(self, weights):
+        self.weights = ClassWeights(weights)
+
+    def __call__(self, y_hat, y):
+        return token_loss(y_hat, y, self.weights.of(y))
 
 
 def token_correct(y_hat, y):
@@ -46,6 +61,19 @@ class TagTask(Task):
             raise DataError(f'{sentences[0].path}: every word of the training data is tagged O; '
                             'there is no entity to learn')
 
+    def label_counts(self, sentences):
+        """Tagged words per tag id (a word cut off by ``max_len`` counts too)."""
+        ids = {t: k for k, t in enumerate(self.config['labels'])}
+        counts = onp.zeros(len(ids), dtype=onp.int64)
+        for s in sentences:
+            for t in s.tags:
+                counts[ids[t]] += 1
+        return counts
+
+    def weigh(self, weights):
+        """Weight each labelled token's cross-entropy by its tag's ``weights[id]``."""
+        self.loss = WeightedTokenLoss(weights)
+
     def vocab_text(self, sentences):
         tokenize = get_tokenizer(self.config['tokenizer'])
         return [' '.join(p for w in s.words for p in tokenize(w)) for s in sentences]
@@ -60,10 +88,19 @@ class TagTask(Task):
         return BERTTagger(bert, len(self.config['labels']))
 
     def tags(self, outputs, sentences, dataset):
-        """Predicted tags of every word; words cut off by ``max_len`` get ``O``."""
+        """Predicted (stored) tags of every word; words cut off by ``max_len`` get ``O``."""
         names = self.config['labels']
         return [[names[k] for k in onp.argmax(out[starts], axis=-1)] + ['O'] * (len(s.words) - len(starts))
                 for out, starts, s in zip(outputs, dataset.word_starts, sentences)]
+
+    def shown(self, tag):
+        """The display name of a stored tag (``--label-names``)."""
+        return (self.config.get('label_names') or {}).get(tag, tag)
+
+    def entity_kind(self, kind):
+        """An entity type as shown: the display name of its ``B-`` tag, ``B-`` dropped."""
+        name = self.shown(f'B-{kind}')
+        return name[2:] if name.startswith('B-') else name
 
     def score(self, outputs, sentences, dataset):
         """Entity precision, recall, F1 (conlleval)."""
@@ -83,11 +120,12 @@ class TagTask(Task):
         for s, tags, o, starts in zip(sentences, self.tags(outputs, sentences, dataset), outputs,
                                       dataset.word_starts):
             confidence = softmax(onp.asarray(o[starts], dtype=onp.float64)).max(axis=-1)
-            out.append(dict(words=s.words, tags=tags,
+            out.append(dict(words=s.words, tags=[self.shown(t) for t in tags],
                             confidence=[round(float(c), 6) for c in confidence]))
         return out
 
     def show(self, outputs, sentences, dataset):
         words, tags = sentences[0].words, self.tags(outputs, sentences, dataset)[0]
         entities = sorted(metrics.entity_spans(tags), key=lambda e: e[1])
-        return '; '.join(f'{kind}: {" ".join(words[i:j + 1])}' for kind, i, j in entities) or '(no entity)'
+        return '; '.join(f'{self.entity_kind(kind)}: {" ".join(words[i:j + 1])}'
+                         for kind, i, j in entities) or '(no entity)'
