@@ -145,7 +145,8 @@ def test_explain_takes_either_name_and_shows_the_display_one(named):
         found = explain(net, vocab, task, steps=4, label=label, text='a lovely film')
         assert found['targets'][0]['target'] == 'positive'
         assert found['prediction']['label'] in ('negative', 'positive')
-    with pytest.raises(ConfigError, match=r"--label 'neutral': not a label of the model \('negative', 'positive'\)"):
+    with pytest.raises(ConfigError,
+                       match=r"--label 'neutral': not a label of the model \('negative', 'positive'\)"):
         explain(net, vocab, task, steps=4, label='neutral', text='a lovely film')
 
 

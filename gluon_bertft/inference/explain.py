@@ -23,8 +23,8 @@ The source's stated limitation of fine-tuned BERT is that it is a black box. An 
 Targets per task: classifiers (``snli``, ``classify``, ``pair-classify``) the logit of the
 predicted class (or of ``label``, a display name or a stored label); ``regress`` the score;
 ``tag`` the logit of a word's predicted tag at its first piece, for ``word`` or else the first
-word of every predicted entity (word 0 if there is none); ``qa`` the start and the end scores of the predicted answer, in the window
-that holds it.
+word of every predicted entity (word 0 if there is none); ``qa`` the start and the end scores
+of the predicted answer, in the window that holds it.
 """
 import collections
 
@@ -161,10 +161,10 @@ def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word
 
     ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.inference.predict.load_model` (or ``finetune``'s);
     ``method``: ``'ig'`` or ``'gradxinput'``; ``steps``: integration nodes (ig); ``label``: the
-    class to explain, by display or stored name (classifiers; default the prediction); ``word``: the word to explain
-    (tag, 0-based); ``layer`` (0-based, default the last), ``head`` (``'mean'`` or 0-based):
-    the attention map kept. Raises ``ConfigError`` or ``DataError`` naming the bad option or
-    input.
+    class to explain, by display or stored name (classifiers; default the prediction);
+    ``word``: the word to explain (tag, 0-based); ``layer`` (0-based, default the last),
+    ``head`` (``'mean'`` or 0-based): the attention map kept. Raises ``ConfigError`` or
+    ``DataError`` naming the bad option or input.
     """
     if method not in METHODS:
         raise ConfigError(f'--method {method}: choose from {", ".join(METHODS)}')

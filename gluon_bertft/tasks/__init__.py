@@ -79,11 +79,12 @@ def _check_saved(config, where):
         check('labels', lambda v: names(v, size), f'a list of {size or "two or more"} distinct names')
         shown = config.get('label_names')
         if shown is not None:  # written with --label-names
-            check('label_names', lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-                  'an object of stored label -> display name (strings)')
+            strings = lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+            check('label_names', strings, 'an object of stored label -> display name (strings)')
             check_label_names(shown, config['labels'], f'{where}: "label_names"', PretrainedError)
     elif 'label_names' in config:
-        raise PretrainedError(f'{where}: "label_names" applies to labelled classes, not to --task {config["task"]}')
+        raise PretrainedError(f'{where}: "label_names" applies to the tasks with classes, not to '
+                              f'--task {config["task"]}')
     if config['task'] == 'qa':
         for key in ('stride', 'max_query_len', 'max_answer_len'):
             check(key, count, 'a positive integer')
