@@ -147,7 +147,7 @@ class FinetuneConfig(RunConfig):
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
                  'epochs', 'lr', 'fused_adam')
-    ADDED = ('valid', 'patience', 'min_delta')
+    ADDED = ('valid', 'patience', 'min_delta', 'tag_column', 'tag_scheme')
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""

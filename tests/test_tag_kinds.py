@@ -216,6 +216,13 @@ def test_cli_refuses_tag_options_that_do_not_apply(tmp_path, capsys, task, args,
     assert not (tmp_path / 'o').exists()
 
 
+def test_checkpoints_record_the_tag_options_only_when_given():
+    """A checkpoint written before the options existed (tag: iob, last column) still resumes."""
+    assert not {'tag_column', 'tag_scheme'} & set(FinetuneConfig(task='tag', train='x').run_settings())
+    given = FinetuneConfig(task='tag', train='x', tag_column=1, tag_scheme='plain').run_settings()
+    assert given['tag_column'] == 1 and given['tag_scheme'] == 'plain'
+
+
 def test_python_api_refuses_a_bad_scheme():
     with pytest.raises(ConfigError, match='--tag-scheme bio: choose from auto, iob, plain'):
         FinetuneConfig(task='tag', train='x', tag_scheme='bio').check()
