@@ -8,7 +8,7 @@ set -e
 OUT=${1:-runs/pos_chunk}
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/conll2003}
-BUDGET=${BUDGET:---max-examples 2000 --max-test-examples 1000 --epochs 1}
+BUDGET=${BUDGET:---max-examples 4000 --max-test-examples 1000 --epochs 1}
 mkdir -p "$OUT"
 for task in pos:1 chunk:2; do
   for init in minilm random; do
