@@ -71,9 +71,8 @@ def read_conll(path, encoding='utf-8', tagged=True, column=None, scheme='iob'):
 
     def flush():
         if words:
-            iob = tagged and scheme == 'iob'
-            sentences.append(Sentence(list(words), (to_iob2(tags) if iob else list(tags))
-                                      if tagged else None, path, first))
+            kept = None if not tagged else to_iob2(tags) if scheme == 'iob' else list(tags)
+            sentences.append(Sentence(list(words), kept, path, first))
         words.clear()
         tags.clear()
 
