@@ -62,7 +62,8 @@ def build_parser():
     ex.add_argument('--label', help='classifiers: the class to explain, its display name or '
                                     'stored label (default: the prediction)')
     ex.add_argument('--word', type=int, help='tag: the word to explain, 0-based (default: the '
-                                             'first word of every predicted entity)')
+                                             'first word of every predicted entity or chunk; '
+                                             'plain tags such as POS: every word)')
     ex.add_argument('--layer', type=int, help='attention map: layer, 0-based (default: the last)')
     ex.add_argument('--head', type=head_choice, default='mean',
                     help="attention map: head, 0-based, or 'mean'")

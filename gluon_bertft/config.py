@@ -16,6 +16,9 @@ from .tasks import TASKS
 from .training.precision import DTYPES
 
 TASK_NAMES = tuple(TASKS)
+TAG_SCHEMES = ('auto', 'iob', 'plain')
+
+
 def opt(default, help, **kwargs):
     """A config field with its CLI help (``kwargs``: argparse's ``type``, ``choices``, ...)."""
     return field(default=default, metadata=dict(help=help, **kwargs))
@@ -140,13 +143,19 @@ class FinetuneConfig(RunConfig):
     label_names: Optional[str] = opt(
         None, 'display names of the stored labels, e.g. 0=negative,1=positive, or a JSON file '
         'of stored label -> name; saved with the model (classify, pair-classify, snli, tag)')
+    tag_column: Optional[int] = opt(None, 'tag: the column of the tags, counted from 0 (CoNLL-2003: '
+                                    '1 POS, 2 chunk, 3 NER; default: the last)', type=int)
+    tag_scheme: str = opt('auto', 'tag: iob (spans: O, B-X, I-X; span F1), plain (a class per '
+                          'token, e.g. POS; token accuracy), or auto (iob if every training tag '
+                          'is O, B-X or I-X)', choices=TAG_SCHEMES)
     stride: int = opt(64, 'qa: passage window step, tokens', type=positive)
     max_query_len: int = opt(64, 'qa: question tokens kept', type=positive)
     max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
                  'epochs', 'lr', 'fused_adam')
-    ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names')
+    ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names', 'tag_column',
+             'tag_scheme')
 
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
@@ -193,6 +202,7 @@ class FinetuneConfig(RunConfig):
                     raise ConfigError(f'--{name.replace("_", "-")}: applies to the table tasks '
                                       f'(classify, pair-classify, regress), not --task {self.task}')
         self.check_labels()
+        self.check_tag_options()
         if self.task != 'qa':
             for name, default in (('stride', 64), ('max_query_len', 64), ('max_answer_len', 30)):
                 if getattr(self, name) != default:
@@ -215,6 +225,21 @@ class FinetuneConfig(RunConfig):
         if names is not None and not os.path.isfile(names) and '=' not in names:
             raise ConfigError(f'--label-names {names}: no such file, and not STORED=NAME pairs '
                               '(e.g. 0=negative,1=positive)')
+
+
+    def check_tag_options(self):
+        """``--tag-column`` and ``--tag-scheme``: --task tag only, column >= 1, a known scheme."""
+        if self.task != 'tag':
+            for name, default in (('tag_column', None), ('tag_scheme', 'auto')):
+                if getattr(self, name) != default:
+                    raise ConfigError(f'--{name.replace("_", "-")}: applies to --task tag only')
+        if self.tag_scheme not in TAG_SCHEMES:
+            raise ConfigError(f'--tag-scheme {self.tag_scheme}: choose from {", ".join(TAG_SCHEMES)}')
+        if self.tag_column is not None and (isinstance(self.tag_column, bool)
+                                            or not isinstance(self.tag_column, int)
+                                            or self.tag_column < 1):
+            raise ConfigError(f'--tag-column {self.tag_column}: give a column number >= 1 '
+                              '(column 0 holds the word)')
 
 
 @dataclass

@@ -57,7 +57,8 @@ def task_of_config(config):
     """The task object a :class:`FinetuneConfig` describes."""
     return make_task(config.task, config.max_len, config.format, config.text_columns,
                      config.label_column, config.header, config.encoding, config.tokenizer,
-                     config.stride, config.max_query_len, config.max_answer_len)
+                     config.stride, config.max_query_len, config.max_answer_len,
+                     config.tag_column, config.tag_scheme)
 
 
 def read_splits(task, config):

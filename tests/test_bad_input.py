@@ -209,7 +209,8 @@ def test_a_one_megabyte_field_is_read(tmp_path):
 
 
 @pytest.mark.parametrize('task, name, text, args, match', [
-    ('tag', 'x.conll', f'Paris NN I-NP {BIG}\n', (), r"x\.conll:1: tag 'xxx.*\(1000002 chars\) is not O"),
+    ('tag', 'x.conll', f'Paris NN I-NP {BIG}\n', ('--tag-scheme', 'iob'),
+     r"x\.conll:1: tag 'xxx.*\(1000002 chars\) is not O"),
     ('tag', 'x.conll', f'{BIG}\n', (), r"x\.conll:1: one column \('xxx"),
     ('classify', 'x.jsonl', json.dumps([BIG]) + '\n', (), r'x\.jsonl:1: expected a JSON object, got \["xxx'),
     ('classify', 'x.jsonl', '{"sentence": "a", "label": "b"}\n', ('--text-columns', BIG), r"no field 'xxx"),

@@ -1,4 +1,5 @@
-"""The field's metrics: accuracy and F1 for classification, CoNLL entity F1 for tagging,
+"""The field's metrics: accuracy and F1 for classification, CoNLL entity F1 for span tagging
+(NER, chunks), token accuracy and per-tag F1 for plain tagging (POS),
 SQuAD v1.1 exact match and F1 for QA, Pearson and Spearman for regression.
 
 Entity F1 is computed here, not with a library: chunks are read as the CoNLL-2003
@@ -58,6 +59,22 @@ def entity_f1(gold_sequences, pred_sequences):
         tp, n_gold, n_pred = tp + len(g & p), n_gold + len(g), n_pred + len(p)
     precision, recall, f1 = _f1(tp, n_pred, n_gold)
     return {'precision': precision, 'recall': recall, 'f1': f1}
+
+
+def tag_report(gold_sequences, pred_sequences):
+    """Plain tags (one class per token, e.g. POS): token ``accuracy`` over all words,
+    ``macro_f1`` and ``f1[TAG]`` of every tag in the gold or the predicted tags.
+
+    ``gold_sequences[i]`` and ``pred_sequences[i]`` are the tag strings of sentence ``i``, of
+    equal lengths; a gold tag no prediction uses (unknown to the model) counts as wrong.
+    """
+    gold = [t for seq in gold_sequences for t in seq]
+    pred = [t for seq in pred_sequences for t in seq]
+    if len(gold) != len(pred) or not gold:
+        raise ValueError(f'tag_report: {len(gold)} gold and {len(pred)} predicted tags')
+    names = sorted(set(gold) | set(pred))
+    ids = {t: i for i, t in enumerate(names)}
+    return classification_report([ids[t] for t in gold], [ids[t] for t in pred], names)
 
 
 def normalize_answer(s):

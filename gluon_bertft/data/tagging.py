@@ -3,7 +3,9 @@
 Each word is tokenized on its own; its first piece carries the word's tag and every other
 piece, ``<cls>``, ``<sep>`` and ``<pad>`` carry -1, which the loss and the metric ignore.
 Words past ``max_len - 2`` pieces are cut off (and predicted ``O``); the first sentence cut
-is named with its file and line.
+is named with its file and line. A tag the model does not know is an error naming its line,
+or, given ``unknown`` (plain tags, test data), that id: one past the last tag, which no
+prediction equals, so the word counts as wrong.
 """
 import numpy as onp
 
@@ -13,11 +15,14 @@ from .tokenize import get_tokenizer
 IGNORE = -1
 
 
-def tag_id(sent, j, tag_ids):
-    """The id of word ``j``'s tag (IGNORE for an untagged sentence); an unknown tag names its line."""
+def tag_id(sent, j, tag_ids, unknown=None):
+    """The id of word ``j``'s tag (IGNORE for an untagged sentence); a tag not in ``tag_ids``
+    gets ``unknown``, or without it raises ``DataError`` naming its line."""
     if sent.tags is None:
         return IGNORE
     tag = sent.tags[j]
+    if tag not in tag_ids and unknown is not None:
+        return unknown
     if tag not in tag_ids:
         raise DataError(f'{sent.path}:{sent.line + j}: tag {shorten(tag)} is not one the model '
                         f'knows ({cut(", ".join(tag_ids))})')
@@ -35,13 +40,17 @@ def warn_cut(cut, max_len, log):
 
 class TaggingDataset:
     """``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` (``(n, max_len)``, -1 for
-    ignored positions) and ``word_starts[i]``: the position of each kept word's first piece."""
+    ignored positions) and ``word_starts[i]``: the position of each kept word's first piece.
+    ``unknown_ok``: a tag outside ``tag_names`` gets the id ``len(tag_names)`` (counted wrong)
+    instead of raising ``DataError``."""
 
-    def __init__(self, sentences, vocab, tag_names, max_len, tokenizer='whitespace', log=print):
+    def __init__(self, sentences, vocab, tag_names, max_len, tokenizer='whitespace', log=print,
+                 unknown_ok=False):
         if max_len < 3:
             raise ValueError(f'max_len={max_len}: needs <cls>, one word and <sep>')
         tokenize = get_tokenizer(tokenizer)
         tag_ids = {t: i for i, t in enumerate(tag_names)}
+        unknown = len(tag_names) if unknown_ok else None
         idx, unk = vocab.token_to_idx, vocab.token_to_idx['<unk>']
         n = len(sentences)
         self.all_token_ids = onp.full((n, max_len), idx['<pad>'], dtype=onp.int32)
@@ -57,7 +66,7 @@ class TaggingDataset:
                     cut.append((sent, j))
                     break
                 starts.append(len(ids))
-                labels += [tag_id(sent, j, tag_ids)] + [IGNORE] * (len(pieces) - 1)
+                labels += [tag_id(sent, j, tag_ids, unknown)] + [IGNORE] * (len(pieces) - 1)
                 ids += [idx.get(p, unk) for p in pieces]
             ids.append(idx['<sep>'])
             labels.append(IGNORE)

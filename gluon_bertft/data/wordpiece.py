@@ -304,11 +304,13 @@ class WordPieceTaggingDataset:
 
     ``sentences`` are ``conll.Sentence`` s (``words``, ``tags`` or None, ``path``, ``line``).
     The first sentence cut is named by file and line through ``log``; an unknown tag of a kept
-    word raises :class:`DataError`.
+    word raises :class:`DataError`, or with ``unknown_ok`` gets the id ``len(tag_names)``
+    (plain tags: counted wrong).
     """
 
-    def __init__(self, sentences, wp, tag_names, max_len, log=print):
+    def __init__(self, sentences, wp, tag_names, max_len, log=print, unknown_ok=False):
         tag_ids = {t: i for i, t in enumerate(tag_names)}
+        unknown = len(tag_names) if unknown_ok else None
         (self.all_token_ids, self.all_segments, self.valid_lens, self.word_starts,
          num_kept) = encode_words(wp, [s.words for s in sentences], max_len)
         self.labels = onp.full(self.all_token_ids.shape, IGNORE, dtype=onp.float32)
@@ -317,7 +319,7 @@ class WordPieceTaggingDataset:
             if num_kept[i] < len(sent.words):
                 cut.append((sent, int(num_kept[i])))
             for j, position in enumerate(starts):
-                self.labels[i, position] = tag_id(sent, j, tag_ids)
+                self.labels[i, position] = tag_id(sent, j, tag_ids, unknown)
         warn_cut(cut, max_len, log)
 
     def __len__(self):

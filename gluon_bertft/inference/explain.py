@@ -22,9 +22,11 @@ The source's stated limitation of fine-tuned BERT is that it is a black box. An 
 
 Targets per task: classifiers (``snli``, ``classify``, ``pair-classify``) the logit of the
 predicted class (or of ``label``, a display name or a stored label); ``regress`` the score;
-``tag`` the logit of a word's predicted tag at its first piece, for ``word`` or else the first
-word of every predicted entity (word 0 if there is none); ``qa`` the start and the end scores
-of the predicted answer, in the window that holds it.
+``tag`` the logit of a word's predicted tag at its first piece, for ``word`` or else, for IOB
+tags (entities, chunks), the first word of every predicted span (word 0 if there is none) and,
+for plain tags (POS), every word within ``max_len``: each word has a tag of its own, none
+stands out; ``qa`` the start and the end scores of the predicted answer, in the window that
+holds it.
 """
 import collections
 
@@ -116,6 +118,8 @@ def _tag_targets(task, sentences, dataset, outputs, word):
                               f'words{kept} (0 to {len(starts) - 1})')
         if word is not None:
             chosen = [word]
+        elif task.scheme == 'plain':
+            chosen = list(range(len(starts)))
         else:
             chosen = sorted(first for _, first, _ in metrics.entity_spans(tags[i])
                             if first < len(starts)) or [0]

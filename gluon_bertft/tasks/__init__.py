@@ -5,7 +5,7 @@
 ``classify``            one text -> a class (SST-2, SMS spam, rt-polarity)
 ``pair-classify``       two texts -> a class (a generic table; docs/tasks.md)
 ``regress``             one or two texts -> a score (STS-B)
-``tag``                 a tag per word (CoNLL-2003 NER)
+``tag``                 a tag per word (CoNLL-2003 NER, chunks, POS)
 ``qa``                  an answer span in a passage (SQuAD v1.1)
 ======================  ==========================================================
 
@@ -22,15 +22,20 @@ from .qa import QATask
 from .snli import SNLITask
 from .tag import TagTask
 
-READER_KEYS = ('fmt', 'text_columns', 'label_column', 'header', 'encoding')
+READER_KEYS = ('fmt', 'text_columns', 'label_column', 'header', 'encoding', 'tag_column',
+               'tag_scheme')
+SAVED_TAG_SCHEMES = ('iob', 'plain')  # 'auto' is decided before a model is saved
 TASKS = {cls.name: cls for cls in (SNLITask, ClassifyTask, PairClassifyTask, RegressTask,
                                    TagTask, QATask)}
 
 
 def make_task(name, max_len=128, fmt=None, text_columns=None, label_column=None, header=None,
-              encoding='utf-8', tokenizer=None, stride=64, max_query_len=64, max_answer_len=30):
+              encoding='utf-8', tokenizer=None, stride=64, max_query_len=64, max_answer_len=30,
+              tag_column=None, tag_scheme='auto'):
     """A task with its config: reader options, tokenizer and lengths (QA: window ``stride``,
-    question and answer length caps, in tokens). Raises ``ConfigError`` for an unknown task."""
+    question and answer length caps, in tokens; tag: the tag column, 0-based, None for the
+    last, and the scheme ``auto``, ``iob`` or ``plain``). Raises ``ConfigError`` for an
+    unknown task."""
     if name not in TASKS:
         raise ConfigError(f'task {name!r}: choose from {", ".join(TASKS)}')
     cls = TASKS[name]
@@ -38,6 +43,10 @@ def make_task(name, max_len=128, fmt=None, text_columns=None, label_column=None,
     config = dict(task=name, max_len=max_len, tokenizer=tokenizer or 'whitespace',
                   reader=dict(fmt=fmt, text_columns=list(text_columns or columns or ()),
                               label_column=label_column or label, header=header, encoding=encoding))
+    if name == 'tag':
+        if tag_scheme not in ('auto',) + SAVED_TAG_SCHEMES:
+            raise ConfigError(f'tag scheme {tag_scheme!r}: choose from auto, iob, plain')
+        config['reader'].update(tag_column=tag_column, tag_scheme=tag_scheme)
     if name == 'qa':
         config.update(tokenizer='basic', stride=stride, max_query_len=max_query_len,
                       max_answer_len=max_answer_len)
@@ -93,7 +102,9 @@ def _check_saved(config, where):
     reader = dict(fmt=lambda v: v is None or v in tsv.FORMATS, header=lambda v: v in (None, True, False),
                   text_columns=lambda v: isinstance(v, list) and len(v) <= 2 and all(map(column, v)),
                   label_column=lambda v: v is None or column(v),
-                  encoding=lambda v: isinstance(v, str) and _text_encoding(v))
+                  encoding=lambda v: isinstance(v, str) and _text_encoding(v),
+                  tag_column=lambda v: v is None or (count(v) and config['task'] == 'tag'),
+                  tag_scheme=lambda v: v in SAVED_TAG_SCHEMES and config['task'] == 'tag')
     for key, ok in reader.items():
         if key in config['reader']:
             check(key, ok, 'a valid value', config['reader'], 'reader ')

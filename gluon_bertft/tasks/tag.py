@@ -1,4 +1,13 @@
-"""Token tagging (§16.6, NER on CoNLL-2003): a tag per word from its first piece."""
+"""Token tagging (§16.6): a tag per word from its first piece.
+
+Two kinds of tags (``config['reader']['tag_scheme']``, :mod:`gluon_bertft.data.conll`):
+``iob`` spans (CoNLL-2003 NER or chunks) scored by conlleval's span F1, and ``plain``
+per-token classes (POS tags) scored by token accuracy and per-tag F1. ``auto`` (a new run's
+default) is decided by the first labelled file read, the training file, and saved decided;
+a saved model without the key (written before plain tags) is ``iob`` on the last column.
+"""
+import collections
+
 import numpy as onp
 from mxnet import np, npx
 
@@ -11,6 +20,8 @@ from ..data.wordpiece import WordPieceTaggingDataset
 from ..models.heads import BERTTagger
 from .base import Task, is_wordpiece, softmax
 from .labels import ClassWeights
+
+CUT_TAG = 'O'  # the tag of the words cut off by max_len
 
 
 def token_loss(y_hat, y, token_weights=None):
@@ -42,20 +53,45 @@ def token_correct(y_hat, y):
 
 
 class TagTask(Task):
-    """Entity tagging scored by CoNLL entity F1; the baseline tags every word ``O``."""
+    """Token tagging: IOB spans scored by CoNLL span F1 (the baseline tags every word ``O``),
+    or plain tags scored by token accuracy (the baseline: each word's most frequent tag)."""
 
     name = 'tag'
-    metric = 'f1'
     loss = staticmethod(token_loss)
     accuracy = staticmethod(token_correct)
 
+    @property
+    def scheme(self):
+        """``'iob'``, ``'plain'``, or ``'auto'`` until the training file is read."""
+        return self.config['reader'].get('tag_scheme', 'iob')
+
+    @property
+    def metric(self):
+        """The metric that picks the best epoch: span ``f1`` (iob), token ``accuracy`` (plain)."""
+        return 'accuracy' if self.scheme == 'plain' else 'f1'
+
     def read(self, path, labelled=True):
-        sentences = conll.read_conll(path, self.config['reader']['encoding'], tagged=labelled)
+        """The sentences of ``path``; with the scheme ``auto`` a labelled file decides it
+        (:func:`~gluon_bertft.data.conll.decide_scheme`), for this and every later file."""
+        reader, scheme = self.config['reader'], self.scheme
+        sentences = conll.read_conll(path, reader['encoding'], tagged=labelled,
+                                     column=reader.get('tag_column'),
+                                     scheme='plain' if scheme == 'auto' else scheme)
         if not sentences:
             raise DataError(f'{path}: no sentences')
+        if scheme == 'auto' and labelled:
+            reader['tag_scheme'] = conll.decide_scheme(sentences)
+            if reader['tag_scheme'] == 'iob':
+                sentences = conll.as_iob2(sentences)
         return sentences
 
     def fit(self, sentences):
+        if self.scheme == 'plain':
+            self.config['labels'] = conll.plain_tag_names(sentences)
+            if len(self.config['labels']) < 2:
+                raise DataError(f'{sentences[0].path}: every word of the training data is tagged '
+                                f'{self.config["labels"][0]}; there is nothing to learn')
+            return
         self.config['labels'] = conll.tag_names(sentences)
         if len(self.config['labels']) < 2:
             raise DataError(f'{sentences[0].path}: every word of the training data is tagged O; '
@@ -79,10 +115,12 @@ class TagTask(Task):
         return [' '.join(p for w in s.words for p in tokenize(w)) for s in sentences]
 
     def encode(self, sentences, vocab, train=False, log=print):
+        plain = self.scheme == 'plain'  # a test tag unknown to the model is scored wrong
         if is_wordpiece(vocab):
-            return WordPieceTaggingDataset(sentences, vocab, self.config['labels'], self.max_len, log)
+            return WordPieceTaggingDataset(sentences, vocab, self.config['labels'], self.max_len,
+                                           log, unknown_ok=plain)
         return TaggingDataset(sentences, vocab, self.config['labels'], self.max_len,
-                              self.config['tokenizer'], log)
+                              self.config['tokenizer'], log, unknown_ok=plain)
 
     def head(self, bert):
         return BERTTagger(bert, len(self.config['labels']))
@@ -90,7 +128,8 @@ class TagTask(Task):
     def tags(self, outputs, sentences, dataset):
         """Predicted (stored) tags of every word; words cut off by ``max_len`` get ``O``."""
         names = self.config['labels']
-        return [[names[k] for k in onp.argmax(out[starts], axis=-1)] + ['O'] * (len(s.words) - len(starts))
+        return [[names[k] for k in onp.argmax(out[starts], axis=-1)]
+                + [CUT_TAG] * (len(s.words) - len(starts))
                 for out, starts, s in zip(outputs, dataset.word_starts, sentences)]
 
     def shown(self, tag):
@@ -103,12 +142,25 @@ class TagTask(Task):
         return name[2:] if name.startswith('B-') else name
 
     def score(self, outputs, sentences, dataset):
-        """Entity precision, recall, F1 (conlleval)."""
-        return metrics.entity_f1([s.tags for s in sentences], self.tags(outputs, sentences, dataset))
+        """iob: span precision, recall, F1 (conlleval); plain: token accuracy, macro-F1 and
+        per-tag F1 (:func:`~gluon_bertft.metrics.tag_report`)."""
+        gold, pred = [s.tags for s in sentences], self.tags(outputs, sentences, dataset)
+        return metrics.tag_report(gold, pred) if self.scheme == 'plain' else metrics.entity_f1(gold, pred)
 
-    def baseline(self, train_sentences, sentences, dataset):
+    @property
+    def baseline(self):
+        """``baseline(train_sentences, sentences, dataset)``: the trivial predictor of the
+        scheme, its docstring naming it (what finetune prints)."""
+        return self._frequent_tag_baseline if self.scheme == 'plain' else self._all_o_baseline
+
+    def _all_o_baseline(self, train_sentences, sentences, dataset):
         """Every word tagged ``O``."""
         return metrics.entity_f1([s.tags for s in sentences], [['O'] * len(s.words) for s in sentences])
+
+    def _frequent_tag_baseline(self, train_sentences, sentences, dataset):
+        """Each word's most frequent training tag, else the most frequent training tag."""
+        return metrics.tag_report([s.tags for s in sentences],
+                                  frequent_tags(train_sentences, [s.words for s in sentences]))
 
     def raw_rows(self, inputs):
         if not (inputs.get('text') or '').strip():
@@ -125,7 +177,24 @@ class TagTask(Task):
         return out
 
     def show(self, outputs, sentences, dataset):
+        """The first sentence: iob ``TYPE: words; ...`` of its spans; plain ``word/TAG ...``."""
         words, tags = sentences[0].words, self.tags(outputs, sentences, dataset)[0]
+        if self.scheme == 'plain':
+            return ' '.join(f'{w}/{self.shown(t)}' for w, t in zip(words, tags))
         entities = sorted(metrics.entity_spans(tags), key=lambda e: e[1])
         return '; '.join(f'{self.entity_kind(kind)}: {" ".join(words[i:j + 1])}'
                          for kind, i, j in entities) or '(no entity)'
+
+
+
+def frequent_tags(train_sentences, word_sequences):
+    """Per word of ``word_sequences``: its most frequent tag in ``train_sentences``, else the
+    most frequent tag overall (ties: the tag first seen)."""
+    by_word, overall = collections.defaultdict(collections.Counter), collections.Counter()
+    for s in train_sentences:
+        for w, t in zip(s.words, s.tags):
+            by_word[w][t] += 1
+            overall[t] += 1
+    default = overall.most_common(1)[0][0]
+    best = {w: c.most_common(1)[0][0] for w, c in by_word.items()}
+    return [[best.get(w, default) for w in words] for words in word_sequences]
