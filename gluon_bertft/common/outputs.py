@@ -45,11 +45,12 @@ def check_out_folder(path, option, inputs=(), names=None, keep=()):
     ``ConfigError`` naming ``option`` and ``path``."""
     _check_given(path, option, 'folder')
     _check_apart(path, option, inputs)
-    if os.path.exists(path) and not os.path.isdir(path):
+    plain = path.rstrip('/' + os.sep) or path  # 'dir/' names the folder dir
+    if os.path.exists(plain) and not os.path.isdir(plain):
         raise ConfigError(f'{option} {path}: exists as a file; give a folder path ({FOLDER_RULE})')
     _check_parent(path, option)
-    if names is not None and os.path.isdir(path):
-        other = sorted(set(os.listdir(path)) - set(names) - set(keep))
+    if names is not None and os.path.isdir(plain):
+        other = sorted(set(os.listdir(plain)) - set(names) - set(keep))
         if other:
             raise ConfigError(
                 f'{option} {path}: holds {cut(", ".join(other))}, which this command does not '
@@ -74,7 +75,7 @@ def check_output_file(path, option, inputs=(), formats=None, stdout=False):
         return 'jsonl'
     if path.endswith(('/', os.sep)) or (os.altsep and path.endswith(os.altsep)):
         raise ConfigError(f'{option} {path}: ends with /, which names a folder; give a file path')
-    _check_apart(path, option, inputs)
+    _check_apart(path, option, inputs, folder=False)
     if os.path.isdir(path):
         raise ConfigError(f'{option} {path}: exists as a folder; give a file path ({FILE_RULE})')
     extension = os.path.splitext(path)[1].lower()
@@ -119,8 +120,9 @@ def _check_given(path, option, kind):
         raise ConfigError(f'{option} {path!r}: an empty path; give a {kind}')
 
 
-def _check_apart(path, option, inputs):
-    """Refuse ``path`` when it is, is inside or holds one of ``inputs`` (resolved paths)."""
+def _check_apart(path, option, inputs, folder=True):
+    """Refuse ``path`` when it is, is inside or (a ``folder``) holds one of ``inputs``
+    (resolved paths)."""
     real = os.path.realpath(path)
     for name, given in inputs:
         if not given or not os.path.exists(given):
@@ -128,9 +130,9 @@ def _check_apart(path, option, inputs):
         source = os.path.realpath(given)
         if real == source or (os.path.exists(path) and os.path.samefile(path, given)):
             relation = 'is'
-        elif real.startswith(os.path.join(source, '')):
+        elif os.path.isdir(source) and real.startswith(os.path.join(source, '')):
             relation = 'is inside'
-        elif source.startswith(os.path.join(real, '')):
+        elif folder and source.startswith(os.path.join(real, '')):
             relation = 'holds'
         else:
             continue
