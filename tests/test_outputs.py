@@ -126,7 +126,8 @@ def test_is_stdout():
 
 @pytest.mark.parametrize('command, option', [('finetune', '--out'), ('pretrain', '--out'),
                                              ('pretrain', '--checkpoint'),
-                                             ('predict', '--output'), ('explain', '--out')])
+                                             ('predict', '--output'), ('explain', '--out'),
+                                             ('launch', '--logs')])
 def test_every_output_option_states_the_rule_in_its_help(command, option):
     sub = next(a for a in build_parser()._actions if a.dest == 'command').choices[command]
     action = next(a for a in sub._actions if option in a.option_strings)
@@ -310,3 +311,17 @@ def test_explain_writes_a_folder_and_replaces_it(tmp_path, capsys, model, monkey
     assert code == 0, err
     assert sorted(os.listdir('explanation')) == ['explanation.json', 'explanation.png']
     assert sorted(os.listdir(tmp_path)) == ['dir', 'explanation']
+
+
+# --- launch: its --logs folder is written into (never replaced), checked by the same rule ---
+
+@pytest.mark.parametrize('logs, match', [
+    ('', "launch: error: --logs '': an empty path; give a folder"),
+    ('file', r'launch: error: --logs .*file: exists as a file; give a folder path'),
+    ('hosts', r'launch: error: --logs .*hosts: is --hosts .*hosts, an input of this run'),
+])
+def test_launch_refuses_a_logs_folder_that_breaks_the_rule(tmp_path, capsys, logs, match):
+    (tmp_path / 'file').write_text('x')
+    (tmp_path / 'hosts').write_text('127.0.0.1\n')
+    refused_untouched(capsys, tmp_path, 'launch', '-n', '1', '--hosts', tmp_path / 'hosts',
+                      '--logs', logs and tmp_path / logs, '--', 'finetune', match=match)
