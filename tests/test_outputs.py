@@ -76,6 +76,7 @@ def test_an_output_folder_is_checked(tmp_path):
     (tmp_path / 'mine').mkdir()
     (tmp_path / 'mine' / 'model').mkdir()
     (tmp_path / 'mine' / 'checkpoint').mkdir()
+    (tmp_path / 'mine' / '.checkpoint.k2j4_x').mkdir()  # what a run killed while saving leaves
     (tmp_path / 'theirs').mkdir()
     (tmp_path / 'theirs' / 'notes.txt').write_text('keep me')
     (tmp_path / 'alias').symlink_to(corpus)

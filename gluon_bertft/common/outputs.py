@@ -41,7 +41,9 @@ def check_out_folder(path, option, inputs=(), names=None, keep=()):
     docstring): empty, the same as, inside or holding an input (``inputs``: ``(option, path)``
     pairs; ``None`` and absent paths are skipped), an existing file, in a place that cannot be
     written, or (with ``names``, the entries the command writes; ``keep``, the ones it carries
-    over) an existing folder holding anything else, which replacing it would delete. Raises
+    over) an existing folder holding anything else, which replacing it would delete (the
+    temporaries ``.NAME.*`` that an interrupted :func:`~gluon_bertft.storage.atomic_path` of
+    one of these entries leaves are not refused: the replacement drops them). Raises
     ``ConfigError`` naming ``option`` and ``path``."""
     _check_given(path, option, 'folder')
     _check_apart(path, option, inputs)
@@ -50,7 +52,9 @@ def check_out_folder(path, option, inputs=(), names=None, keep=()):
         raise ConfigError(f'{option} {path}: exists as a file; give a folder path ({FOLDER_RULE})')
     _check_parent(path, option)
     if names is not None and os.path.isdir(plain):
-        other = sorted(set(os.listdir(plain)) - set(names) - set(keep))
+        ours = tuple(names) + tuple(keep)  # with what an interrupted atomic write left
+        other = sorted(n for n in os.listdir(plain)
+                       if n not in ours and not n.startswith(tuple(f'.{o}.' for o in ours)))
         if other:
             raise ConfigError(
                 f'{option} {path}: holds {cut(", ".join(other))}, which this command does not '
