@@ -203,6 +203,10 @@ def test_finetune_replaces_its_outputs_together_and_keeps_the_checkpoint(tmp_pat
     (['--out', 'bert.zip', '--checkpoint', ''], "--checkpoint '': an empty path; give a folder"),
     (['--out', 'bert.zip', '--checkpoint', 'corpus'], r'--checkpoint .*corpus: is --corpus'),
     (['--out', 'bert.zip/'], r'--out bert\.zip/: exists as a file; give a folder path'),
+    (['--out', 'new', '--checkpoint', 'new/ckpt'],
+     r'--checkpoint new/ckpt: is inside --out new, another output of this run$'),
+    (['--out', 'new', '--checkpoint', 'new'], r'--checkpoint new: is --out new, another output'),
+    (['--out', 'new/bert', '--checkpoint', 'new'], r'--checkpoint new: holds --out new/bert, another'),
 ])
 def test_pretrain_refuses_an_out_that_breaks_the_rule(tmp_path, capsys, monkeypatch, where, match):
     monkeypatch.chdir(tmp_path)

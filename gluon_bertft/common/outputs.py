@@ -36,17 +36,20 @@ def is_stdout(path):
     return path == STDOUT
 
 
-def check_out_folder(path, option, inputs=(), names=None, keep=()):
+def check_out_folder(path, option, inputs=(), names=None, keep=(), others=()):
     """Refuse, before any work, an output folder ``path`` that breaks the rule (module
     docstring): empty, the same as, inside or holding an input (``inputs``: ``(option, path)``
     pairs; ``None`` and absent paths are skipped), an existing file, in a place that cannot be
     written, or (with ``names``, the entries the command writes; ``keep``, the ones it carries
     over) an existing folder holding anything else, which replacing it would delete (the
     temporaries ``.NAME.*`` that an interrupted :func:`~gluon_bertft.storage.atomic_path` of
-    one of these entries leaves are not refused: the replacement drops them). Raises
-    ``ConfigError`` naming ``option`` and ``path``."""
+    one of these entries leaves are not refused: the replacement drops them). ``others``:
+    the run's other outputs as ``(option, path)`` pairs, which ``path`` may not be, be inside
+    or hold either (one would delete the other). Raises ``ConfigError`` naming ``option`` and
+    ``path``."""
     _check_given(path, option, 'folder')
     _check_apart(path, option, inputs)
+    _check_apart(path, option, others, role='another output of this run', present=False)
     plain = path.rstrip('/' + os.sep) or path  # 'dir/' names the folder dir
     if os.path.exists(plain) and not os.path.isdir(plain):
         raise ConfigError(f'{option} {path}: exists as a file; give a folder path ({FOLDER_RULE})')
@@ -124,24 +127,25 @@ def _check_given(path, option, kind):
         raise ConfigError(f'{option} {path!r}: an empty path; give a {kind}')
 
 
-def _check_apart(path, option, inputs, folder=True):
+def _check_apart(path, option, inputs, folder=True, role='an input of this run', present=True):
     """Refuse ``path`` when it is, is inside or (a ``folder``) holds one of ``inputs``
-    (resolved paths)."""
+    (resolved paths; ``present``: only those that exist, the others are skipped)."""
     real = os.path.realpath(path)
     for name, given in inputs:
-        if not given or not os.path.exists(given):
+        if not given or (present and not os.path.exists(given)):
             continue
         source = os.path.realpath(given)
-        if real == source or (os.path.exists(path) and os.path.samefile(path, given)):
+        if real == source or (os.path.exists(path) and os.path.exists(given)
+                              and os.path.samefile(path, given)):
             relation = 'is'
-        elif os.path.isdir(source) and real.startswith(os.path.join(source, '')):
+        elif (os.path.isdir(source) or not present) and real.startswith(os.path.join(source, '')):
             relation = 'is inside'
         elif folder and source.startswith(os.path.join(real, '')):
             relation = 'holds'
         else:
             continue
-        raise ConfigError(f'{option} {path}: {relation} {name} {given}, an input of this run '
-                          '(an output never overwrites an input)')
+        raise ConfigError(f'{option} {path}: {relation} {name} {given}, {role}'
+                          + (' (an output never overwrites an input)' if present else ''))
 
 
 def _check_parent(path, option):
