@@ -1,4 +1,4 @@
-"""The one output rule (gluon_bertft.outputs) and every command that writes: finetune, pretrain,
+"""The one output rule (gluon_bertft.common.outputs) and every command that writes: finetune, pretrain,
 predict, explain. An output is never an input (resolved paths), ``--out`` is a folder replaced
 as a whole at the end, ``--output`` a file whose extension gives its format or ``-`` for
 standard output, a path ending in ``/`` is not a file and an empty path is refused."""
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from gluon_bertft import outputs
+from gluon_bertft.common import outputs
 from gluon_bertft.cli import build_parser
-from gluon_bertft.errors import ConfigError
+from gluon_bertft.common.errors import ConfigError
 from tiny_data import (TINY_ARGS, classify_tsv, cli_run, refused, untrained_model,
                        wiki_file)
 

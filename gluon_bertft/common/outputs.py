@@ -15,7 +15,8 @@
 * A path ending in ``/`` is a folder and is refused where a file is wanted; an empty path is
   refused.
 
-Every refusal is a :class:`~gluon_bertft.errors.ConfigError` naming the option and the path.
+Every refusal is a :class:`~gluon_bertft.common.errors.ConfigError` naming the option and the
+path.
 """
 import contextlib
 import os
@@ -42,7 +43,7 @@ def check_out_folder(path, option, inputs=(), names=None, keep=(), others=()):
     pairs; ``None`` and absent paths are skipped), an existing file, in a place that cannot be
     written, or (with ``names``, the entries the command writes; ``keep``, the ones it carries
     over) an existing folder holding anything else, which replacing it would delete (the
-    temporaries ``.NAME.*`` that an interrupted :func:`~gluon_bertft.storage.atomic_path` of
+    temporaries ``.NAME.*`` that an interrupted :func:`~gluon_bertft.common.storage.atomic_path` of
     one of these entries leaves are not refused: the replacement drops them). ``others``:
     the run's other outputs as ``(option, path)`` pairs, which ``path`` may not be, be inside
     or hold either (one would delete the other). Raises ``ConfigError`` naming ``option`` and
@@ -98,7 +99,7 @@ def check_output_file(path, option, inputs=(), formats=None, stdout=False):
 def replace_folder(path, keep=()):
     """Yield a new, empty folder beside ``path`` to write the outputs into; when the block
     ends without error it replaces ``path`` (created if absent) in one step
-    (:func:`~gluon_bertft.storage.atomic_path`), and the old folder is deleted. The entries
+    (:func:`~gluon_bertft.common.storage.atomic_path`), and the old folder is deleted. The entries
     named in ``keep`` (e.g. ``checkpoint``) of the old folder are carried over as hard links
     (copies where the file system has none), so they survive at every moment. On error
     ``path`` is left as it was and the new folder is removed."""

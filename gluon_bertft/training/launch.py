@@ -18,9 +18,9 @@ import time
 
 from ..common import threads
 from ..common.files import decoded_lines
+from ..common.outputs import check_out_folder
 from ..common.values import positive, positive_number
 from .distributed import TIMEOUT_ENV
-from .outputs import check_out_folder
 
 # what every launched process runs: a scheduler or server serves inside `import mxnet`, a
 # worker then runs the gluon_bertft command of its arguments
