@@ -8,8 +8,9 @@ import argparse
 import sys
 
 from .common.errors import ConfigError, DataError, PretrainedError
+from .common.outputs import FILE_RULE, FOLDER_RULE, check_out_folder, is_stdout
 from .common.values import positive
-from .config import FinetuneConfig, PretrainConfig, add_options, check_output, from_args
+from .config import FinetuneConfig, PretrainConfig, add_options, from_args
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
@@ -48,7 +49,9 @@ def build_parser():
     add_raw_inputs(pr)
     pr.add_argument('--data', help="predict every input of this file (read as the model's "
                                    "training data; labels optional)")
-    pr.add_argument('--output', help='with --data: where to write the predictions (.jsonl, or .csv)')
+    pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
+                    '.csv file (the extension gives the format), or - for JSON lines on standard '
+                    f'output (other messages go to standard error); {FILE_RULE}')
     pr.add_argument('--batch-size', type=positive, default=64)
     pr.add_argument('--devices', default='auto')
 
@@ -67,7 +70,8 @@ def build_parser():
     ex.add_argument('--layer', type=int, help='attention map: layer, 0-based (default: the last)')
     ex.add_argument('--head', type=head_choice, default='mean',
                     help="attention map: head, 0-based, or 'mean'")
-    ex.add_argument('--out', default='explanation', help='writes OUT.json and OUT.png')
+    ex.add_argument('--out', default='explanation', help='writes OUT/explanation.json and '
+                    f'OUT/explanation.png, together; OUT is {FOLDER_RULE}')
     ex.add_argument('--devices', default='auto')
 
     pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText (D2L §15.10)',
@@ -94,23 +98,38 @@ def head_choice(value):
 
 
 def explain(args):
-    """``explain``: print the explanation, write OUT.json and OUT.png (each atomically)."""
-    from .common import storage
+    """``explain``: print the explanation, write OUT/explanation.json and OUT/explanation.png
+    (the folder replaced as a whole, both files at once)."""
     from .inference import predict
     from .inference.explain import explain as explain_input
     from .inference.explain import render
-    from .inference.explain_plot import plot_explanation
+    from .inference.explain_plot import FILES, save_explanation
     from .training.devices import parse_devices
-    paths = [f'{args.out}.json', f'{args.out}.png']
-    for path in paths:
-        check_output(path, folder=False, option='--out')
+    check_out_folder(args.out, '--out', [('--model', args.model)], names=FILES)
     net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
     found = explain_input(net, vocab, task, args.method, args.steps, args.label, args.word,
                           args.layer, args.head, **{k: getattr(args, k) for k in RAW_INPUTS})
     print(render(found, color=sys.stdout.isatty()))
-    storage.write_json(paths[0], found)
-    plot_explanation(found, paths[1])
+    paths = save_explanation(found, args.out)
     print(f'wrote {paths[0]} and {paths[1]}')
+
+
+def predict_data(args):
+    """``predict --data F --output P``: every input of F, to the file P or (``-``) to standard
+    output as JSON lines, every other message then to standard error."""
+    from .inference import predict
+    from .training.devices import parse_devices
+    if args.output is None:
+        raise ConfigError('predict --data: give --output (a .jsonl or .csv file, or - for '
+                          'standard output)')
+    for name in RAW_INPUTS:
+        if getattr(args, name) is not None:
+            raise ConfigError(f'--{name.replace("_", "-")}: not with --data (the inputs are '
+                              'read from the file)')
+    say = (lambda *a: print(*a, file=sys.stderr)) if is_stdout(args.output) else print
+    n = predict.predict_file(args.model, args.data, args.output, args.batch_size,
+                             parse_devices(args.devices), log=say)
+    say(f'wrote {n} predictions to {"standard output" if is_stdout(args.output) else args.output}')
 
 
 def run(args):
@@ -121,7 +140,7 @@ def run(args):
     if args.command == 'finetune':
         from .finetune import finetune
         config = from_args(FinetuneConfig, args)
-        config.out = config.out or f'runs/{config.task}'
+        config.out = f'runs/{config.task}' if config.out is None else config.out
         finetune(config)
     elif args.command == 'pretrain':
         from .pretrain import pretrain
@@ -132,19 +151,10 @@ def run(args):
         report = predict.evaluate_file(args.model, args.data, args.batch_size,
                                        parse_devices(args.devices))
         print(f'{format_metrics(report)} on {args.data}')
-    elif args.data:
-        if not args.output:
-            raise ConfigError('predict --data: give --output (a .jsonl or .csv file)')
-        check_output(args.output, folder=False, option='--output')
-        for name in RAW_INPUTS:
-            if getattr(args, name) is not None:
-                raise ConfigError(f'--{name.replace("_", "-")}: not with --data (the inputs are '
-                                  'read from the file)')
-        n = predict.predict_file(args.model, args.data, args.output, args.batch_size,
-                                 parse_devices(args.devices))
-        print(f'wrote {n} predictions to {args.output}')
+    elif args.data is not None:
+        predict_data(args)
     else:
-        if args.output:
+        if args.output is not None:
             raise ConfigError('--output: applies with --data (predictions for a whole file)')
         net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
         print(predict.predict(net, vocab, task, premise=args.premise, hypothesis=args.hypothesis,

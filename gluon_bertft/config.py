@@ -11,12 +11,15 @@ from typing import Optional
 
 from .common.errors import ConfigError
 from .common.files import check_encoding
+from .common.outputs import FOLDER_RULE, check_out_folder
 from .common.values import fraction, non_negative, positive, positive_number, seed_number
 from .tasks import TASKS
 from .training.precision import DTYPES
 
 TASK_NAMES = tuple(TASKS)
 TAG_SCHEMES = ('auto', 'iob', 'plain')
+# what finetune writes into --out at the end, together (with checkpoint/ kept: common/outputs.py)
+OUTPUTS = ('model', 'result.json', 'training_curve.png')
 
 
 def opt(default, help, **kwargs):
@@ -34,7 +37,9 @@ class RunConfig:
     devices: str = opt('auto', 'auto (all GPUs, else the CPU), cpu, gpu, or e.g. cpu:0,cpu:1')
     seed: int = opt(0, 'seed of the data order, splits, initialization and dropout',
                     type=seed_number)
-    out: Optional[str] = opt(None, 'output folder (finetune default: runs/TASK)')
+    out: Optional[str] = opt(None, 'output folder (default: runs/TASK): model/, result.json and '
+                             'training_curve.png, written together at the end, and checkpoint/ '
+                             f'(kept across runs, for --resume); {FOLDER_RULE}')
     checkpoint_every: Optional[int] = opt(
         None, 'write OUT/checkpoint every N optimizer steps (and after every epoch)', type=positive)
     resume: bool = opt(False, 'continue from OUT/checkpoint if there is one (same settings)')
@@ -157,6 +162,18 @@ class FinetuneConfig(RunConfig):
     ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names', 'tag_column',
              'tag_scheme')
 
+    def inputs(self):
+        """The run's input paths as ``(option, path)`` pairs (names of the hub included: the
+        output rule skips paths that do not exist)."""
+        return [('--train', self.train), ('--test', self.test), ('--pretrained', self.pretrained),
+                ('--data', self.data)]
+
+    def check_out(self):
+        """Refuse an ``out`` folder that breaks the output rule (:mod:`gluon_bertft.common.outputs`):
+        it may hold only :data:`OUTPUTS` and ``checkpoint/`` (which the end of a run keeps)."""
+        check_out_folder(self.out, '--out', self.inputs(), names=OUTPUTS, keep=('checkpoint',))
+        check_out_folder(os.path.join(self.out, 'checkpoint'), '--out', self.inputs())
+
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
         self.check_ranges()
@@ -176,10 +193,8 @@ class FinetuneConfig(RunConfig):
             raise ConfigError('--checkpoint-every: give the output folder (--out)')
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
-        check_output(self.out, folder=True)
-        for name, folder in (('model', True), ('checkpoint', True), ('result.json', False),
-                             ('training_curve.png', False)):  # what a run writes into --out
-            check_output(self.out and os.path.join(self.out, name), folder)
+        if self.out is not None:
+            self.check_out()
         if self.task == 'qa' and self.tokenizer not in (None, 'basic'):
             raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
         if self.task == 'snli' and self.tokenizer is not None:
@@ -246,6 +261,10 @@ class FinetuneConfig(RunConfig):
 class PretrainConfig(RunConfig):
     """A pretraining run (MLM + NSP on WikiText, D2L §15.10)."""
     corpus: Optional[str] = opt(None, 'a folder with wiki.train.tokens, or a WikiText .tokens file')
+    out: Optional[str] = opt(None, "the pretrained BERT in the book's format: a .zip file, or "
+                             'a folder (created; an existing one is replaced as a whole at the '
+                             'end and may hold only what pretrain writes); OUT.loss.png and '
+                             'OUT.history.json go beside it (OUT without .zip); never an input')
     preset: str = opt('bert.small', "architecture: bert.small, bert.base, or bert.tiny (the "
                       "book's §15.10 model: 2 blocks, 128 hidden, 2 heads)")
     steps: int = opt(1000, 'optimizer steps in all (0: save the random initial weights)', type=int)
@@ -253,32 +272,14 @@ class PretrainConfig(RunConfig):
     max_len: int = opt(64, 'tokens per sentence pair', type=positive)
     lr: float = opt(0.01, "Adam learning rate (the book's 0.01)", type=positive_number)
     dropout: float = opt(0.2, 'dropout of the encoder, in [0, 1)', type=fraction)
-    checkpoint: Optional[str] = opt(None, 'checkpoint folder (default: OUT without .zip, plus .ckpt)')
+    checkpoint: Optional[str] = opt(None, 'checkpoint folder (default: OUT without .zip, plus '
+                                  '.ckpt); never an input')
     checkpoint_every: Optional[int] = opt(50, 'steps between checkpoints', type=positive)
     encoding: str = opt('utf-8', 'text encoding of the corpus, e.g. cp1252')
 
     # the corpus and its encoding may change: the checkpoint's vocabulary digest must match
     RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
                  'hybridize', 'steps', 'lr', 'corpus', 'encoding')
-
-
-
-def check_output(path, folder, option='--out'):
-    """Refuse, before any work, an output path that cannot be written: a ``folder`` output
-    that is an existing file, a file output that is an existing folder, or a path under a file
-    or in a folder that is not writable."""
-    if not path:
-        return
-    if os.path.exists(path) and os.path.isdir(path) != folder:
-        raise ConfigError(f'{option} {path}: exists as a {"file" if folder else "folder"}; give '
-                          f'{"a folder" if folder else "a file"} path (a folder is replaced as a whole)')
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):  # the folders to be made: the first that exists decides
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError(f'{option} {path}: {parent} is a file, not a folder')
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f'{option} {path}: cannot write in {parent} (permission denied)')
 
 
 def add_options(parser, config_cls, skip=()):

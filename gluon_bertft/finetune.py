@@ -14,6 +14,7 @@ from d2l import mxnet as d2l
 from .common import storage
 from .common.errors import ConfigError, DataError
 from .common.metrics import format_metrics
+from .common.outputs import replace_folder
 from .config import FinetuneConfig
 from .data.batching import make_iter
 from .data.snli import find_split
@@ -97,10 +98,14 @@ def finetune(config, animator=None, log=print):
 
     ``result``: the loop's history (per epoch ``train_loss``, ``train_acc``, ``test_acc``,
     ``valid``, ``examples_per_sec``) plus ``test`` (the task's metrics on the test set) and
-    ``baseline`` (the trivial predictor's). With ``config.out`` the model goes to
-    ``out/model`` (:func:`~gluon_bertft.common.storage.save_model`), ``result.json`` and
-    ``training_curve.png`` beside it, and checkpoints to ``out/checkpoint``. Raises
-    ``ConfigError``, ``DataError`` or ``PretrainedError`` naming the option, file or field.
+    ``baseline`` (the trivial predictor's). With ``config.out`` checkpoints go to
+    ``out/checkpoint`` during the run, and at the end ``out`` is replaced in one step
+    (:func:`~gluon_bertft.common.outputs.replace_folder`) by a folder with the model
+    (``model/``, :func:`~gluon_bertft.common.storage.save_model`), ``result.json``,
+    ``training_curve.png`` and the checkpoint carried over: a previous run's outputs are
+    replaced together, never half, and ``out`` may hold nothing else (refused before any
+    work). Raises ``ConfigError``, ``DataError`` or ``PretrainedError`` naming the option,
+    file or field.
     """
     run = Run(config, log, animator)
     prepare(run)
@@ -282,14 +287,17 @@ def report(run, history):
 
 
 def save_run(run, result):
-    """``out/model``, ``out/result.json`` and ``out/training_curve.png``."""
+    """``out/model``, ``out/result.json`` and ``out/training_curve.png``, together: ``out`` is
+    replaced in one step with ``out/checkpoint`` carried over
+    (:func:`~gluon_bertft.common.outputs.replace_folder`)."""
     config = run.config
     meta = dict(run.task.config, bert=run.bert_cfg, pretrained=config.pretrained,
                 train_file=run.files[0], test_file=run.files[1], seed=config.seed,
                 finetune=config.to_dict())
-    storage.save_model(run.net, run.vocab, os.path.join(config.out, 'model'), meta)
-    storage.write_json(os.path.join(config.out, 'result.json'), result)
-    storage.plot_history(result, os.path.join(config.out, 'training_curve.png'))
+    with replace_folder(config.out, keep=('checkpoint',)) as folder:
+        storage.save_model(run.net, run.vocab, os.path.join(folder, 'model'), meta)
+        storage.write_json(os.path.join(folder, 'result.json'), result)
+        storage.plot_history(result, os.path.join(folder, 'training_curve.png'))
     run.log(f'saved the model, result.json and training_curve.png in {config.out}')
 
 

@@ -21,7 +21,8 @@ from mxnet import gluon, init
 from .common import storage
 from .common.errors import ConfigError
 from .common.files import check_encoding
-from .config import PretrainConfig, check_output
+from .common.outputs import check_out_folder, check_output_file
+from .config import PretrainConfig
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
 from .models import build, pretrained
 from .training import distributed
@@ -164,6 +165,27 @@ def output_paths(out):
     return stem + '.ckpt', stem + '.loss.png', stem + '.history.json'
 
 
+def check_outputs(config):
+    """Refuse, before any work, every output that breaks the rule of
+    :mod:`gluon_bertft.common.outputs`: ``--out`` (a ``.zip`` file or a folder holding only the
+    book's files), the checkpoint folder, the loss curve and history beside ``--out``; none
+    may be, be inside or hold ``--corpus``, nor the checkpoint folder ``--out`` (replacing one
+    would delete the other). Returns ``output_paths(config.out)`` with the checkpoint folder
+    chosen (``--checkpoint`` if given)."""
+    c, inputs = config, [('--corpus', config.corpus)]
+    if c.out.endswith('.zip'):
+        check_output_file(c.out, '--out', inputs)
+    else:
+        check_out_folder(c.out, '--out', inputs, names=pretrained.BOOK_FILES)
+    ckpt_path, png_path, history_path = output_paths(c.out)
+    ckpt_path = ckpt_path if c.checkpoint is None else c.checkpoint
+    check_out_folder(ckpt_path, '--out' if c.checkpoint is None else '--checkpoint', inputs,
+                     others=[('--out', c.out)])
+    for path in (png_path, history_path):  # written beside --out
+        check_output_file(path, '--out', inputs)
+    return ckpt_path, png_path, history_path
+
+
 def plot_pretraining(history, path):
     """MLM and NSP loss per step, as the book's animator draws them, as a PNG."""
     import matplotlib
@@ -189,13 +211,9 @@ def check_pretrain_config(c):
     c.check_ranges()
     if c.preset not in PRESETS:
         raise ConfigError(f'--preset {c.preset!r}: unknown (choose from {", ".join(sorted(PRESETS))})')
-    if not c.corpus or not c.out:
+    if c.corpus is None or c.out is None:
         raise ConfigError('pretrain: give --corpus and --out')
-    check_output(c.out, folder=not c.out.endswith('.zip'))
-    ckpt_path, png_path, history_path = output_paths(c.out)
-    check_output(c.checkpoint or ckpt_path, True, '--checkpoint' if c.checkpoint else '--out')
-    for path in (png_path, history_path):  # written beside --out
-        check_output(path, False)
+    check_outputs(c)
     check_encoding(c.encoding)
     if c.steps < 0:
         raise ConfigError(f'--steps {c.steps}: must be >= 0')

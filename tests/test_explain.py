@@ -188,16 +188,17 @@ def test_group_words():
         ('<cls>', [0]), ('U.S.', [1, 2, 3, 4]), ('army', [5]), ('<sep>', [6])]
 
 
-def test_cli_writes_json_and_png_atomically(models, tmp_path, capsys):
+def test_cli_writes_json_and_png_into_the_out_folder(models, tmp_path, capsys):
     out = tmp_path / 'deep' / 'why'
     code, err = cli_run(capsys, 'explain', '--model', models('tag'), '--text', RAW['tag']['text'],
                         '--out', out, '--layer', '0', '--head', '1')
     assert code == 0, err
-    found = json.loads((tmp_path / 'deep' / 'why.json').read_text())
+    found = json.loads((out / 'explanation.json').read_text())
     assert {'tokens', 'prediction', 'method', 'steps', 'targets'} <= set(found)
     assert found['attention']['layer'] == 0 and found['attention']['head'] == 1
-    assert (tmp_path / 'deep' / 'why.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert sorted(p.name for p in (tmp_path / 'deep').iterdir()) == ['why.json', 'why.png']
+    assert (out / 'explanation.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert sorted(p.name for p in (tmp_path / 'deep').iterdir()) == ['why']
+    assert sorted(p.name for p in out.iterdir()) == ['explanation.json', 'explanation.png']
 
 
 @pytest.mark.parametrize('task, args, match', [

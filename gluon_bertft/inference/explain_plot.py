@@ -1,12 +1,16 @@
 """The picture of an explanation (:mod:`gluon_bertft.inference.explain`): the words coloured by their
 attribution, one strip per target, above the attention map of the chosen layer and head."""
+import os
+
 import numpy as onp
 
-from ..common.storage import atomic_path
+from ..common.outputs import replace_folder
+from ..common.storage import atomic_path, write_json
 from .explain import describe_prediction
 
 MAX_LABEL = 18  # characters of a word shown on an axis
 MAX_INCHES = 40  # figure side: a 384-token window still fits an image viewer
+FILES = ('explanation.json', 'explanation.png')  # what ``explain --out FOLDER`` writes
 
 
 def _short(word):
@@ -49,3 +53,13 @@ def plot_explanation(explanation, path, title=None):
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format='png', dpi=110)
+
+
+def save_explanation(explanation, folder):
+    """Write ``explanation`` into ``folder`` as ``explanation.json`` and ``explanation.png``
+    (:data:`FILES`): the folder is created, or replaced as a whole with both files at once
+    (:func:`~gluon_bertft.common.outputs.replace_folder`). Returns the two paths."""
+    with replace_folder(folder) as tmp:
+        write_json(os.path.join(tmp, FILES[0]), explanation)
+        plot_explanation(explanation, os.path.join(tmp, FILES[1]))
+    return [os.path.join(folder, name) for name in FILES]

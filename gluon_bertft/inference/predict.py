@@ -3,11 +3,13 @@ import csv
 import io
 import json
 import os
+import sys
 
 from mxnet import np
 
 from ..common import storage
 from ..common.errors import PretrainedError, shorten
+from ..common.outputs import check_output_file, is_stdout
 from ..data.batching import make_iter
 from ..data.snli import LABELS, encode_pairs
 from ..data.wordpiece import WordPiece
@@ -15,6 +17,8 @@ from ..models import build, pretrained
 from ..tasks import task_from_config
 from ..training.devices import default_devices
 from ..training.evaluate import predict_outputs
+
+FORMATS = {'.jsonl': 'jsonl', '.csv': 'csv'}  # predict --output: the extension gives the format
 
 
 def read_saved_model(path):
@@ -112,12 +116,18 @@ def predict(net, vocab, task, **inputs):
 
 def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=print):
     """Write one prediction per input of ``data_file`` (read as the model's training data, gold
-    labels optional) to ``out_file``, atomically: JSON lines, or CSV for a ``.csv`` name.
+    labels optional) to ``out_file``: a ``.jsonl`` (JSON lines) or ``.csv`` file, written
+    atomically, or ``-``: JSON lines on standard output (``log`` should then print to
+    standard error).
 
     Each record has the input's place (``where``) and the task's prediction: ``label`` and
     ``probabilities`` (classifiers), ``score`` (regress), ``words``/``tags``/``confidence``
-    (tag), ``id``/``answer``/``score`` (qa). Returns the number of records.
+    (tag), ``id``/``answer``/``score`` (qa). Returns the number of records. ``out_file`` is
+    checked first (:func:`~gluon_bertft.common.outputs.check_output_file`: never
+    ``data_file`` or inside the model folder ``path``): ``ConfigError`` naming ``--output``.
     """
+    form = check_output_file(out_file, '--output', [('--data', data_file), ('--model', path)],
+                             FORMATS, stdout=True)
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
     rows = task.read(data_file, labelled=False)
@@ -125,13 +135,22 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
     outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
     records = [dict(where=_where(row, data_file, i), **rec)
                for i, (row, rec) in enumerate(zip(rows, task.records(outputs, rows, dataset)))]
+    if is_stdout(out_file):
+        _write_records(records, form, sys.stdout)
+        sys.stdout.flush()
+        return len(records)
     with storage.atomic_path(out_file) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:
-        if out_file.lower().endswith('.csv'):
-            f.write(_csv(records))
-        else:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+        _write_records(records, form, f)
     return len(records)
+
+
+def _write_records(records, form, f):
+    """``records`` on the text stream ``f``: CSV (``form`` ``'csv'``) or JSON lines."""
+    if form == 'csv':
+        f.write(_csv(records))
+    else:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
 
 
 def _where(row, data_file, i):

@@ -78,6 +78,7 @@ def download(name, folder=None, timeout=10):
     return fname
 
 
+BOOK_FILES = ('vocab.json', 'pretrained.params', 'config.json')  # a BERT in the book's format
 REQUIRED_TOKENS = ('<unk>', '<pad>', '<cls>', '<sep>')
 
 
@@ -290,7 +291,7 @@ def save_pretrained(bert, vocab, path, config):
         if path.endswith('.zip'):
             stem = os.path.basename(path)[:-len('.zip')]
             with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as zf:
-                for name in ('vocab.json', 'pretrained.params', 'config.json'):
+                for name in BOOK_FILES:
                     zf.write(os.path.join(folder, name), f'{stem}/{name}')
     return path
 

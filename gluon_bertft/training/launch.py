@@ -18,6 +18,7 @@ import time
 
 from ..common import threads
 from ..common.files import decoded_lines
+from ..common.outputs import check_out_folder
 from ..common.values import positive, positive_number
 from .distributed import TIMEOUT_ENV
 
@@ -229,7 +230,8 @@ def add_arguments(parser):
     parser.add_argument('--port', type=port, default=9091, help="the scheduler's port (9091)")
     parser.add_argument('--logs', default=None,
                         help='folder for scheduler.log, server*.log, worker*.log '
-                             '(default: runs/launch/DATE-TIME)')
+                             '(default: runs/launch/DATE-TIME): created, or written into; '
+                             'never an input')
     parser.add_argument('--timeout', type=positive_number, default=None,
                         help=f'seconds a worker waits for the scheduler, or for a training step, '
                              f'before it gives up (${TIMEOUT_ENV}; default 900)')
@@ -250,7 +252,9 @@ def main(args):
                               '-- finetune --train data/snli_sample.jsonl --pretrained random (or -- pretrain ...)')
         if args.workers < 1 or args.servers < 1:
             raise LaunchError(f'-n {args.workers} -s {args.servers}: need at least one of each')
-        args.logs = args.logs or os.path.join('runs', 'launch', time.strftime('%Y%m%d-%H%M%S'))
+        if args.logs is None:
+            args.logs = os.path.join('runs', 'launch', time.strftime('%Y%m%d-%H%M%S'))
+        check_out_folder(args.logs, '--logs', [('--hosts', args.hosts)])  # written into, not replaced
         return launch(args, command)
     except (ValueError, OSError) as e:  # LaunchError, or a host file that cannot be read
         print(f'launch: error: {e}', file=sys.stderr)
