@@ -73,7 +73,7 @@ def package_info():
 
 def batches_of(name, num_batches, vocab):
     task_name, path = DATA[name]
-    task = make_task(task_name, MAX_LEN, None, None, None, None, 'utf-8', None, 64, 64, 30)
+    task = make_task(task_name, MAX_LEN)
     rows = task.read(path)[:num_batches * BATCH * 4]  # several buckets' worth of examples
     task.fit(rows)
     dataset = task.encode(rows, vocab, train=True, log=lambda *a: None)

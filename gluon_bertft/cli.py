@@ -8,23 +8,20 @@ import argparse
 import sys
 
 from .common.errors import ConfigError, DataError, PretrainedError
+from .tasks import RAW_INPUTS, raw_input_help
 from .common.outputs import FILE_RULE, FOLDER_RULE, check_out_folder, is_stdout
 from .common.values import positive
 from .config import FinetuneConfig, PretrainConfig, add_options, from_args
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
-RAW_INPUTS = ('premise', 'hypothesis', 'text', 'text_b', 'question', 'passage')  # of predict
 
 
 def add_raw_inputs(parser):
-    """The raw-input options of ``predict`` and ``explain`` (:data:`RAW_INPUTS`)."""
-    parser.add_argument('--premise', help='snli')
-    parser.add_argument('--hypothesis', help='snli')
-    parser.add_argument('--text', help='classify, regress, pair-classify; tag: words split by spaces')
-    parser.add_argument('--text-b', help='the second text of pair-classify and regress')
-    parser.add_argument('--question', help='qa')
-    parser.add_argument('--passage', help='qa')
+    """The raw-input options of ``predict`` and ``explain``: every task's ``RAW_INPUTS``
+    (a model refuses those its task does not take)."""
+    for name in RAW_INPUTS:
+        parser.add_argument(f'--{name.replace("_", "-")}', help=raw_input_help(name))
 
 
 def build_parser():
@@ -107,8 +104,9 @@ def explain(args):
     from .training.devices import parse_devices
     check_out_folder(args.out, '--out', [('--model', args.model)], names=FILES)
     net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
-    found = explain_input(net, vocab, task, args.method, args.steps, args.label, args.word,
-                          args.layer, args.head, **{k: getattr(args, k) for k in RAW_INPUTS})
+    found = explain_input(net, vocab, task, method=args.method, steps=args.steps,
+                          label=args.label, word=args.word, layer=args.layer, head=args.head,
+                          **{k: getattr(args, k) for k in RAW_INPUTS})
     print(render(found, color=sys.stdout.isatty()))
     paths = save_explanation(found, args.out)
     print(f'wrote {paths[0]} and {paths[1]}')
@@ -157,9 +155,7 @@ def run(args):
         if args.output is not None:
             raise ConfigError('--output: applies with --data (predictions for a whole file)')
         net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
-        print(predict.predict(net, vocab, task, premise=args.premise, hypothesis=args.hypothesis,
-                              text=args.text, text_b=args.text_b, question=args.question,
-                              passage=args.passage))
+        print(predict.predict(net, vocab, task, **{k: getattr(args, k) for k in RAW_INPUTS}))
 
 
 def main(argv=None):

@@ -13,11 +13,11 @@ from .common.errors import ConfigError
 from .common.files import check_encoding
 from .common.outputs import FOLDER_RULE, check_out_folder
 from .common.values import fraction, non_negative, positive, positive_number, seed_number
-from .tasks import TASKS
+from .tasks import TASKS, check_options
+from .tasks.tag import TAG_SCHEMES
 from .training.precision import DTYPES
 
 TASK_NAMES = tuple(TASKS)
-TAG_SCHEMES = ('auto', 'iob', 'plain')
 # what finetune writes into --out at the end, together (with checkpoint/ kept: common/outputs.py)
 OUTPUTS = ('model', 'result.json', 'training_curve.png')
 
@@ -177,8 +177,6 @@ class FinetuneConfig(RunConfig):
     def check(self):
         """Raise ``ConfigError`` naming the option that is out of range or does not apply."""
         self.check_ranges()
-        if self.task != 'snli' and not self.train:
-            raise ConfigError(f'--task {self.task}: give the training file (--train)')
         if not self.fused_adam and not (self.weight_decay or self.clip_grad):
             raise ConfigError("--no-fused-adam: applies with --weight-decay or --clip-grad "
                               "(the book's Adam is MXNet's per-parameter adam_update)")
@@ -195,66 +193,11 @@ class FinetuneConfig(RunConfig):
             raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
         if self.out is not None:
             self.check_out()
-        if self.task == 'qa' and self.tokenizer not in (None, 'basic'):
-            raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
-        if self.task == 'snli' and self.tokenizer is not None:
-            raise ConfigError('--tokenizer: --task snli tokenizes as the book does (lower-cased '
-                              'whitespace tokens); the table tasks take --tokenizer')
-        check_encoding(self.encoding)  # every reader takes it (data/files.py)
-        smallest = TASKS[self.task].min_len
-        if self.max_len < smallest:
-            raise ConfigError(f'--max-len {self.max_len}: --task {self.task} needs at least '
-                              f'{smallest} (<cls>, <sep> and a token of each text)')
-        if self.data != 'SNLI' and (self.task != 'snli' or self.train):
-            raise ConfigError('--data: applies to --task snli without --train (the SNLI folder); '
-                              'give the files with --train and --test')
+        check_encoding(self.encoding)  # every reader takes it (common/files.py)
         if self.test_fraction != 0.1 and (self.test or not self.train):
             raise ConfigError('--test-fraction: applies without --test (the share of --train '
                               'held back as the test set)')
-        if self.task in ('snli', 'tag', 'qa'):
-            for name in ('format', 'text_columns', 'label_column', 'header'):
-                if getattr(self, name) is not None:
-                    raise ConfigError(f'--{name.replace("_", "-")}: applies to the table tasks '
-                                      f'(classify, pair-classify, regress), not --task {self.task}')
-        self.check_labels()
-        self.check_tag_options()
-        if self.task != 'qa':
-            for name, default in (('stride', 64), ('max_query_len', 64), ('max_answer_len', 30)):
-                if getattr(self, name) != default:
-                    raise ConfigError(f'--{name.replace("_", "-")}: applies to --task qa only')
-
-    def check_labels(self):
-        """``--class-weights`` and ``--label-names``: tasks with classes only; ``balanced``, a
-        file or ``STORED=NAME`` pairs (their contents are checked against the training labels
-        by :mod:`gluon_bertft.tasks.labels`)."""
-        for name in ('class_weights', 'label_names'):
-            value = getattr(self, name)
-            if value is not None and self.task in ('regress', 'qa'):
-                raise ConfigError(f'--{name.replace("_", "-")}: applies to the tasks with classes '
-                                  f'(classify, pair-classify, snli, tag), not --task {self.task}')
-        weights = self.class_weights
-        if weights is not None and weights != 'balanced' and not os.path.isfile(weights):
-            raise ConfigError(f'--class-weights {weights}: no such file; give balanced or a JSON '
-                              'file of label -> weight')
-        names = self.label_names
-        if names is not None and not os.path.isfile(names) and '=' not in names:
-            raise ConfigError(f'--label-names {names}: no such file, and not STORED=NAME pairs '
-                              '(e.g. 0=negative,1=positive)')
-
-
-    def check_tag_options(self):
-        """``--tag-column`` and ``--tag-scheme``: --task tag only, column >= 1, a known scheme."""
-        if self.task != 'tag':
-            for name, default in (('tag_column', None), ('tag_scheme', 'auto')):
-                if getattr(self, name) != default:
-                    raise ConfigError(f'--{name.replace("_", "-")}: applies to --task tag only')
-        if self.tag_scheme not in TAG_SCHEMES:
-            raise ConfigError(f'--tag-scheme {self.tag_scheme}: choose from {", ".join(TAG_SCHEMES)}')
-        if self.tag_column is not None and (isinstance(self.tag_column, bool)
-                                            or not isinstance(self.tag_column, int)
-                                            or self.tag_column < 1):
-            raise ConfigError(f'--tag-column {self.tag_column}: give a column number >= 1 '
-                              '(column 0 holds the word)')
+        check_options(self)  # what the task takes, and its own rules (tasks/)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from .config import FinetuneConfig
 from .data.batching import make_iter
 from .data.snli import find_split
 from .models import pretrained
-from .tasks import labels, make_task
+from .tasks import labels, task_of_config
 from .tasks.base import is_wordpiece
 from .training import distributed, precision
 from .training.checkpoint import Checkpoint
@@ -52,14 +52,6 @@ def split_rows(rows, fraction, seed):
     order = onp.random.RandomState(seed).permutation(len(rows))
     cut = len(rows) - int(round(len(rows) * fraction))
     return [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
-
-
-def task_of_config(config):
-    """The task object a :class:`FinetuneConfig` describes."""
-    return make_task(config.task, config.max_len, config.format, config.text_columns,
-                     config.label_column, config.header, config.encoding, config.tokenizer,
-                     config.stride, config.max_query_len, config.max_answer_len,
-                     config.tag_column, config.tag_scheme)
 
 
 def read_splits(task, config):

@@ -15,7 +15,7 @@ from tiny_data import (TINY_ARGS, classify_tsv, cli_run, refused, snli_lines, sq
 
 from gluon_bertft.config import FinetuneConfig
 from gluon_bertft.data import conll, snli, squad, tsv
-from gluon_bertft.finetune import task_of_config
+from gluon_bertft.tasks import task_of_config
 from gluon_bertft.models import pretrained
 
 BOM = codecs.BOM_UTF8

@@ -213,6 +213,11 @@ def test_cli_writes_json_and_png_into_the_out_folder(models, tmp_path, capsys):
     ('qa', ['--question', 'who ?', '--passage', ''], 'qa: give --question and --passage'),
     ('classify', ['--text', 'great', '--steps', '0'], '--steps'),
     ('classify', ['--text', 'great', '--steps', '5000'], '--steps 5000: give a whole number from 1 to 1024'),
+    # an input the model's task does not take (each task's RAW_INPUTS), never silently ignored
+    ('classify', ['--text', 'great', '--question', 'why?'], r'--question: classify does not take it \(it takes --text\)'),
+    ('qa', ['--question', 'who?', '--passage', 'Anna.', '--premise', 'x'], r'--premise: qa does not take it'),
+    ('tag', ['--text', 'anna flew', '--text-b', 'home'], r'--text-b: tag does not take it'),
+    ('qa', ['--text', 'who?'], r'--text: qa does not take it \(it takes --question, --passage\)'),
 ])
 def test_cli_bad_input_gets_one_clear_error(task, args, match, models, tmp_path, capsys):
     refused(capsys, 'explain', '--model', models(task), '--out', tmp_path / 'x', *args, match=match)

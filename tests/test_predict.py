@@ -12,7 +12,7 @@ from conftest import SAMPLE, TINY, tiny_bert
 from mxnet import np
 from tiny_data import TINY_RUN, classify_tsv, conll_file, squad_json, task_files
 
-from gluon_bertft import FinetuneConfig, cli, finetune
+from gluon_bertft import ConfigError, FinetuneConfig, cli, finetune
 from gluon_bertft.common import storage
 from gluon_bertft.common.errors import PretrainedError
 from gluon_bertft.data.batching import BatchIter
@@ -261,3 +261,20 @@ def test_broken_model_folders_are_named(tmp_path, vocab, models):
         json.dump(dict(task='snli', bert=dict(vocab_size=3)), f)
     with pytest.raises(PretrainedError, match=r'config\.json: no num_hiddens, ffn_num_hiddens'):
         predict.load_model(path)
+
+
+@pytest.mark.parametrize('task, inputs, flag', [
+    ('classify', dict(text='a great film', question='why?'), '--question'),
+    ('snli', dict(premise='A man plays.', hypothesis='A man plays music.', text='x'), '--text'),
+    ('tag', dict(text='Anna flew', text_b='home'), '--text-b'),
+    ('qa', dict(question='Where?', passage='Anna lives in Rome .', premise='x'), '--premise'),
+])
+def test_an_input_the_task_does_not_take_is_refused(task, inputs, flag, models, capsys):
+    """Each task's RAW_INPUTS: predict (API and CLI) never ignores an input silently."""
+    path, _, _, _ = models(task)
+    net, vocab, loaded_task = predict.load_model(str(path), CPU)
+    with pytest.raises(ConfigError, match=f'{flag}: {task} does not take it'):
+        predict.predict(net, vocab, loaded_task, **inputs)
+    args = [a for k, v in inputs.items() for a in (f'--{k.replace("_", "-")}', v)]
+    assert cli.main(['predict', '--model', str(path), '--devices', 'cpu', *args]) == 2
+    assert f'error: {flag}: {task} does not take it' in capsys.readouterr().err

@@ -27,7 +27,6 @@ from mxnet import ndarray as F
 from mxnet import np, npx
 
 from ..models.bert import masked_softmax
-from ..models.heads import BERTClassifier, BERTRegressor, BERTSpanQA, BERTTagger
 
 METHODS = {'ig': 'integrated gradients', 'gradxinput': 'gradient x input'}
 MAX_TOKENS = 8192  # token positions per forward/backward batch (QA at 256 tokens: 32 rows)
@@ -68,27 +67,19 @@ def block_attention(mha, X, valid_lens):
 
 def head_scores(net, encoded, segments, valid_lens):
     """Every score of a task layer of :mod:`~gluon_bertft.models.heads`, flattened per example:
-    ``(batch, K)``; :func:`score_index` says where a target is."""
-    if isinstance(net, BERTSpanQA):
-        start, end = net.output(encoded, segments, valid_lens)
-        return np.concatenate([start, end], axis=1)  # two (batch, seq) -> (batch, 2 seq)
-    if isinstance(net, BERTTagger):
-        return net.output(encoded).reshape(encoded.shape[0], -1)  # (batch, seq * tags)
-    if isinstance(net, (BERTClassifier, BERTRegressor)):
-        return net.output(net.hidden(encoded[:, 0, :]))  # (batch, hidden) -> (batch, classes)
-    raise TypeError(f'{type(net).__name__}: not a task layer of gluon_bertft.models.heads; explanations '
-                    'support BERTClassifier, BERTRegressor, BERTTagger and BERTSpanQA')
+    ``(batch, K)`` (the head's ``flat_scores``); :func:`score_index` says where a target is."""
+    if not hasattr(net, 'flat_scores'):
+        raise TypeError(f'{type(net).__name__}: not a task layer of gluon_bertft.models.heads; '
+                        'explanations support BERTClassifier, BERTRegressor, BERTTagger and '
+                        'BERTSpanQA')
+    return net.flat_scores(encoded, segments, valid_lens)
 
 
 def score_index(net, width, position=0, cls=0):
     """Column of :func:`head_scores` ``(batch, K)`` of a target: class ``cls`` (classifiers;
     0 for the regressor), tag ``cls`` at ``position`` (tagger), or the start (``cls`` 0) or end
     (``cls`` 1) score at ``position`` (QA), for inputs ``width`` positions wide."""
-    if isinstance(net, BERTTagger):
-        return position * net.output._units + cls
-    if isinstance(net, BERTSpanQA):
-        return cls * width + position
-    return cls
+    return net.score_index(width, position, cls)
 
 
 def device_of(net):

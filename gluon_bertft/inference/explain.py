@@ -28,21 +28,18 @@ for plain tags (POS), every word within ``max_len``: each word has a tag of its 
 stands out; ``qa`` the start and the end scores of the predicted answer, in the window that
 holds it.
 """
-import collections
+import dataclasses
 
 import numpy as onp
 
-from ..common import metrics
-from ..common.errors import ConfigError, DataError, cut
-from ..data import qa
+from ..common.errors import ConfigError
 from ..data.batching import make_iter
+from ..tasks import RAW_INPUTS, TASKS
 from ..tasks.base import is_wordpiece
 from ..training.evaluate import predict_outputs
 from .attribution import (MAX_TOKENS, METHODS, attention_weights, attribute, baseline_tokens,
                           device_of, score_index)
 
-Target = collections.namedtuple('Target', 'position cls name')
-CLASSIFIERS = ('snli', 'classify', 'pair-classify')
 MAX_STEPS = 1024  # Gauss-Legendre nodes: 32 reach a gap of ~1e-3 of delta; the nodes cost O(steps^2)
 
 
@@ -69,63 +66,13 @@ def check_view(net, layer, head):
 
 def find_targets(task, rows, dataset, outputs, label=None, word=None):
     """Per row, ``(example, [Target])``: the row's encoded example (its answer's window for QA)
-    and what to explain in it (module docstring). Raises ``ConfigError`` for a ``label`` or
-    ``word`` that does not apply or does not exist."""
-    if label is not None and task.name not in CLASSIFIERS:
-        raise ConfigError(f'--label: applies to classifiers (snli, classify, pair-classify), '
-                          f'not to {task.name}')
-    if word is not None and task.name != 'tag':
-        raise ConfigError(f'--word: applies to tag, not to {task.name}')
-    if task.name == 'qa':
-        out = []
-        best = qa.best_spans(dataset, outputs, len(rows), task.config['max_answer_len'])
-        for row, b in zip(rows, best):
-            if b is None:
-                raise DataError(f'{row.where}: no window to explain (an empty passage?)')
-            _, first, last, w = b
-            shift = int(dataset.window_offset[w]) - int(dataset.window_start[w])
-            out.append((w, [Target(first + shift, 0, 'answer start'),
-                            Target(last + shift, 1, 'answer end')]))
-        return out
-    if task.name == 'tag':
-        return _tag_targets(task, rows, dataset, outputs, word)
-    if task.name == 'regress':
-        return [(i, [Target(0, 0, 'score')]) for i in range(len(rows))]
-    names = task.display_labels
-    chosen = None if label is None else task.find_label(label, f'--label {label!r}')
-    if label is not None and chosen is None:
-        raise ConfigError(f'--label {label!r}: not a label of the model '
-                          f'({cut(", ".join(map(repr, names)))})')
-    out = []
-    for i, scores in enumerate(outputs):
-        c = chosen if label is not None else int(onp.argmax(scores))
-        out.append((i, [Target(0, c, names[c])]))
-    return out
-
-
-def _tag_targets(task, sentences, dataset, outputs, word):
-    tags = task.tags(outputs, sentences, dataset)
-    ids = {t: k for k, t in enumerate(task.config['labels'])}
-    out = []
-    for i, s in enumerate(sentences):
-        starts = dataset.word_starts[i]
-        if len(starts) == 0:
-            raise DataError(f'{s.path}:{s.line}: no word of the sentence fits within max_len '
-                            f'{task.max_len} tokens: nothing to explain')
-        if word is not None and not 0 <= word < len(starts):
-            kept = '' if len(starts) == len(s.words) else f', {len(starts)} of them within max_len'
-            raise ConfigError(f'--word {word}: out of range: the sentence has {len(s.words)} '
-                              f'words{kept} (0 to {len(starts) - 1})')
-        if word is not None:
-            chosen = [word]
-        elif task.scheme == 'plain':
-            chosen = list(range(len(starts)))
-        else:
-            chosen = sorted(first for _, first, _ in metrics.entity_spans(tags[i])
-                            if first < len(starts)) or [0]
-        out.append((i, [Target(int(starts[j]), ids[tags[i][j]],
-                               f'word {j} {s.words[j]!r}: {task.shown(tags[i][j])}') for j in chosen]))
-    return out
+    and what to explain in it (module docstring; the task's ``explain_targets``). Raises
+    ``ConfigError`` for a ``label`` or ``word`` that does not apply or does not exist."""
+    for option, value in (('label', label), ('word', word)):
+        if value is not None and option not in task.EXPLAIN_OPTIONS:
+            takers = ', '.join(n for n, cls in TASKS.items() if option in cls.EXPLAIN_OPTIONS)
+            raise ConfigError(f'--{option}: applies to {takers}, not to {task.name}')
+    return task.explain_targets(rows, dataset, outputs, label, word)
 
 
 def group_words(tokens, wordpiece, specials, word_starts=None, words=None):
@@ -147,68 +94,75 @@ def group_words(tokens, wordpiece, specials, word_starts=None, words=None):
     return groups
 
 
-def _input(task, row):
-    if task.name == 'qa':
-        return dict(question=row.question, passage=row.context)
-    if task.name == 'tag':
-        return dict(words=list(row.words))
-    if task.name == 'snli':
-        return dict(premise=row[0], hypothesis=row[1])
-    return dict(texts=list(row.texts))
+@dataclasses.dataclass
+class ExplainOptions:
+    """What :func:`explain_rows` computes: ``method`` ``'ig'`` or ``'gradxinput'``; ``steps``
+    integration nodes (ig); ``label`` the class to explain, by display or stored name
+    (classifiers; default the prediction); ``word`` the word to explain (tag, 0-based);
+    ``layer`` (0-based, default the last) and ``head`` (``'mean'`` or 0-based) of the attention
+    map kept; ``max_tokens`` positions per forward/backward batch."""
+    method: str = 'ig'
+    steps: int = 32
+    label: object = None
+    word: object = None
+    layer: object = None
+    head: object = 'mean'
+    max_tokens: int = MAX_TOKENS
+
+    def check(self, net):
+        if self.method not in METHODS:
+            raise ConfigError(f'--method {self.method}: choose from {", ".join(METHODS)}')
+        if not (isinstance(self.steps, int) and 1 <= self.steps <= MAX_STEPS):
+            raise ConfigError(f'--steps {self.steps}: give a whole number from 1 to {MAX_STEPS}')
+        self.layer, self.head = check_view(net, self.layer, self.head)
 
 
-def explain_rows(net, vocab, task, rows, method='ig', steps=32, label=None, word=None,
-                 layer=None, head='mean', max_tokens=MAX_TOKENS):
+def explain_rows(net, vocab, task, rows, **options):
     """One explanation (a dict, module docstring) per row of ``task``'s rows (``task.read`` or
     ``task.raw_rows``), computed together: the interpolation points of all rows' targets share
     forward/backward batches of at most ``max_tokens`` positions.
 
-    ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.inference.predict.load_model` (or ``finetune``'s);
-    ``method``: ``'ig'`` or ``'gradxinput'``; ``steps``: integration nodes (ig); ``label``: the
-    class to explain, by display or stored name (classifiers; default the prediction);
-    ``word``: the word to explain (tag, 0-based); ``layer`` (0-based, default the last),
-    ``head`` (``'mean'`` or 0-based): the attention map kept. Raises ``ConfigError`` or
-    ``DataError`` naming the bad option or input.
+    ``net``, ``vocab``, ``task``: :func:`~gluon_bertft.inference.predict.load_model` (or
+    ``finetune``'s); ``options``: the fields of :class:`ExplainOptions`. Raises
+    ``ConfigError`` or ``DataError`` naming the bad option or input.
     """
-    if method not in METHODS:
-        raise ConfigError(f'--method {method}: choose from {", ".join(METHODS)}')
-    if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
-        raise ConfigError(f'--steps {steps}: give a whole number from 1 to {MAX_STEPS}')
-    layer, head = check_view(net, layer, head)
+    o = ExplainOptions(**options)
+    o.check(net)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
-    device = device_of(net)
-    outputs = predict_outputs(net, make_iter(dataset, 64, False, sort=True), [device])
+    outputs = predict_outputs(net, make_iter(dataset, 64, False, sort=True), [device_of(net)])
     records = task.records(outputs, rows, dataset)
-    per_row = find_targets(task, rows, dataset, outputs, label, word)
+    per_row = find_targets(task, rows, dataset, outputs, o.label, o.word)
     examples = [example for example, _ in per_row]
-    tokens, segments, lens = (dataset.all_token_ids[examples], dataset.all_segments[examples],
-                              dataset.valid_lens[examples])
-    width = int(lens.max())
+    inputs = (dataset.all_token_ids[examples], dataset.all_segments[examples],
+              dataset.valid_lens[examples])
+    width = int(inputs[2].max())
     flat = [(k, score_index(net, width, t.position, t.cls))
             for k, (_, targets) in enumerate(per_row) for t in targets]
     keep = special_ids(vocab)
-    found = attribute(net, tokens, segments, lens, baseline_tokens(tokens, keep), flat, method,
-                      steps, max_tokens)
-    specials = set(vocab.to_tokens(keep[:2]))
-    results, j = [], 0
+    found = attribute(net, *inputs, baseline_tokens(inputs[0], keep), flat, o.method, o.steps,
+                      o.max_tokens)
+    specials, results, j = set(vocab.to_tokens(keep[:2])), [], 0
     for k, (row, record, (example, targets)) in enumerate(zip(rows, records, per_row)):
-        n = int(lens[k])
-        strings = vocab.to_tokens(tokens[k, :n].tolist())
-        starts = dataset.word_starts[example] if task.name == 'tag' else None
+        n = int(inputs[2][k])
+        strings = vocab.to_tokens(inputs[0][k, :n].tolist())
+        starts = task.word_starts(dataset, example)
         words = group_words(strings, is_wordpiece(vocab), specials, starts,
                             row.words if starts is not None else None)
-        weights = attention_weights(net, tokens[k:k + 1, :n], segments[k:k + 1, :n], lens[k:k + 1])
-        view = weights[layer, 0].mean(axis=0) if head == 'mean' else weights[layer, 0, head]
-        entries = []
-        for t in targets:
-            entries.append(_entry(t, found, j, n, words, method == 'ig'))
-            j += 1
+        entries = [_entry(t, found, j + i, n, words, o.method == 'ig') for i, t in enumerate(targets)]
+        j += len(targets)
         results.append(dict(
-            input=_input(task, row), tokens=strings, words=[w for w, _ in words],
-            word_tokens=[p for _, p in words], prediction=record, method=METHODS[method],
-            steps=steps if method == 'ig' else 1, targets=entries,
-            attention=dict(layer=layer, head=head, weights=_round(view, 4))))
+            input=task.explain_input(row), tokens=strings, words=[w for w, _ in words],
+            word_tokens=[p for _, p in words], prediction=record, method=METHODS[o.method],
+            steps=o.steps if o.method == 'ig' else 1, targets=entries,
+            attention=_attention(net, [a[k:k + 1, :n] for a in inputs[:2]] + [inputs[2][k:k + 1]], o)))
     return results
+
+
+def _attention(net, inputs, o):
+    """The attention map of one example kept in its explanation: ``o.layer``, ``o.head``."""
+    weights = attention_weights(net, *inputs)
+    view = weights[o.layer, 0].mean(axis=0) if o.head == 'mean' else weights[o.layer, 0, o.head]
+    return dict(layer=o.layer, head=o.head, weights=_round(view, 4))
 
 
 def _entry(target, found, j, n, words, complete):
@@ -229,13 +183,14 @@ def _round(a, digits):
     return onp.round(onp.asarray(a, dtype=onp.float64), digits).tolist()
 
 
-def explain(net, vocab, task, method='ig', steps=32, label=None, word=None, layer=None,
-            head='mean', max_tokens=MAX_TOKENS, **inputs):
+def explain(net, vocab, task, **kwargs):
     """The explanation of one raw input (``premise``/``hypothesis``, ``text``/``text_b``,
-    ``question``/``passage``: as :func:`~gluon_bertft.inference.predict.predict`); :func:`explain_rows`."""
-    rows = task.raw_rows(inputs)
-    return explain_rows(net, vocab, task, rows, method, steps, label, word, layer, head,
-                        max_tokens)[0]
+    ``question``/``passage``: as :func:`~gluon_bertft.inference.predict.predict`; an input the
+    task does not take is a ``ConfigError``); the other ``kwargs`` are
+    :class:`ExplainOptions` (:func:`explain_rows`)."""
+    inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in RAW_INPUTS}
+    rows = task.raw_rows(task.raw_inputs(inputs))
+    return explain_rows(net, vocab, task, rows, **kwargs)[0]
 
 
 def render(explanation, color=False, width=100):

@@ -108,7 +108,7 @@ def predict(net, vocab, task, **inputs):
     """The prediction for raw input as a string: ``premise``/``hypothesis`` (snli), ``text``
     (and ``text_b``) for the text tasks and tagging (words separated by spaces), ``question``
     and ``passage`` for QA."""
-    rows = task.raw_rows(inputs)
+    rows = task.raw_rows(task.raw_inputs(inputs))
     dataset = task.encode(rows, vocab, log=lambda *_: None)
     device = next(iter(net.collect_params().values())).list_ctx()[0]
     return task.show(predict_outputs(net, make_iter(dataset, 1, False), [device]), rows, dataset)

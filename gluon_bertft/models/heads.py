@@ -1,10 +1,24 @@
 """Task layers on a pretrained BERT: the document's ``BERTClassifier``, and the other task
 layers of §16.6: regression, token tagging, span question answering. (No data imports: the
 book's ``predict_snli`` is in :mod:`gluon_bertft.inference.predict`.)"""
+from mxnet import np
 from mxnet.gluon import nn
 
 
-class BERTClassifier(nn.Block):
+class ClsScores:
+    """Explanations' view of a head on ``<cls>`` (:mod:`gluon_bertft.inference.attribution`):
+    every score of an example from the encoder's output, and where a target's score is."""
+
+    def flat_scores(self, encoded_X, segments, valid_lens):
+        """(batch, seq, hidden) -> (batch, classes): the scores of every class."""
+        return self.output(self.hidden(encoded_X[:, 0, :]))
+
+    def score_index(self, width, position=0, cls=0):
+        """The column of class ``cls`` (0 for the regressor's score)."""
+        return cls
+
+
+class BERTClassifier(ClsScores, nn.Block):
     """The document's classifier: ``bert.encoder`` and ``bert.hidden`` reused, one new Dense.
 
     ``forward`` takes ``(tokens, segments, valid_lens)`` and classifies the ``<cls>`` token.
@@ -23,7 +37,7 @@ class BERTClassifier(nn.Block):
         return self.output(self.hidden(encoded_X[:, 0, :]))
 
 
-class BERTRegressor(nn.Block):
+class BERTRegressor(ClsScores, nn.Block):
     """§16.6's text-pair regression (e.g. STS-B scores): the classifier with one output unit.
 
     ``forward`` takes ``(tokens, segments, valid_lens)`` and returns a score per example.
@@ -57,6 +71,14 @@ class BERTTagger(nn.Block):
         tokens_X, segments_X, valid_lens_x = inputs
         # (batch, seq, hidden) -> (batch, seq, num_tags)
         return self.output(self.encoder(tokens_X, segments_X, valid_lens_x))
+
+    def flat_scores(self, encoded_X, segments, valid_lens):
+        """(batch, seq, hidden) -> (batch, seq * tags): every tag score of every position."""
+        return self.output(encoded_X).reshape(encoded_X.shape[0], -1)
+
+    def score_index(self, width, position=0, cls=0):
+        """The column of tag ``cls`` at ``position``."""
+        return position * self.output._units + cls
 
 
 class SpanScores(nn.HybridBlock):
@@ -97,3 +119,13 @@ class BERTSpanQA(nn.Block):
         tokens_X, segments_X, valid_lens_x = inputs
         encoded_X = self.encoder(tokens_X, segments_X, valid_lens_x)
         return self.output(encoded_X, segments_X, valid_lens_x)
+
+    def flat_scores(self, encoded_X, segments, valid_lens):
+        """(batch, seq, hidden) -> (batch, 2 seq): the start scores, then the end scores."""
+        start, end = self.output(encoded_X, segments, valid_lens)
+        return np.concatenate([start, end], axis=1)
+
+    def score_index(self, width, position=0, cls=0):
+        """The column of the start (``cls`` 0) or end (1) score at ``position``, for inputs
+        ``width`` positions wide."""
+        return cls * width + position

@@ -11,46 +11,80 @@
 
 :mod:`.base` documents the protocol each task implements.
 """
+import dataclasses
+
 from ..common.errors import ConfigError, PretrainedError, shorten
 from ..common.files import check_encoding
 from ..data import tsv
 from ..data.snli import LABELS
 from ..data.tokenize import TOKENIZERS
+from .base import COMMON_OPTIONS, GROUPS, HINTS, RAW_HELP
 from .classify import ClassifyTask, PairClassifyTask, RegressTask
-from .labels import check_label_names
 from .qa import QATask
 from .snli import SNLITask
-from .tag import TagTask
+from .tag import SAVED_TAG_SCHEMES, TagTask
 
-READER_KEYS = ('fmt', 'text_columns', 'label_column', 'header', 'encoding', 'tag_column',
-               'tag_scheme')
-SAVED_TAG_SCHEMES = ('iob', 'plain')  # 'auto' is decided before a model is saved
 TASKS = {cls.name: cls for cls in (SNLITask, ClassifyTask, PairClassifyTask, RegressTask,
                                    TagTask, QATask)}
+# the options some tasks take and others do not, with their defaults
+TASK_OPTIONS = {k: v for cls in TASKS.values() for k, v in cls.OPTIONS.items()}
+RAW_INPUTS = tuple(dict.fromkeys(name for cls in TASKS.values() for name in cls.RAW_INPUTS))
 
 
-def make_task(name, max_len=128, fmt=None, text_columns=None, label_column=None, header=None,
-              encoding='utf-8', tokenizer=None, stride=64, max_query_len=64, max_answer_len=30,
-              tag_column=None, tag_scheme='auto'):
-    """A task with its config: reader options, tokenizer and lengths (QA: window ``stride``,
-    question and answer length caps, in tokens; tag: the tag column, 0-based, None for the
-    last, and the scheme ``auto``, ``iob`` or ``plain``). Raises ``ConfigError`` for an
-    unknown task."""
+def task_class(name):
+    """The task class registered as ``name``; ``ConfigError`` for an unknown one."""
     if name not in TASKS:
         raise ConfigError(f'task {name!r}: choose from {", ".join(TASKS)}')
-    cls = TASKS[name]
-    columns, label = getattr(cls, 'columns', (None, None))
-    config = dict(task=name, max_len=max_len, tokenizer=tokenizer or 'whitespace',
-                  reader=dict(fmt=fmt, text_columns=list(text_columns or columns or ()),
-                              label_column=label_column or label, header=header, encoding=encoding))
-    if name == 'tag':
-        if tag_scheme not in ('auto',) + SAVED_TAG_SCHEMES:
-            raise ConfigError(f'tag scheme {tag_scheme!r}: choose from auto, iob, plain')
-        config['reader'].update(tag_column=tag_column, tag_scheme=tag_scheme)
-    if name == 'qa':
-        config.update(tokenizer='basic', stride=stride, max_query_len=max_query_len,
-                      max_answer_len=max_answer_len)
-    return cls(config)
+    return TASKS[name]
+
+
+def make_task(name, max_len=128, **options):
+    """A task with its config from keyword options: ``tokenizer``, ``encoding`` and the task's
+    own (its class's ``OPTIONS``: reader columns for the table tasks; ``tag_column`` and
+    ``tag_scheme`` for tag; ``stride``, ``max_query_len``, ``max_answer_len`` for qa).
+    Raises ``ConfigError`` for an unknown task or an option it does not take."""
+    cls = task_class(name)
+    for option, value in options.items():
+        if option not in COMMON_OPTIONS and option not in cls.OPTIONS:
+            if option not in TASK_OPTIONS:
+                raise ConfigError(f'{option}: not an option of any task')
+            raise ConfigError(not_taken(option, name))
+    return cls.from_options({**COMMON_OPTIONS, **cls.OPTIONS, 'max_len': max_len, **options})
+
+
+def task_of_config(config):
+    """The task a ``FinetuneConfig`` describes (the fields its class takes)."""
+    cls = task_class(config.task)
+    return cls.from_options({k: getattr(config, k) for k in (*COMMON_OPTIONS, *cls.OPTIONS)})
+
+
+def not_taken(option, task):
+    """The error for ``option`` given to ``task``, naming the tasks that take it."""
+    takers = [n for n, cls in TASKS.items() if option in cls.OPTIONS]
+    flag = f'--{option.replace("_", "-")}'
+    if option in HINTS:
+        return f'{flag}: {HINTS[option]}'
+    if len(takers) == 1:
+        return f'{flag}: applies to --task {takers[0]} only'
+    group = next((g for options, g in GROUPS.items() if option in options), 'the tasks')
+    return f'{flag}: applies to {group} ({", ".join(takers)}), not --task {task}'
+
+
+def check_options(config):
+    """Refuse, naming the option, what ``config.task`` does not take (an option of another task
+    set to other than its default) and what its class's :meth:`check_options` refuses."""
+    cls = task_class(config.task)
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for option in TASK_OPTIONS:
+        if option not in cls.OPTIONS and getattr(config, option) != defaults[option]:
+            raise ConfigError(not_taken(option, config.task))
+    cls.check_options(config)
+
+
+def raw_input_help(name):
+    """The ``--help`` of a raw input of ``predict`` and ``explain``: which tasks take it."""
+    takers = ', '.join(n for n, cls in TASKS.items() if name in cls.RAW_INPUTS)
+    return f'{RAW_HELP[name]} ({takers})'
 
 
 def task_from_config(config, where='config.json'):
@@ -76,35 +110,24 @@ def _check_saved(config, where):
 
     count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
     column = lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
-    names = lambda v, n: (isinstance(v, list) and all(isinstance(x, str) for x in v)
-                          and len(set(v)) == len(v) and (len(v) == n if n else len(v) >= 2))
     check('task', lambda v: isinstance(v, str) and v in TASKS, f'one of {", ".join(TASKS)}')
-    smallest = TASKS[config['task']].min_len
-    check('max_len', lambda v: count(v) and v >= smallest, f'an integer >= {smallest} (tokens per example)')
+    cls = TASKS[config['task']]
+    check('max_len', lambda v: count(v) and v >= cls.min_len,
+          f'an integer >= {cls.min_len} (tokens per example)')
     check('tokenizer', lambda v: isinstance(v, str) and v in TOKENIZERS,
           f'one of {", ".join(TOKENIZERS)}')
-    if config['task'] in ('snli', 'classify', 'pair-classify', 'tag'):
-        size = 3 if config['task'] == 'snli' else None
-        check('labels', lambda v: names(v, size), f'a list of {size or "two or more"} distinct names')
-        shown = config.get('label_names')
-        if shown is not None:  # written with --label-names
-            strings = lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
-            check('label_names', strings, 'an object of stored label -> display name (strings)')
-            check_label_names(shown, config['labels'], f'{where}: "label_names"', PretrainedError)
-    elif 'label_names' in config:
+    if 'label_names' in config and 'label_names' not in cls.OPTIONS:
         raise PretrainedError(f'{where}: "label_names" applies to the tasks with classes, not to '
                               f'--task {config["task"]}')
-    if config['task'] == 'qa':
-        for key in ('stride', 'max_query_len', 'max_answer_len'):
-            check(key, count, 'a positive integer')
-    check('reader', lambda v: isinstance(v, dict) and set(v) <= set(READER_KEYS),
-          f'an object with some of {", ".join(READER_KEYS)}')
+    cls.check_saved(config, check, where)
+    check('reader', lambda v: isinstance(v, dict) and set(v) <= set(cls.READER_KEYS),
+          f'an object with some of {", ".join(cls.READER_KEYS)}')
     reader = dict(fmt=lambda v: v is None or v in tsv.FORMATS, header=lambda v: v in (None, True, False),
                   text_columns=lambda v: isinstance(v, list) and len(v) <= 2 and all(map(column, v)),
                   label_column=lambda v: v is None or column(v),
                   encoding=lambda v: isinstance(v, str) and _text_encoding(v),
-                  tag_column=lambda v: v is None or (count(v) and config['task'] == 'tag'),
-                  tag_scheme=lambda v: v in SAVED_TAG_SCHEMES and config['task'] == 'tag')
+                  tag_column=lambda v: v is None or count(v),
+                  tag_scheme=lambda v: v in SAVED_TAG_SCHEMES)
     for key, ok in reader.items():
         if key in config['reader']:
             check(key, ok, 'a valid value', config['reader'], 'reader ')
@@ -117,5 +140,5 @@ def _text_encoding(name):
         return False
 
 
-__all__ = ['TASKS', 'make_task', 'task_from_config', 'SNLITask', 'ClassifyTask',
-           'PairClassifyTask', 'RegressTask', 'TagTask', 'QATask']
+__all__ = ['TASKS', 'make_task', 'task_from_config', 'task_of_config', 'check_options',
+           'SNLITask', 'ClassifyTask', 'PairClassifyTask', 'RegressTask', 'TagTask', 'QATask']

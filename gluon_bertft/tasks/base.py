@@ -43,9 +43,12 @@ The tasks with classes (``snli``, ``classify``, ``pair-classify``, ``tag``) also
 import numpy as onp
 
 from ..common import metrics
-from ..common.errors import ConfigError, DataError
+import collections
+import os
+
+from ..common.errors import ConfigError, DataError, PretrainedError, cut
 from ..data.wordpiece import WordPiece
-from .labels import WeightedCrossEntropy
+from .labels import WeightedCrossEntropy, check_label_names
 
 
 def is_wordpiece(vocab):
@@ -59,15 +62,96 @@ def softmax(scores):
     return z / z.sum(axis=-1, keepdims=True)
 
 
+# what an explanation explains: a score at a position (class, tag, or QA's start 0 / end 1)
+Target = collections.namedtuple('Target', 'position cls name')
+
+# what every task takes, with its default (make_task's keywords, FinetuneConfig's fields)
+COMMON_OPTIONS = dict(max_len=128, tokenizer=None, encoding='utf-8')
+TABLE_OPTIONS = dict(format=None, text_columns=None, label_column=None, header=None)
+LABEL_OPTIONS = dict(class_weights=None, label_names=None)
+# what an error says of an option given to a task that does not take it, where more is needed
+HINTS = dict(data='applies to --task snli without --train (the SNLI folder); give the files '
+                  'with --train and --test')
+# how an error names the tasks that take a group of options
+GROUPS = {tuple(TABLE_OPTIONS): 'the table tasks', tuple(LABEL_OPTIONS): 'the tasks with classes'}
+RAW_HELP = dict(premise='snli', hypothesis='snli', text='the text (tag: words split by spaces)',
+                text_b='the second text', question='qa', passage='qa')
+
+
 class Task:
-    """Base of the tasks: holds ``config``; subclasses implement the protocol above."""
+    """Base of the tasks: holds ``config``; subclasses implement the protocol above.
+
+    The rules of a task are members of its class: ``OPTIONS`` (the options only some tasks
+    take that this one takes, with their defaults; :func:`~gluon_bertft.tasks.check_options`
+    refuses the others), :meth:`check_options` (its own rules), ``RAW_INPUTS`` (what
+    ``predict``/``explain`` take as raw input), ``EXPLAIN_OPTIONS``, ``min_len``, and
+    :meth:`check_saved` (the fields of a saved ``config.json`` it reads).
+    """
 
     name = None
     metric = 'accuracy'
     min_len = 3  # tokens per example: <cls>, <sep> and a token of the text
+    OPTIONS = {}
+    RAW_INPUTS = ()
+    EXPLAIN_OPTIONS = ()  # of label (a class), word (a word of a sentence)
+    READER_KEYS = ('fmt', 'text_columns', 'label_column', 'header', 'encoding')
+    needs_train = True  # snli alone can download its data
 
     def __init__(self, config):
         self.config = config
+
+    @classmethod
+    def from_options(cls, options):
+        """The task of ``options`` (:data:`COMMON_OPTIONS` and ``OPTIONS`` by name): its
+        ``config``, what a saved model's ``config.json`` keeps."""
+        config = dict(task=cls.name, max_len=options['max_len'],
+                      tokenizer=options.get('tokenizer') or 'whitespace',
+                      reader=dict(fmt=None, text_columns=[], label_column=None, header=None,
+                                  encoding=options['encoding']))
+        cls.configure(config, options)
+        return cls(config)
+
+    @classmethod
+    def configure(cls, config, options):
+        """Put this task's ``OPTIONS`` into ``config`` (subclasses)."""
+
+    @classmethod
+    def check_options(cls, config):
+        """This task's own rules on a ``FinetuneConfig`` (``ConfigError`` naming the option)."""
+        if cls.needs_train and not config.train:
+            raise ConfigError(f'--task {cls.name}: give the training file (--train)')
+        if config.max_len < cls.min_len:
+            raise ConfigError(f'--max-len {config.max_len}: --task {cls.name} needs at least '
+                              f'{cls.min_len} (<cls>, <sep> and a token of each text)')
+
+    @classmethod
+    def check_saved(cls, config, check):
+        """Check the task's own fields of a saved ``config``: ``check(key, ok, expected)``
+        raises ``PretrainedError`` naming the field unless ``ok(config[key])``."""
+
+    def explain_targets(self, rows, dataset, outputs, label=None, word=None):
+        """Per row, ``(example, [Target])``: the row's encoded example and the scores to
+        explain in it (``label``: a class, ``word``: a word, where ``EXPLAIN_OPTIONS`` has
+        them). The default: the one output of the example (a score)."""
+        return [(i, [Target(0, 0, 'score')]) for i in range(len(rows))]
+
+    def explain_input(self, row):
+        """The row's input, as an explanation's record shows it."""
+        return dict(texts=list(row.texts))
+
+    def word_starts(self, dataset, example):
+        """The first token of every word of an example (tagging), else None."""
+        return None
+
+    def raw_inputs(self, inputs):
+        """``inputs`` (name -> text or None) checked against :attr:`RAW_INPUTS`: a given input
+        this task does not take is a ``ConfigError`` naming its option."""
+        for name, value in inputs.items():
+            if value is not None and name not in self.RAW_INPUTS:
+                takes = ', '.join(f'--{n.replace("_", "-")}' for n in self.RAW_INPUTS)
+                raise ConfigError(f'--{name.replace("_", "-")}: {self.name} does not take it '
+                                  f'(it takes {takes})')
+        return inputs
 
     @property
     def max_len(self):
@@ -98,10 +182,59 @@ class Task:
         return ids.pop() if ids else None
 
 
+def check_label_options(config):
+    """``--class-weights`` (``balanced`` or a file) and ``--label-names`` (a file or
+    ``STORED=NAME`` pairs) of a ``FinetuneConfig``; their contents are checked against the
+    training labels by :mod:`.labels`."""
+    weights, names = config.class_weights, config.label_names
+    if weights is not None and weights != 'balanced' and not os.path.isfile(weights):
+        raise ConfigError(f'--class-weights {weights}: no such file; give balanced or a JSON '
+                          'file of label -> weight')
+    if names is not None and not os.path.isfile(names) and '=' not in names:
+        raise ConfigError(f'--label-names {names}: no such file, and not STORED=NAME pairs '
+                          '(e.g. 0=negative,1=positive)')
+
+
+def check_saved_labels(config, check, where, size=None):
+    """A saved model's ``labels`` (``size`` of them, else two or more distinct names) and its
+    ``label_names`` (``--label-names``), through ``check`` (:meth:`Task.check_saved`)."""
+    names = lambda v: (isinstance(v, list) and all(isinstance(x, str) for x in v)
+                       and len(set(v)) == len(v) and (len(v) == size if size else len(v) >= 2))
+    check('labels', names, f'a list of {size or "two or more"} distinct names')
+    shown = config.get('label_names')
+    if shown is not None:  # written with --label-names
+        strings = lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+        check('label_names', strings, 'an object of stored label -> display name (strings)')
+        check_label_names(shown, config['labels'], f'{where}: "label_names"', PretrainedError)
+
+
 class ClassifierMixin:
     """Scoring, baseline and records shared by the classifiers over ``<cls>``."""
 
     metric = 'accuracy'
+    EXPLAIN_OPTIONS = ('label',)
+
+    @classmethod
+    def check_options(cls, config):
+        super().check_options(config)
+        check_label_options(config)
+
+    @classmethod
+    def check_saved(cls, config, check, where):
+        check_saved_labels(config, check, where)
+
+    def explain_targets(self, rows, dataset, outputs, label=None, word=None):
+        """The predicted class of every row, or the class ``label`` (a display or stored name)."""
+        names = self.display_labels
+        chosen = None if label is None else self.find_label(label, f'--label {label!r}')
+        if label is not None and chosen is None:
+            raise ConfigError(f'--label {label!r}: not a label of the model '
+                              f'({cut(", ".join(map(repr, names)))})')
+        out = []
+        for i, scores in enumerate(outputs):
+            c = chosen if label is not None else int(onp.argmax(scores))
+            out.append((i, [Target(0, c, names[c])]))
+        return out
 
     def label_counts(self, rows):
         """Training examples per class id."""

@@ -11,7 +11,7 @@ from ..data.tokenize import get_tokenizer
 from ..data.wordpiece import WordPieceTextDataset
 from ..models.heads import BERTClassifier, BERTRegressor
 from ..training.evaluate import num_correct
-from .base import ClassifierMixin, Task, is_wordpiece
+from .base import LABEL_OPTIONS, TABLE_OPTIONS, ClassifierMixin, Task, is_wordpiece
 
 
 class ClassifyTask(ClassifierMixin, Task):
@@ -20,8 +20,18 @@ class ClassifyTask(ClassifierMixin, Task):
     name = 'classify'
     num_texts = (1,)
     columns = (('sentence',), 'label')
+    OPTIONS = dict(TABLE_OPTIONS, **LABEL_OPTIONS)
+    RAW_INPUTS = ('text',)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     accuracy = staticmethod(num_correct)
+
+    @classmethod
+    def configure(cls, config, options):
+        """The table reader's options; the default columns are the task's."""
+        columns, label = cls.columns
+        config['reader'].update(fmt=options['format'], header=options['header'],
+                                text_columns=list(options['text_columns'] or columns),
+                                label_column=options['label_column'] or label)
 
     def read(self, path, labelled=True):
         reader = dict(self.config['reader'])
@@ -71,6 +81,7 @@ class PairClassifyTask(ClassifyTask):
     name = 'pair-classify'
     num_texts = (2,)
     min_len = 5  # <cls>, two <sep> and a token of each text
+    RAW_INPUTS = ('text', 'text_b')
     columns = (('sentence1', 'sentence2'), 'label')
 
 
@@ -86,6 +97,11 @@ class RegressTask(ClassifyTask):
     name = 'regress'
     num_texts = (1, 2)
     columns = (('sentence1', 'sentence2'), 'score')
+    OPTIONS = dict(TABLE_OPTIONS)  # a score has no classes to weigh or name
+    RAW_INPUTS = ('text', 'text_b')
+    EXPLAIN_OPTIONS = ()
+    check_saved = classmethod(Task.check_saved.__func__)  # no labels
+    explain_targets = Task.explain_targets  # the score
     metric = 'pearson'
     loss = gluon.loss.L2Loss()
     accuracy = staticmethod(within_half)

@@ -2,12 +2,12 @@
 from mxnet import gluon, np
 
 from ..common import metrics
-from ..common.errors import DataError
+from ..common.errors import ConfigError, DataError
 from ..data import qa, squad
 from ..data.tokenize import basic
 from ..data.wordpiece import WordPieceQADataset
 from ..models.heads import BERTSpanQA
-from .base import Task, is_wordpiece
+from .base import Target, Task, is_wordpiece
 
 _ce = gluon.loss.SoftmaxCrossEntropyLoss()
 
@@ -28,6 +28,26 @@ class QATask(Task):
 
     name, metric = 'qa', 'f1'  # SQuAD's F1 picks the best epoch
     loss, accuracy = staticmethod(span_loss), staticmethod(span_correct)
+    OPTIONS = dict(stride=64, max_query_len=64, max_answer_len=30)
+    RAW_INPUTS = ('question', 'passage')
+
+    @classmethod
+    def configure(cls, config, options):
+        """Windows over the passage (``stride``), question and answer caps, in tokens; the
+        ``basic`` tokenizer (answers are character offsets)."""
+        config.update(tokenizer='basic', **{k: options[k] for k in cls.OPTIONS})
+
+    @classmethod
+    def check_options(cls, config):
+        super().check_options(config)
+        if config.tokenizer not in (None, 'basic'):
+            raise ConfigError('--tokenizer: qa uses basic (answers are character offsets)')
+
+    @classmethod
+    def check_saved(cls, config, check, where):
+        for key in cls.OPTIONS:
+            check(key, lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                  'a positive integer')
 
     def read(self, path, labelled=True):
         return squad.read_squad(path, labelled, self.config['reader'].get('encoding', 'utf-8'))
@@ -72,6 +92,22 @@ class QATask(Task):
     def baseline(self, train_questions, questions, dataset):
         """The empty answer for every question."""
         return metrics.squad_em_f1([''] * len(questions), [[a.text for a in q.answers] for q in questions])
+
+    def explain_targets(self, questions, dataset, outputs, label=None, word=None):
+        """The start and the end of each predicted answer, in the window that holds it."""
+        out = []
+        best = qa.best_spans(dataset, outputs, len(questions), self.config['max_answer_len'])
+        for q, b in zip(questions, best):
+            if b is None:
+                raise DataError(f'{q.where}: no window to explain (an empty passage?)')
+            _, first, last, w = b
+            shift = int(dataset.window_offset[w]) - int(dataset.window_start[w])
+            out.append((w, [Target(first + shift, 0, 'answer start'),
+                            Target(last + shift, 1, 'answer end')]))
+        return out
+
+    def explain_input(self, q):
+        return dict(question=q.question, passage=q.context)
 
     def raw_rows(self, inputs):
         if not all((inputs.get(k) or '').strip() for k in ('question', 'passage')):

@@ -10,14 +10,14 @@ import io
 import numpy as onp
 from mxnet import gluon
 
-from ..common.errors import DataError
+from ..common.errors import ConfigError, DataError
 from ..data import tsv
 from ..data.snli import LABELS, SNLIBERTDataset, read_snli
 from ..data.tokenize import basic
 from ..data.wordpiece import WordPieceTextDataset
 from ..models.heads import BERTClassifier
 from ..training.evaluate import num_correct
-from .base import ClassifierMixin, Task, is_wordpiece
+from .base import LABEL_OPTIONS, ClassifierMixin, Task, check_saved_labels, is_wordpiece
 
 
 class SNLITask(ClassifierMixin, Task):
@@ -26,8 +26,25 @@ class SNLITask(ClassifierMixin, Task):
 
     name = 'snli'
     min_len = 5  # <cls>, two <sep> and a token of each text
+    OPTIONS = dict(data='SNLI', **LABEL_OPTIONS)
+    RAW_INPUTS = ('premise', 'hypothesis')
+    needs_train = False  # the book's run downloads SNLI (--data)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     accuracy = staticmethod(num_correct)
+
+    @classmethod
+    def check_options(cls, config):
+        super().check_options(config)
+        if config.data != 'SNLI' and config.train:
+            raise ConfigError('--data: applies to --task snli without --train (the SNLI '
+                              'folder); give the files with --train and --test')
+        if config.tokenizer is not None:
+            raise ConfigError('--tokenizer: --task snli tokenizes as the book does (lower-cased '
+                              'whitespace tokens); the table tasks take --tokenizer')
+
+    @classmethod
+    def check_saved(cls, config, check, where):
+        check_saved_labels(config, check, where, size=3)
 
     def read(self, path, labelled=True):
         columns = read_snli(path, not labelled, self.config['reader'].get('encoding', 'utf-8'))
@@ -62,6 +79,9 @@ class SNLITask(ClassifierMixin, Task):
 
     def head(self, bert):
         return BERTClassifier(bert, 3)
+
+    def explain_input(self, row):
+        return dict(premise=row[0], hypothesis=row[1])
 
     def raw_rows(self, inputs):
         premise, hypothesis = inputs.get('premise'), inputs.get('hypothesis')

@@ -12,16 +12,20 @@ import numpy as onp
 from mxnet import np, npx
 
 from ..common import metrics
-from ..common.errors import DataError
+from ..common.errors import ConfigError, DataError
 from ..data import conll
 from ..data.tagging import TaggingDataset
 from ..data.tokenize import get_tokenizer
 from ..data.wordpiece import WordPieceTaggingDataset
 from ..models.heads import BERTTagger
-from .base import Task, is_wordpiece, softmax
+from .base import (LABEL_OPTIONS, Target, Task, check_label_options, check_saved_labels, is_wordpiece,
+                   softmax)
 from .labels import ClassWeights
 
 CUT_TAG = 'O'  # the tag of the words cut off by max_len
+
+SAVED_TAG_SCHEMES = ('iob', 'plain')  # 'auto' is decided before a model is saved
+TAG_SCHEMES = ('auto',) + SAVED_TAG_SCHEMES
 
 
 def token_loss(y_hat, y, token_weights=None):
@@ -59,6 +63,34 @@ class TagTask(Task):
     name = 'tag'
     loss = staticmethod(token_loss)
     accuracy = staticmethod(token_correct)
+    OPTIONS = dict(tag_column=None, tag_scheme='auto', **LABEL_OPTIONS)
+    RAW_INPUTS = ('text',)
+    EXPLAIN_OPTIONS = ('word',)
+    READER_KEYS = Task.READER_KEYS + ('tag_column', 'tag_scheme')
+
+    @classmethod
+    def configure(cls, config, options):
+        """The tag column (0-based, None: the last) and scheme (``auto`` until the training
+        file decides it)."""
+        if options['tag_scheme'] not in TAG_SCHEMES:
+            raise ConfigError(f"--tag-scheme {options['tag_scheme']}: choose from auto, iob, plain")
+        config['reader'].update(tag_column=options['tag_column'], tag_scheme=options['tag_scheme'])
+
+    @classmethod
+    def check_options(cls, config):
+        super().check_options(config)
+        check_label_options(config)
+        if config.tag_scheme not in TAG_SCHEMES:
+            raise ConfigError(f'--tag-scheme {config.tag_scheme}: choose from auto, iob, plain')
+        column = config.tag_column
+        if column is not None and (isinstance(column, bool) or not isinstance(column, int)
+                                   or column < 1):
+            raise ConfigError(f'--tag-column {column}: give a column number >= 1 (column 0 '
+                              'holds the word)')
+
+    @classmethod
+    def check_saved(cls, config, check, where):
+        check_saved_labels(config, check, where)
 
     @property
     def scheme(self):
@@ -161,6 +193,41 @@ class TagTask(Task):
         """Each word's most frequent training tag, else the most frequent training tag."""
         return metrics.tag_report([s.tags for s in sentences],
                                   frequent_tags(train_sentences, [s.words for s in sentences]))
+
+    def explain_targets(self, sentences, dataset, outputs, label=None, word=None):
+        """The tag of ``word``, or else of the first word of every predicted span (iob; word 0
+        if there is none) or of every word (plain: each has a tag of its own)."""
+        tags, ids = self.tags(outputs, sentences, dataset), self.tag_ids()
+        out = []
+        for i, s in enumerate(sentences):
+            starts = dataset.word_starts[i]
+            if len(starts) == 0:
+                raise DataError(f'{s.path}:{s.line}: no word of the sentence fits within max_len '
+                                f'{self.max_len} tokens: nothing to explain')
+            if word is not None and not 0 <= word < len(starts):
+                kept = '' if len(starts) == len(s.words) else f', {len(starts)} of them within max_len'
+                raise ConfigError(f'--word {word}: out of range: the sentence has {len(s.words)} '
+                                  f'words{kept} (0 to {len(starts) - 1})')
+            if word is not None:
+                chosen = [word]
+            elif self.scheme == 'plain':
+                chosen = list(range(len(starts)))
+            else:
+                chosen = sorted(first for _, first, _ in metrics.entity_spans(tags[i])
+                                if first < len(starts)) or [0]
+            out.append((i, [Target(int(starts[j]), ids[tags[i][j]],
+                                   f'word {j} {s.words[j]!r}: {self.shown(tags[i][j])}')
+                            for j in chosen]))
+        return out
+
+    def tag_ids(self):
+        return {t: k for k, t in enumerate(self.config['labels'])}
+
+    def explain_input(self, sentence):
+        return dict(words=list(sentence.words))
+
+    def word_starts(self, dataset, example):
+        return dataset.word_starts[example]
 
     def raw_rows(self, inputs):
         if not (inputs.get('text') or '').strip():
