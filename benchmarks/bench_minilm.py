@@ -2,7 +2,7 @@
 
 The batches are made as ``finetune`` makes them: the model's WordPiece encoding of real data
 (SST-2 train.tsv sentences; SNLI dev pairs), ``max_len`` 128, batches of 32 from
-``make_iter(..., train_mode=True, fast=True)`` (32 length buckets, each batch trimmed to its
+``make_iter(..., train_mode=True)`` (32 length buckets, each batch trimmed to its
 longest example rounded up to a multiple of 4). The network is ``finetune``'s: the task head on
 the loaded MiniLM, hybridized with static alloc/shape, dropout 0.1.
 
@@ -77,7 +77,7 @@ def batches_of(name, num_batches, vocab):
     rows = task.read(path)[:num_batches * BATCH * 4]  # several buckets' worth of examples
     task.fit(rows)
     dataset = task.encode(rows, vocab, train=True, log=lambda *a: None)
-    it = make_iter(dataset, BATCH, True, True, seed=0)
+    it = make_iter(dataset, BATCH, True, seed=0)
     batches = [b for _, b in zip(range(num_batches), it)]
     widths = [int(b[0][0].shape[1]) for b in batches]
     real = sum(float(b[0][2].sum()) for b in batches)

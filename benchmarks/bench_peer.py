@@ -2,7 +2,7 @@
 
 The batches are made once, as ``finetune`` makes them, and written to an ``.npz`` that both
 engines read: real SNLI dev pairs (``snli_1.0_dev.jsonl``; ``data/snli_sample.jsonl`` when
-absent), ``max_len`` 128, ``make_iter(..., train_mode=True, fast=True)`` (length buckets,
+absent), ``max_len`` 128, ``make_iter(..., train_mode=True)`` (length buckets,
 each batch trimmed to its longest pair rounded up to a multiple of 4). Random weights:
 
 * ``bert.small/relu``: 2 blocks, 256 hidden, 4 heads, FFN 512, 512 positions, ReLU, the
@@ -102,7 +102,7 @@ def write_batches(path, args):
     for name, (v, size) in vocabs.items():
         dataset = task.encode(rows, v, train=True, log=lambda *a: None)
         batches = [b for _, b in zip(range(args.batches), make_iter(dataset, args.batch_size,
-                                                                      True, True, seed=0))]
+                                                                      True, seed=0))]
         for i, ((t, s, vl), y) in enumerate(batches):
             for field, a in zip(FIELDS, (t, s, vl, y)):
                 arrays[f'{name}_{i}_{field}'] = a.asnumpy()

@@ -9,7 +9,7 @@ with filler tokens), on real SNLI dev pairs:
   ``d2l.train_batch_ch13`` (one host sync per batch); preprocessing by the book's
   ``SNLIBERTDataset`` (``multiprocessing.Pool(4)`` over forked workers).
 * fast: ``gluon_bertft``'s ``BERTModel`` + ``BERTClassifier`` hybridized with static
-  alloc/shape, ``make_iter(..., fast=True)`` batches (trimmed to multiples of 4, 32 length buckets),
+  alloc/shape, ``make_iter(...)`` batches (trimmed to multiples of 4, 32 length buckets),
   ``gluon_bertft.training.loop.train`` itself (loss and accuracy sums stay on the device and are read
   only at its few log points) and ``gluon_bertft.data.snli.SNLIBERTDataset``.
 
@@ -181,7 +181,7 @@ def make_trainer_for(fast, net, lazy=False):
 def make_batches(fast, pairs, vocab, batch_size, train_mode):
     """An iterable of ``((tokens, segments, valid_lens), labels)`` batches for one path."""
     if fast:
-        return make_iter(SNLIBERTDataset(pairs, MAX_LEN, vocab), batch_size, train_mode, fast=True,
+        return make_iter(SNLIBERTDataset(pairs, MAX_LEN, vocab), batch_size, train_mode,
                          sort=True)
     tokens, segments, valid_lens = encode_pairs(pairs[0], pairs[1], vocab, MAX_LEN)
     # the book's dataset arrays (mxnet np, padded to 128) and item layout ((t, s, v), label)

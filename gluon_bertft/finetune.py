@@ -20,7 +20,7 @@ from .data.batching import make_iter
 from .data.snli import find_split
 from .models import pretrained
 from .tasks import labels, task_of_config
-from .tasks.base import is_wordpiece
+from .tasks.base import COMMON_OPTIONS, is_wordpiece
 from .training import distributed, precision
 from .training.checkpoint import Checkpoint
 from .training.devices import parse_devices, set_seed
@@ -160,13 +160,15 @@ def check_bert(config, bert_cfg, vocab):
 def build(run):
     """Encode the splits (the test and validation sets on rank 0 only), batch them, put the
     task's head on the BERT and make the trainer."""
-    config, task, log, fast = run.config, run.task, run.log, not run.config.book_batches
+    config, task, log = run.config, run.task, run.log
+    book = config.book_batches
     run.train_set = task.encode(run.train_rows, run.vocab, train=True, log=log)
     run.test_set = task.encode(run.test_rows, run.vocab, log=log) if run.rank == 0 else None
     run.valid_set = (task.encode(run.valid_rows, run.vocab, log=log)
                      if run.valid_rows and run.rank == 0 else None)
-    run.train_iter = make_iter(run.train_set, run.local_batch, True, fast, config.seed)
-    run.test_iter = (make_iter(run.test_set, config.batch_size, False, fast, sort=True)
+    run.train_iter = make_iter(run.train_set, run.local_batch, True, book_batches=book,
+                               seed=config.seed)
+    run.test_iter = (make_iter(run.test_set, config.batch_size, False, book_batches=book, sort=True)
                      if run.test_set else None)
     run.net = net = task.head(run.bert)
     net.output.initialize(ctx=run.devices)
@@ -186,7 +188,8 @@ def build(run):
 def outputs(run, dataset):
     """The network's host outputs for every example of ``dataset``, in order (length-sorted
     batches); with a notebook's animator no bar, which would replace its last drawing."""
-    batches = make_iter(dataset, run.config.batch_size, False, not run.config.book_batches, sort=True)
+    batches = make_iter(dataset, run.config.batch_size, False,
+                        book_batches=run.config.book_batches, sort=True)
     return predict_outputs(run.net, batches, run.devices,
                            progress=False if run.animator else None)
 
@@ -283,9 +286,13 @@ def save_run(run, result):
     replaced in one step with ``out/checkpoint`` carried over
     (:func:`~gluon_bertft.common.outputs.replace_folder`)."""
     config = run.config
+    # each setting once: what the task's config or the top level holds is not repeated in the
+    # run's settings (``finetune``); the class weights used are in result.json
+    shown = {'task', 'pretrained', 'seed', 'train', 'test', *COMMON_OPTIONS,
+             *type(run.task).OPTIONS}
     meta = dict(run.task.config, bert=run.bert_cfg, pretrained=config.pretrained,
                 train_file=run.files[0], test_file=run.files[1], seed=config.seed,
-                finetune=config.to_dict())
+                finetune={k: v for k, v in config.to_dict().items() if k not in shown})
     with replace_folder(config.out, keep=('checkpoint',)) as folder:
         storage.save_model(run.net, run.vocab, os.path.join(folder, 'model'), meta)
         storage.write_json(os.path.join(folder, 'result.json'), result)
@@ -314,14 +321,14 @@ def recorded_weights(run):
 def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model='bert.small',
                   preset=None, num_epochs=5, batch_size=512, max_len=128, lr=1e-4,
                   max_examples=None, test_fraction=0.1, valid_fraction=0.0,
-                  num_trainable_blocks=None, devices=None, seed=0, out=None, fast=True,
+                  num_trainable_blocks=None, devices=None, seed=0, out=None,
                   hybridize=True, dropout=0.1, animator=None, log=print, **options):
     """Fine-tune ``BERTClassifier`` on SNLI as §16.7 does; returns ``(net, vocab, result)``.
 
     The book's run with its defaults (``bert.small``, 5 epochs, batch 512, ``max_len`` 128,
     lr 1e-4): :func:`finetune` with ``task='snli'``. ``devices``: a list of contexts or a
-    spec like ``'cpu:0,cpu:1'``; ``fast=False`` pads every batch to ``max_len`` as the book
-    does. Other ``options`` are fields of :class:`~gluon_bertft.config.FinetuneConfig`
+    spec like ``'cpu:0,cpu:1'``; ``book_batches=True`` pads every batch to ``max_len`` as the
+    book does. Other ``options`` are fields of :class:`~gluon_bertft.config.FinetuneConfig`
     (``checkpoint_every``, ``resume``, ``kvstore``, ``dtype``, ``lazy_embedding``, ...).
     """
     if devices is not None and not isinstance(devices, str):
@@ -331,6 +338,6 @@ def finetune_snli(train_file=None, test_file=None, data='SNLI', pretrained_model
                             batch_size=batch_size, max_len=max_len, lr=lr,
                             max_examples=max_examples, test_fraction=test_fraction,
                             valid_fraction=valid_fraction, trainable_blocks=num_trainable_blocks,
-                            devices=devices or 'auto', seed=seed, out=out, book_batches=not fast,
+                            devices=devices or 'auto', seed=seed, out=out,
                             hybridize=hybridize, dropout=dropout, **options)
     return finetune(config, animator=animator, log=log)

@@ -40,7 +40,7 @@ def test_book_batches_keep_max_len(dataset):
 
 
 def test_fast_batches_carry_little_padding_in_few_shapes(dataset):
-    fast = make_iter(dataset, 32, True, True)  # 2,000 pairs: 7 buckets of 8+ batches
+    fast = make_iter(dataset, 32, True)  # 2,000 pairs: 7 buckets of 8+ batches
     plain = BatchIter.from_dataset(dataset, 32, shuffle=True)
     real = dataset.valid_lens.sum()
     real_share = lambda it: real / sum(x[0].size for x, _ in it)

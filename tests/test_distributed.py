@@ -91,7 +91,7 @@ def test_shards_are_disjoint_equal_and_step_in_lockstep(sample, vocab):
     sizes = []
     for rank in range(2):
         batches = make_iter(SNLIBERTDataset(distributed.shard(sample, rank, 2), 64, vocab), 16,
-                            True, True, seed=3)
+                            True, seed=3)
         sizes.append([[len(y) for _, y in batches] for _ in range(2)])
     assert sizes[0] == sizes[1] and sizes[0][0] != sizes[0][1]
     with pytest.raises(ValueError, match='3 training examples for 4 workers: the shard of rank 3'):

@@ -184,7 +184,7 @@ def test_finetune_replaces_its_outputs_together_and_keeps_the_checkpoint(tmp_pat
     assert code == 0, err
     assert sorted(os.listdir(out)) == ['checkpoint', 'model', 'result.json', 'training_curve.png']
     assert sorted(os.listdir(out / 'model')) == ['config.json', 'model.params', 'vocab.json']
-    assert json.loads((out / 'model' / 'config.json').read_text())['finetune']['seed'] == 1
+    assert json.loads((out / 'model' / 'config.json').read_text())['seed'] == 1
     assert (out / 'checkpoint' / 'state.json').read_bytes() == state
     assert sorted(os.listdir(tmp_path)) == ['data', 'run']  # no temporary left beside it
 

@@ -17,6 +17,7 @@ from gluon_bertft.common.errors import DataError
 from gluon_bertft.data import conll, qa, squad
 from gluon_bertft.data.tagging import IGNORE, TaggingDataset
 from gluon_bertft.data.tokenize import RESERVED_TOKENS, basic
+from gluon_bertft.data.words import WordTokenizer
 from gluon_bertft.models import pretrained
 
 
@@ -30,8 +31,8 @@ def test_first_piece_carries_the_tag_with_a_splitting_tokenizer():
     sentences = conll.read_conll(shared_file('conll2003', 'eng.testa'))
     sent = next(s for s in sentences if 'U.S.' in s.words)
     tags = conll.tag_names(sentences)
-    data = TaggingDataset([sent], vocab_of([' '.join(basic(w)) for w in sent.words]), tags, 128,
-                          tokenizer='basic')
+    data = TaggingDataset([sent], WordTokenizer(vocab_of([' '.join(basic(w)) for w in sent.words]),
+                                                'basic'), tags, 128)
     labels, starts = data.labels[0], data.word_starts[0]
     assert len(starts) == len(sent.words)
     pieces = [basic(w) for w in sent.words]
@@ -75,7 +76,8 @@ def test_windows_keep_every_answer_of_long_passages():
     questions = squad.read_squad(shared_file('squad', 'train-v1.1.subset.json'))[:300]
     vocab = vocab_of([' '.join(basic(q.question + ' ' + q.context)) for q in questions])
     logged = []
-    data = qa.QADataset(questions, vocab, max_len=64, stride=16, train=True, log=logged.append)
+    data = qa.QADataset(questions, WordTokenizer(vocab), max_len=64, stride=16, train=True,
+                        log=logged.append)
     assert not logged  # no answer lost: each lies whole in some window
     assert set(data.window_question) == set(range(300))
     assert data.window_start.max() > 100  # answers far past the first window are found
@@ -91,7 +93,7 @@ def test_windows_keep_every_answer_of_long_passages():
 
 def test_best_span_over_windows_respects_order_and_length():
     data = qa.QADataset([squad.Question('q', 'who ?', 'a b c d e f g h', [], '')],
-                        vocab_of(['who ? a b c d e f g h']), max_len=9, stride=2)
+                        WordTokenizer(vocab_of(['who ? a b c d e f g h'])), max_len=9, stride=2)
     # <cls> who ? <sep> + 4 passage tokens + <sep>: windows over tokens 0-3, 2-5, 4-7
     assert list(data.window_start) == [0, 2, 4] and list(data.window_offset) == [4, 4, 4]
     starts, ends = onp.full((3, 9), -10.0), onp.full((3, 9), -10.0)

@@ -104,7 +104,7 @@ def test_freeze_trains_only_the_top_blocks_and_the_head(small, vocab):
 def test_validation_keeps_the_best_epoch(small, vocab):
     net = classifier(vocab)
     train_ds = SNLIBERTDataset(tuple(c[:200] for c in read_snli(SAMPLE)), 64, vocab)
-    valid, test = BatchIter.from_dataset(small, 128), make_iter(train_ds, 128, False, True)
+    valid, test = BatchIter.from_dataset(small, 128), make_iter(train_ds, 128, False)
     validate = lambda net: ('accuracy', evaluate_accuracy(net, valid, [mx.cpu()]))
     lines = []
     history = train(net, BatchIter.from_dataset(train_ds, 32, shuffle=True), test, LOSS,
@@ -128,8 +128,8 @@ def test_finetuning_real_pairs_lowers_loss_and_beats_chance():
     vocab = build_vocab(train_data[0] + train_data[1])
     net = classifier(vocab, dropout=0.1, num_hiddens=64, ffn_num_hiddens=128, init=mx.init.Xavier())
     net.hybridize(static_alloc=True, static_shape=True)
-    history = train(net, make_iter(SNLIBERTDataset(train_data, 64, vocab), 32, True, True),
-                    make_iter(SNLIBERTDataset(test_data, 64, vocab), 256, False, True), LOSS,
+    history = train(net, make_iter(SNLIBERTDataset(train_data, 64, vocab), 32, True),
+                    make_iter(SNLIBERTDataset(test_data, 64, vocab), 256, False), LOSS,
                     make_trainer(net, 1e-3), 2, [mx.cpu()], log=quiet)
     assert history['train_loss'][1] < history['train_loss'][0] - 0.02
     # 1,968 held-back pairs: chance is 1/3 with a standard error of about 0.011

@@ -14,9 +14,10 @@ from gluon_bertft.data import qa
 from gluon_bertft.data.conll import Sentence
 from gluon_bertft.data.snli import DataError
 from gluon_bertft.data.squad import Answer, Question
-from gluon_bertft.data.wordpiece import (WordPiece, WordPieceQADataset, WordPieceTaggingDataset,
-                                         WordPieceTextDataset, encode_texts, encode_words,
-                                         longest_first_lengths)
+from gluon_bertft.data.qa import QADataset
+from gluon_bertft.data.tagging import TaggingDataset
+from gluon_bertft.data.text import TextDataset
+from gluon_bertft.data.wordpiece import WordPiece, encode_texts, encode_words, longest_first_lengths
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, 'fixtures', 'wordpiece_ids.json'), encoding='utf-8') as _f:
@@ -114,7 +115,7 @@ def test_qa_offsets_match_transformers_and_decode(minilm):
         questions = [Question(str(k), item['question'], item['context'],
                               [Answer(a['text'], a['start'])], 'fixture')
                      for k, a in enumerate(item['answers'])]
-        data = WordPieceQADataset(questions, minilm, max_len=48, stride=8, train=True)
+        data = QADataset(questions, minilm, max_len=48, stride=8, train=True)
         assert len(set(data.window_question.tolist())) == len(questions)
         for w in range(len(data)):
             q = int(data.window_question[w])
@@ -212,7 +213,7 @@ def test_tagging_labels_on_first_pieces(tiny):
                       ['B-PER', 'I-PER', 'O', 'O', 'O', 'O', 'O', 'B-LOC'], 'train.txt', 3),
              Sentence(['New', 'York'], None, 'test.txt', 1)]
     logged = []
-    data = WordPieceTaggingDataset(sents, tiny, names, 16, log=logged.append)
+    data = TaggingDataset(sents, tiny, names, 16, log=logged.append)
     assert not logged and len(data) == 2
     assert tiny.to_tokens(data.all_token_ids[0, :int(data.valid_lens[0])]) == [
         '[CLS]', 'zoe', 'o', "'", 'brien', 'owns', 'un', '##believ', '##able', 'cafe', '##s',
@@ -225,16 +226,16 @@ def test_tagging_labels_on_first_pieces(tiny):
     assert data.all_token_ids.dtype == data.all_segments.dtype == onp.int32
     assert data.labels.dtype == data.valid_lens.dtype == onp.float32
 
-    cut = WordPieceTaggingDataset(sents, tiny, names, 7, log=logged.append)
+    cut = TaggingDataset(sents, tiny, names, 7, log=logged.append)
     assert cut.word_starts[0].tolist() == [1, 2, 5] and cut.valid_lens[0] == 7  # 'unbelievable' cut whole
     assert len(logged) == 1 and 'train.txt:3 (8 words, 3 kept)' in logged[0]
     with pytest.raises(DataError, match=r'train.txt:10: tag .B-MISC'):
-        WordPieceTaggingDataset([sents[0]._replace(tags=['O'] * 7 + ['B-MISC'])], tiny, names, 16)
+        TaggingDataset([sents[0]._replace(tags=['O'] * 7 + ['B-MISC'])], tiny, names, 16)
 
 
 def test_text_dataset(tiny):
     rows = [Row(('The cafe!',), 'pos', 'a:1'), Row(('who owns it?',), 'neg', 'a:2')]
-    data = WordPieceTextDataset(rows, tiny, 6, labels=onp.array([1, 0], onp.float32))
+    data = TextDataset(rows, tiny, 6, labels=onp.array([1, 0], onp.float32))
     assert len(data) == 2 and data.valid_lens.tolist() == [5, 6]
     assert data.all_token_ids[1].tolist() == [2, 20, 14, 1, 18, 3]
 
@@ -246,7 +247,7 @@ def test_qa_answers_decode_to_the_passage_text(tiny):
     questions = [Question(str(k), 'Who is the unit named after?', context,
                           [Answer(a, context.index(a))], 'x') for k, a in enumerate(answers)]
     for max_len, stride, train in ((64, 16, False), (16, 3, True), (16, 2, False)):
-        data = WordPieceQADataset(questions, tiny, max_len, stride, max_query_len=4, train=train)
+        data = QADataset(questions, tiny, max_len, stride, max_query_len=4, train=train)
         assert (data.window_offset == 6).all()  # question cut to 4 pieces
         assert data.all_segments.sum(1).tolist() == (data.valid_lens - 6).tolist()
         # a model that scores exactly the labelled positions decodes the gold answer
@@ -260,5 +261,5 @@ def test_qa_answers_decode_to_the_passage_text(tiny):
             _, first, last, _ = best[k]
             assert qa.span_text(context, data.spans[k], first, last) == answer
     # a stride larger than the room a question leaves is fitted to it, not refused
-    fitted = WordPieceQADataset(questions, tiny, 10, 8)
+    fitted = QADataset(questions, tiny, 10, 8)
     assert len(fitted) > 0 and (fitted.valid_lens <= 10).all()

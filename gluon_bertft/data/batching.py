@@ -121,14 +121,17 @@ NUM_BUCKETS = 32  # length groups of the fast path's training batches
 BATCHES_PER_BUCKET = 8  # at least: batches of one length group still mix many examples
 
 
-def make_iter(dataset, batch_size, train_mode, fast=True, seed=0, sort=False):
-    """Batches of an encoded dataset: trimmed and bucketed when ``fast``, else as the book.
+def make_iter(dataset, batch_size, train_mode, *, book_batches=False, seed=0, sort=False):
+    """Batches of an encoded dataset: trimmed and bucketed, or with ``book_batches`` padded to
+    ``max_len`` in the book's plain shuffle (``--book-batches``; ``BatchIter``'s ``trim`` is
+    its opposite).
 
-    Fast training batches come from up to :data:`NUM_BUCKETS` length groups of at least
-    :data:`BATCHES_PER_BUCKET` batches each (fewer groups for small datasets: very
-    homogeneous batches slowed learning in short runs). ``sort`` (fast evaluation only)
-    batches examples by length: for metrics that ignore order.
+    Training batches (``train_mode``) come from up to :data:`NUM_BUCKETS` length groups of at
+    least :data:`BATCHES_PER_BUCKET` batches each (fewer groups for small datasets: very
+    homogeneous batches slowed learning in short runs). ``sort`` (evaluation, not with book
+    batches) batches examples by length: for metrics that ignore order.
     """
+    fast = not book_batches
     num_buckets = min(NUM_BUCKETS, len(dataset) // (batch_size * BATCHES_PER_BUCKET))
     return BatchIter.from_dataset(dataset, batch_size, shuffle=train_mode, trim=fast,
                                   num_buckets=num_buckets if fast and train_mode else 0, seed=seed,

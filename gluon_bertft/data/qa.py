@@ -9,7 +9,6 @@ answer is its best span over all windows.
 """
 import numpy as onp
 
-from .tokenize import basic, basic_spans
 
 
 def answer_tokens(spans, start, end):
@@ -91,19 +90,15 @@ def first_answer(question, spans):
 
 
 class QADataset(WindowedQA):
-    """:class:`WindowedQA` of the book's word vocabulary: lower-cased words and punctuation
-    (:func:`~.tokenize.basic_spans`), the question cut to ``max_query_len`` tokens."""
+    """:class:`WindowedQA` of ``questions`` through ``tokenizer`` (the protocol of
+    :mod:`.words`): ``[CLS] question [SEP] passage window [SEP]``, the question cut to
+    ``max_query_len`` tokens, windows of ``max_len - len(question) - 3`` passage tokens every
+    ``stride``; with ``train`` only the windows that hold the whole first gold answer."""
 
-    def __init__(self, questions, vocab, max_len, stride, max_query_len=64, train=False, log=print):
-        idx, unk = vocab.token_to_idx, vocab.token_to_idx['<unk>']
-        ids_of = lambda tokens: [idx.get(t, unk) for t in tokens]
-        encoded = []
-        for q in questions:
-            tokens = basic_spans(q.context)
-            spans = [(s, e) for _, s, e in tokens]
-            encoded.append((ids_of(basic(q.question)[:max_query_len]),
-                            ids_of(t for t, _, _ in tokens), spans, first_answer(q, spans)))
-        self._build(encoded, max_len, stride, (idx['<cls>'], idx['<sep>'], idx['<pad>']), train, log)
+    def __init__(self, questions, tokenizer, max_len, stride, max_query_len=64, train=False,
+                 log=print):
+        self._build(tokenizer.encode_qa(questions, max_query_len), max_len, stride,
+                    tokenizer.specials, train, log)
 
 
 def best_spans(dataset, outputs, num_questions, max_answer_len=30):

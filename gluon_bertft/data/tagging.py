@@ -10,7 +10,6 @@ prediction equals, so the word counts as wrong.
 import numpy as onp
 
 from ..common.errors import DataError, cut, shorten
-from .tokenize import get_tokenizer
 
 IGNORE = -1
 
@@ -39,41 +38,28 @@ def warn_cut(cut, max_len, log):
 
 
 class TaggingDataset:
-    """``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` (``(n, max_len)``, -1 for
-    ignored positions) and ``word_starts[i]``: the position of each kept word's first piece.
-    ``unknown_ok``: a tag outside ``tag_names`` gets the id ``len(tag_names)`` (counted wrong)
-    instead of raising ``DataError``."""
+    """``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` (float32 ``(n, max_len)``:
+    a word's tag id on its first token, -1 on other tokens, specials and padding) and
+    ``word_starts[i]``: the position of each kept word's first token.
 
-    def __init__(self, sentences, vocab, tag_names, max_len, tokenizer='whitespace', log=print,
-                 unknown_ok=False):
-        if max_len < 3:
-            raise ValueError(f'max_len={max_len}: needs <cls>, one word and <sep>')
-        tokenize = get_tokenizer(tokenizer)
+    ``sentences`` are ``conll.Sentence`` s encoded by ``tokenizer`` (the protocol of
+    :mod:`.words`). The first sentence cut is named by file and line through ``log``;
+    ``unknown_ok``: a tag outside ``tag_names`` gets the id ``len(tag_names)`` (counted wrong)
+    instead of raising ``DataError``.
+    """
+
+    def __init__(self, sentences, tokenizer, tag_names, max_len, log=print, unknown_ok=False):
         tag_ids = {t: i for i, t in enumerate(tag_names)}
         unknown = len(tag_names) if unknown_ok else None
-        idx, unk = vocab.token_to_idx, vocab.token_to_idx['<unk>']
-        n = len(sentences)
-        self.all_token_ids = onp.full((n, max_len), idx['<pad>'], dtype=onp.int32)
-        self.all_segments = onp.zeros((n, max_len), dtype=onp.int32)
-        self.labels = onp.full((n, max_len), IGNORE, dtype=onp.float32)
-        self.valid_lens = onp.zeros(n, dtype=onp.float32)
-        self.word_starts, cut = [], []
-        for i, sent in enumerate(sentences):
-            ids, labels, starts = [idx['<cls>']], [IGNORE], []
-            for j, word in enumerate(sent.words):
-                pieces = tokenize(word)
-                if len(ids) + len(pieces) > max_len - 1:
-                    cut.append((sent, j))
-                    break
-                starts.append(len(ids))
-                labels += [tag_id(sent, j, tag_ids, unknown)] + [IGNORE] * (len(pieces) - 1)
-                ids += [idx.get(p, unk) for p in pieces]
-            ids.append(idx['<sep>'])
-            labels.append(IGNORE)
-            self.all_token_ids[i, :len(ids)] = ids
-            self.labels[i, :len(labels)] = labels
-            self.valid_lens[i] = len(ids)
-            self.word_starts.append(onp.array(starts, dtype=onp.int64))
+        (self.all_token_ids, self.all_segments, self.valid_lens, self.word_starts,
+         num_kept) = tokenizer.encode_words([s.words for s in sentences], max_len)
+        self.labels = onp.full(self.all_token_ids.shape, IGNORE, dtype=onp.float32)
+        cut = []
+        for i, (sent, starts) in enumerate(zip(sentences, self.word_starts)):
+            if num_kept[i] < len(sent.words):
+                cut.append((sent, int(num_kept[i])))
+            for j, position in enumerate(starts):
+                self.labels[i, position] = tag_id(sent, j, tag_ids, unknown)
         warn_cut(cut, max_len, log)
 
     def __len__(self):

@@ -30,8 +30,10 @@ def encode_texts(texts, vocab, max_len, tokenizer='whitespace'):
     tokenize = get_tokenizer(tokenizer)
     if len(texts[0]) == 1:
         return encode_single([tokenize(t[0]) for t in texts], vocab, max_len)
-    # the pair path is the book's; re-joining the tokens makes its lower().split() a no-op
-    first, second = ([' '.join(tokenize(t[k])) for t in texts] for k in (0, 1))
+    # the pair path is the book's, whose lower().split() is the whitespace tokenizer; other
+    # tokens are re-joined, which makes it a no-op
+    first, second = ([t[k] if tokenizer == 'whitespace' else ' '.join(tokenize(t[k]))
+                      for t in texts] for k in (0, 1))
     return encode_pairs(first, second, vocab, max_len)
 
 
@@ -61,12 +63,13 @@ def scores(rows):
 
 
 class TextDataset:
-    """Encoded rows: ``all_token_ids``, ``all_segments``, ``valid_lens``, ``labels`` (what
-    :class:`batching.BatchIter` reads)."""
+    """Encoded rows: ``all_token_ids``, ``all_segments``, ``valid_lens`` of the rows' ``texts``
+    (1- or 2-tuples) through ``tokenizer`` (the protocol of :mod:`.words`), and the given
+    ``labels`` (what :class:`batching.BatchIter` reads)."""
 
-    def __init__(self, rows, vocab, max_len, tokenizer, labels):
-        self.all_token_ids, self.all_segments, self.valid_lens = encode_texts(
-            [row.texts for row in rows], vocab, max_len, tokenizer)
+    def __init__(self, rows, tokenizer, max_len, labels):
+        self.all_token_ids, self.all_segments, self.valid_lens = tokenizer.encode_texts(
+            [row.texts for row in rows], max_len)
         self.labels = labels
 
     def __len__(self):

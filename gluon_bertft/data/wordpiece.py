@@ -24,9 +24,8 @@ from tokenizers import (BertWordPieceTokenizer, Tokenizer, decoders, models, nor
 
 from ..common.errors import PretrainedError
 from ..common.storage import read_json
-from .qa import WindowedQA, first_answer
+from .qa import first_answer
 from .snli import truncated_lengths
-from .tagging import IGNORE, tag_id, warn_cut
 
 SPECIALS = {'cls_token': '[CLS]', 'sep_token': '[SEP]', 'pad_token': '[PAD]',
             'unk_token': '[UNK]', 'mask_token': '[MASK]'}
@@ -170,6 +169,34 @@ class WordPiece:
         ``word_ids``; keyword arguments go to ``Tokenizer.encode_batch``)."""
         return self.tokenizer.encode_batch(items, add_special_tokens=False, **kwargs)
 
+    # the tokenizer protocol (data/words.py has the book's vocabulary behind it)
+    @property
+    def specials(self):
+        """``(cls, sep, pad)`` ids."""
+        return self.cls_id, self.sep_id, self.pad_id
+
+    def encode_texts(self, texts, max_len, truncation='longest_first'):
+        """Single texts or pairs -> ``(tokens, segments, valid_lens)``: :func:`encode_texts`."""
+        return encode_texts(self, texts, max_len, truncation)
+
+    def encode_words(self, sentences_words, max_len):
+        """Pre-tokenized sentences -> ``(tokens, segments, valid_lens, word_starts,
+        num_kept)``: :func:`encode_words`."""
+        return encode_words(self, sentences_words, max_len)
+
+    def encode_qa(self, questions, max_query_len):
+        """Per question ``(question ids, passage ids, passage piece spans, first answer's
+        piece range)``; offsets are characters of the original passage."""
+        contexts = list(dict.fromkeys(q.context for q in questions))  # each passage once
+        passages = dict(zip(contexts, self.encode_batch(contexts)))
+        queries = self.encode_batch([q.question for q in questions])
+        encoded = []
+        for q, query in zip(questions, queries):
+            passage = passages[q.context]
+            spans = [tuple(o) for o in passage.offsets]
+            encoded.append((query.ids[:max_query_len], passage.ids, spans, first_answer(q, spans)))
+        return encoded
+
 
 def longest_first_lengths(len_a, len_b, budget):
     """Lengths that ``tokenizers``' ``longest_first`` truncation (transformers' default) keeps.
@@ -295,85 +322,3 @@ def encode_words(wp, sentences_words, max_len):
         num_kept[i] = k
         word_starts.append((1 + ends[:k] - sizes[:k]).astype(onp.int64))
     return tokens, onp.zeros_like(tokens), valid_lens, word_starts, num_kept
-
-
-class WordPieceTaggingDataset:
-    """``tagging.TaggingDataset`` through WordPiece: ``all_token_ids``, ``all_segments``,
-    ``valid_lens``, ``labels`` (float32 ``(n, max_len)``: the word's tag id on its first piece,
-    -1 on other pieces, specials and padding) and ``word_starts``.
-
-    ``sentences`` are ``conll.Sentence`` s (``words``, ``tags`` or None, ``path``, ``line``).
-    The first sentence cut is named by file and line through ``log``; an unknown tag of a kept
-    word raises :class:`DataError`, or with ``unknown_ok`` gets the id ``len(tag_names)``
-    (plain tags: counted wrong).
-    """
-
-    def __init__(self, sentences, wp, tag_names, max_len, log=print, unknown_ok=False):
-        tag_ids = {t: i for i, t in enumerate(tag_names)}
-        unknown = len(tag_names) if unknown_ok else None
-        (self.all_token_ids, self.all_segments, self.valid_lens, self.word_starts,
-         num_kept) = encode_words(wp, [s.words for s in sentences], max_len)
-        self.labels = onp.full(self.all_token_ids.shape, IGNORE, dtype=onp.float32)
-        cut = []
-        for i, (sent, starts) in enumerate(zip(sentences, self.word_starts)):
-            if num_kept[i] < len(sent.words):
-                cut.append((sent, int(num_kept[i])))
-            for j, position in enumerate(starts):
-                self.labels[i, position] = tag_id(sent, j, tag_ids, unknown)
-        warn_cut(cut, max_len, log)
-
-    def __len__(self):
-        return len(self.valid_lens)
-
-
-class WordPieceTextDataset:
-    """``text.TextDataset`` through WordPiece: ``all_token_ids``, ``all_segments``,
-    ``valid_lens`` of the rows' ``texts`` (1- or 2-tuples), and the given ``labels``."""
-
-    def __init__(self, rows, wp, max_len, labels, truncation='longest_first'):
-        self.all_token_ids, self.all_segments, self.valid_lens = encode_texts(
-            wp, [row.texts for row in rows], max_len, truncation)
-        self.labels = labels
-
-    def __len__(self):
-        return len(self.valid_lens)
-
-
-class WordPieceQADataset(WindowedQA):
-    """``qa.QADataset`` through WordPiece: ``[CLS] question [SEP] passage window [SEP]``.
-
-    Parameters
-    ----------
-    questions : list of ``squad.Question`` (``question``, ``context``, ``answers``)
-    wp : WordPiece
-    max_len, stride : int
-        Windows of ``room = max_len - len(question) - 3`` passage pieces every ``stride``.
-    max_query_len : int
-        The question is cut to this many pieces.
-    train : bool
-        Keep only the windows that hold the whole first gold answer.
-
-    Attributes
-    ----------
-    all_token_ids, all_segments : int32 arrays, shape (w, max_len)
-    valid_lens : float32 array, shape (w,)
-    labels : tuple of two float32 arrays, shape (w,)
-        Start and end positions of the first gold answer (0, the ``[CLS]``, where it is not
-        in the window).
-    window_question, window_start, window_offset : int64 arrays, shape (w,)
-        The window's question, its first passage piece, and that piece's position.
-    spans : list of lists of (start, end)
-        ``spans[q][k]``: character offsets of passage piece ``k`` in the original passage, so
-        ``qa.span_text(context, spans[q], first, last)`` is the passage's own text.
-    """
-
-    def __init__(self, questions, wp, max_len, stride, max_query_len=64, train=False, log=print):
-        contexts = list(dict.fromkeys(q.context for q in questions))  # each passage once
-        passages = dict(zip(contexts, wp.encode_batch(contexts)))
-        queries = wp.encode_batch([q.question for q in questions])
-        encoded = []
-        for q, query in zip(questions, queries):
-            passage = passages[q.context]
-            spans = [tuple(o) for o in passage.offsets]
-            encoded.append((query.ids[:max_query_len], passage.ids, spans, first_answer(q, spans)))
-        self._build(encoded, max_len, stride, (wp.cls_id, wp.sep_id, wp.pad_id), train, log)

@@ -48,6 +48,7 @@ import os
 
 from ..common.errors import ConfigError, DataError, PretrainedError, cut
 from ..data.wordpiece import WordPiece
+from ..data.words import tokenizer_for
 from .labels import WeightedCrossEntropy, check_label_names
 
 
@@ -125,7 +126,7 @@ class Task:
                               f'{cls.min_len} (<cls>, <sep> and a token of each text)')
 
     @classmethod
-    def check_saved(cls, config, check):
+    def check_saved(cls, config, check, where):
         """Check the task's own fields of a saved ``config``: ``check(key, ok, expected)``
         raises ``PretrainedError`` naming the field unless ``ok(config[key])``."""
 
@@ -138,6 +139,11 @@ class Task:
     def explain_input(self, row):
         """The row's input, as an explanation's record shows it."""
         return dict(texts=list(row.texts))
+
+    def tokenizer(self, vocab):
+        """``vocab`` behind the tokenizer protocol (:mod:`gluon_bertft.data.words`): a
+        WordPiece as it is, a word vocabulary with the task's word splitter."""
+        return tokenizer_for(vocab, self.config['tokenizer'])
 
     def word_starts(self, dataset, example):
         """The first token of every word of an example (tagging), else None."""

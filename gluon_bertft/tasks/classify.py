@@ -8,10 +8,9 @@ from ..common.errors import DataError, shorten
 from ..data import tsv
 from ..data.text import TextDataset, label_ids, scores
 from ..data.tokenize import get_tokenizer
-from ..data.wordpiece import WordPieceTextDataset
 from ..models.heads import BERTClassifier, BERTRegressor
 from ..training.evaluate import num_correct
-from .base import LABEL_OPTIONS, TABLE_OPTIONS, ClassifierMixin, Task, is_wordpiece
+from .base import LABEL_OPTIONS, TABLE_OPTIONS, ClassifierMixin, Task
 
 
 class ClassifyTask(ClassifierMixin, Task):
@@ -60,9 +59,7 @@ class ClassifyTask(ClassifierMixin, Task):
     def encode(self, rows, vocab, train=False, log=print):
         labels = (onp.zeros(len(rows), onp.float32) if rows[0].label is None
                   else self.targets(rows))
-        if is_wordpiece(vocab):  # the model's own WordPiece on the raw text, HF's truncation
-            return WordPieceTextDataset(rows, vocab, self.max_len, labels)
-        return TextDataset(rows, vocab, self.max_len, self.config['tokenizer'], labels)
+        return TextDataset(rows, self.tokenizer(vocab), self.max_len, labels)
 
     def head(self, bert):
         return BERTClassifier(bert, len(self.config['labels']))

@@ -5,9 +5,8 @@ from ..common import metrics
 from ..common.errors import ConfigError, DataError
 from ..data import qa, squad
 from ..data.tokenize import basic
-from ..data.wordpiece import WordPieceQADataset
 from ..models.heads import BERTSpanQA
-from .base import Target, Task, is_wordpiece
+from .base import Target, Task
 
 _ce = gluon.loss.SoftmaxCrossEntropyLoss()
 
@@ -59,13 +58,9 @@ class QATask(Task):
         return [' '.join(basic(text)) for q in questions for text in (q.question, q.context)]
 
     def encode(self, questions, vocab, train=False, log=print):
-        c = self.config
-        if is_wordpiece(vocab):  # answers map back through the tokenizer's character offsets
-            return self.check_windows(WordPieceQADataset(
-                questions, vocab, c['max_len'], c['stride'], c['max_query_len'], train, log),
-                questions, train)
-        dataset = qa.QADataset(questions, vocab, c['max_len'], c['stride'], c['max_query_len'],
-                               train, log)
+        c = self.config  # answers map back through the tokens' character offsets
+        dataset = qa.QADataset(questions, self.tokenizer(vocab), c['max_len'], c['stride'],
+                               c['max_query_len'], train, log)
         return self.check_windows(dataset, questions, train)
 
     def check_windows(self, dataset, questions, train):

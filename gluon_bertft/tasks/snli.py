@@ -4,20 +4,17 @@ The book's reader (:func:`~gluon_bertft.data.snli.read_snli`: pairs labelled ``-
 entailment 0 / contradiction 1 / neutral 2), the book's ``SNLIBERTDataset`` arrays (lower-cased
 whitespace tokens, the book's truncation) and ``BERTClassifier`` with three outputs.
 """
-import contextlib
-import io
-
 import numpy as onp
 from mxnet import gluon
 
 from ..common.errors import ConfigError, DataError
 from ..data import tsv
-from ..data.snli import LABELS, SNLIBERTDataset, read_snli
-from ..data.tokenize import basic
-from ..data.wordpiece import WordPieceTextDataset
+from ..data.snli import LABELS, read_snli
+from ..data.text import TextDataset
+from ..data.words import tokenizer_for
 from ..models.heads import BERTClassifier
 from ..training.evaluate import num_correct
-from .base import LABEL_OPTIONS, ClassifierMixin, Task, check_saved_labels, is_wordpiece
+from .base import LABEL_OPTIONS, ClassifierMixin, Task, check_saved_labels
 
 
 class SNLITask(ClassifierMixin, Task):
@@ -66,15 +63,14 @@ class SNLITask(ClassifierMixin, Task):
     def encode(self, rows, vocab, train=False, log=print):
         premises, hypotheses, labels = (list(column) for column in list(zip(*rows))[:3])
         labels = [max(0, y) for y in labels]
-        if is_wordpiece(vocab):  # a Hugging Face model: its WordPiece, HF's pair truncation
-            pairs = [tsv.Row((p, h), None, None) for p, h in zip(premises, hypotheses)]
-            return WordPieceTextDataset(pairs, vocab, self.max_len,
-                                        onp.asarray(labels, dtype=onp.float32))
-        if len(rows[0]) > 3:  # raw input: split off punctuation as SNLI's text is
-            premises, hypotheses = ([' '.join(basic(t)) for t in texts] for texts in (premises, hypotheses))
-        with contextlib.redirect_stdout(io.StringIO()) as said:  # the book's 'read N examples'
-            dataset = SNLIBERTDataset((premises, hypotheses, labels), self.max_len, vocab)
-        log(said.getvalue().strip())  # to the caller's log: predict's output is the label alone
+        # the book's SNLIBERTDataset arrays (lower-cased whitespace tokens, the book's pair
+        # truncation); raw input is split at punctuation as SNLI's text is; a WordPiece model
+        # brings its own tokenizer and HF's truncation
+        splitter = 'basic' if len(rows[0]) > 3 else 'whitespace'
+        pairs = [tsv.Row((p, h), None, None) for p, h in zip(premises, hypotheses)]
+        dataset = TextDataset(pairs, tokenizer_for(vocab, splitter), self.max_len,
+                              onp.asarray(labels, dtype=onp.float32))
+        log(f'read {len(dataset)} examples')  # the book's line, to the caller's log
         return dataset
 
     def head(self, bert):

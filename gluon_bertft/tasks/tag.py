@@ -16,9 +16,8 @@ from ..common.errors import ConfigError, DataError
 from ..data import conll
 from ..data.tagging import TaggingDataset
 from ..data.tokenize import get_tokenizer
-from ..data.wordpiece import WordPieceTaggingDataset
 from ..models.heads import BERTTagger
-from .base import (LABEL_OPTIONS, Target, Task, check_label_options, check_saved_labels, is_wordpiece,
+from .base import (LABEL_OPTIONS, Target, Task, check_label_options, check_saved_labels,
                    softmax)
 from .labels import ClassWeights
 
@@ -148,11 +147,8 @@ class TagTask(Task):
 
     def encode(self, sentences, vocab, train=False, log=print):
         plain = self.scheme == 'plain'  # a test tag unknown to the model is scored wrong
-        if is_wordpiece(vocab):
-            return WordPieceTaggingDataset(sentences, vocab, self.config['labels'], self.max_len,
-                                           log, unknown_ok=plain)
-        return TaggingDataset(sentences, vocab, self.config['labels'], self.max_len,
-                              self.config['tokenizer'], log, unknown_ok=plain)
+        return TaggingDataset(sentences, self.tokenizer(vocab), self.config['labels'],
+                              self.max_len, log, unknown_ok=plain)
 
     def head(self, bert):
         return BERTTagger(bert, len(self.config['labels']))
