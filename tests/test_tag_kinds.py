@@ -255,3 +255,36 @@ def test_real_conll_pos_is_plain_and_chunks_are_iob():
     rows = chunk.read(path)
     assert chunk.scheme == 'iob' and rows[0].tags[0] == 'B-NP'
     assert {t[2:] for s in rows for t in s.tags if t != 'O'} >= {'NP', 'VP', 'PP'}
+
+
+def _pos_run(folder, out, epochs, **options):
+    train = write_conll(folder / 'train.conll')
+    config = FinetuneConfig(task='tag', train=train, tag_column=1, out=str(folder / out),
+                            checkpoint_every=3, **dict(RUN, epochs=epochs, **options))
+    return finetune(config, log=lambda *a: None)
+
+
+def _params(net):
+    return {n: p.data().asnumpy() for n, p in net._collect_params_with_prefix().items()}
+
+
+@pytest.mark.slow
+def test_a_resumed_pos_run_equals_an_unbroken_one(tmp_path):
+    """Plain tags through checkpoint and --resume: the decided scheme and column come back."""
+    whole, _, expected = _pos_run(tmp_path, 'whole', 2)
+    _pos_run(tmp_path, 'part', 1)
+    net, _, result = _pos_run(tmp_path, 'part', 2, resume=True)
+    assert result['test'] == pytest.approx(expected['test'], abs=1e-6)
+    for name, value in _params(whole).items():
+        onp.testing.assert_allclose(_params(net)[name], value, rtol=0, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_pos_on_two_cpu_devices_equals_one(tmp_path):
+    nets = [_pos_run(tmp_path, d.replace(',', '_'), 1, devices=d, dropout=0.0)[0]
+            for d in ('cpu:0,cpu:1', 'cpu')]
+    one = _params(nets[1])
+    for name, value in _params(nets[0]).items():
+        if name.endswith('W_k.bias'):  # its true gradient is 0 (softmax ignores a shift of
+            continue  # every key's score): Adam steps on rounding noise, by up to lr each
+        onp.testing.assert_allclose(value, one[name], rtol=1e-4, atol=2e-5, err_msg=name)

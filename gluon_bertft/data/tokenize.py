@@ -8,6 +8,8 @@ character spans that SQuAD's answer offsets are mapped through.
 """
 import re
 
+import numpy as onp
+
 from d2l import mxnet as d2l
 
 RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']  # the book's, besides '<unk>'
@@ -54,3 +56,13 @@ def build_vocab(texts, min_freq=1):
     lower-cased whitespace tokens of ``texts``: what random initialization embeds."""
     return d2l.Vocab([t.lower().split() for t in texts], min_freq=min_freq,
                      reserved_tokens=RESERVED_TOKENS)
+
+
+def word_input_arrays(n, max_len, pad_id):
+    """Empty inputs of ``n`` pre-tokenized sentences (the tokenizer protocol's
+    ``encode_words``): int32 ``(n, max_len)`` token ids all ``pad_id``, float32 ``(n,)`` valid
+    lengths and int64 ``(n,)`` kept-word counts; ``ValueError`` below 3 positions."""
+    if max_len < 3:
+        raise ValueError(f'max_len={max_len}: needs the class token, one word and the separator')
+    return (onp.full((n, max_len), pad_id, dtype=onp.int32), onp.zeros(n, dtype=onp.float32),
+            onp.zeros(n, dtype=onp.int64))

@@ -26,6 +26,7 @@ from ..common.errors import PretrainedError
 from ..common.storage import read_json
 from .qa import first_answer
 from .snli import truncated_lengths
+from .tokenize import word_input_arrays
 
 SPECIALS = {'cls_token': '[CLS]', 'sep_token': '[SEP]', 'pad_token': '[PAD]',
             'unk_token': '[UNK]', 'mask_token': '[MASK]'}
@@ -297,12 +298,7 @@ def encode_words(wp, sentences_words, max_len):
         Position of each kept word's first piece.
     num_kept : int64 array, shape (n,)
     """
-    if max_len < 3:
-        raise ValueError(f'max_len={max_len}: needs [CLS], one word and [SEP]')
-    n = len(sentences_words)
-    tokens = onp.full((n, max_len), wp.pad_id, dtype=onp.int32)
-    valid_lens = onp.zeros(n, dtype=onp.float32)
-    num_kept = onp.zeros(n, dtype=onp.int64)
+    tokens, valid_lens, num_kept = word_input_arrays(len(sentences_words), max_len, wp.pad_id)
     word_starts = []
     encodings = wp.encode_batch([list(words) for words in sentences_words], is_pretokenized=True)
     for i, (words, enc) in enumerate(zip(sentences_words, encodings)):

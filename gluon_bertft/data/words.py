@@ -22,7 +22,7 @@ import numpy as onp
 
 from .qa import first_answer
 from .text import encode_texts
-from .tokenize import basic, basic_spans, get_tokenizer
+from .tokenize import basic, basic_spans, get_tokenizer, word_input_arrays
 from .wordpiece import WordPiece
 
 
@@ -58,12 +58,7 @@ class WordTokenizer:
     def encode_words(self, sentences_words, max_len):
         """Each word split on its own; words are kept while their tokens fit in
         ``max_len - 2``, the rest cut whole."""
-        if max_len < 3:
-            raise ValueError(f'max_len={max_len}: needs <cls>, one word and <sep>')
-        n = len(sentences_words)
-        tokens = onp.full((n, max_len), self.pad_id, dtype=onp.int32)
-        valid_lens = onp.zeros(n, dtype=onp.float32)
-        num_kept = onp.zeros(n, dtype=onp.int64)
+        tokens, valid_lens, num_kept = word_input_arrays(len(sentences_words), max_len, self.pad_id)
         word_starts = []
         for i, words in enumerate(sentences_words):
             ids, starts = [self.cls_id], []
