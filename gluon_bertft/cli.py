@@ -16,6 +16,25 @@ from .config import FinetuneConfig, PretrainConfig, add_options, from_args
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
 
+DEVICES_HELP = 'auto (all GPUs, else the CPU), cpu, gpu, or e.g. cpu:0,cpu:1'
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each default shown once: not for options without one, nor where the help gives it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if action.default in (None, False, argparse.SUPPRESS) or 'default' in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def add_run_options(parser):
+    """``--batch-size`` and ``--devices`` of ``evaluate`` and ``predict``."""
+    parser.add_argument('--batch-size', type=positive, default=64,
+                        help='examples per forward pass')
+    parser.add_argument('--devices', default='auto', help=DEVICES_HELP)
+
 
 def add_raw_inputs(parser):
     """The raw-input options of ``predict`` and ``explain``: every task's ``RAW_INPUTS``
@@ -29,7 +48,7 @@ def build_parser():
         prog='python -m gluon_bertft', epilog=EPILOG,
         description='Fine-tune BERT on SNLI (D2L §16.7) and the other tasks of §16.6 with Gluon.')
     sub = parser.add_subparsers(dest='command', required=True)
-    fmt = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fmt = dict(formatter_class=HelpFormatter)
 
     ft = sub.add_parser('finetune', help="fine-tune BERT on a task (defaults: the book's §16.7 run)",
                         epilog=EPILOG, **fmt)
@@ -38,8 +57,7 @@ def build_parser():
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
     ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
     ev.add_argument('--data', required=True, help="a file read as the model's training data")
-    ev.add_argument('--batch-size', type=positive, default=64)
-    ev.add_argument('--devices', default='auto')
+    add_run_options(ev)
 
     pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
     pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
@@ -49,8 +67,7 @@ def build_parser():
     pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
                     '.csv file (the extension gives the format), or - for JSON lines on standard '
                     f'output (other messages go to standard error); {FILE_RULE}')
-    pr.add_argument('--batch-size', type=positive, default=64)
-    pr.add_argument('--devices', default='auto')
+    add_run_options(pr)
 
     ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
                         "attributions and attention (docs/explain.md)", **fmt)
@@ -69,7 +86,7 @@ def build_parser():
                     help="attention map: head, 0-based, or 'mean'")
     ex.add_argument('--out', default='explanation', help='writes OUT/explanation.json and '
                     f'OUT/explanation.png, together; OUT is {FOLDER_RULE}')
-    ex.add_argument('--devices', default='auto')
+    ex.add_argument('--devices', default='auto', help=DEVICES_HELP)
 
     pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText (D2L §15.10)',
                         **fmt)

@@ -43,7 +43,8 @@ HF_LAYER_MODULES = {'attention.self.query': 'attention.W_q', 'attention.self.key
                     'attention.output.LayerNorm': 'addnorm1.ln', 'intermediate.dense': 'ffn.dense1',
                     'output.dense': 'ffn.dense2', 'output.LayerNorm': 'addnorm2.ln'}
 HF_BUFFERS = ('embeddings.position_ids',)  # not parameters: ignored without a word
-OPTIONAL = ('mlm.', 'nsp.', 'hidden.')  # heads and pooler: kept freshly initialized when absent
+PRETRAINING_HEADS = ('mlm.', 'nsp.')
+OPTIONAL = PRETRAINING_HEADS + ('hidden.',)  # heads and pooler: kept freshly initialized when absent
 
 
 def is_hf_folder(path):
@@ -316,6 +317,11 @@ def load_hf_model(path, dropout=None, devices=None):
             param._load_init(mx.np.array(loaded[name], dtype='float32'), devices)
         else:
             param.initialize(default_init=mx.init.Normal(0.02), ctx=devices)
-    for line in describe_report(report, shapes, list(weights)):
+    heads = [n for n in report['missing'] if n.startswith(PRETRAINING_HEADS)]
+    if heads:  # expected of a fine-tuning checkpoint or a sentence encoder
+        log.info('%s has no pretraining heads (masked LM, next sentence); fine-tuning does not '
+                 'use them, so they are left untrained', path)
+    rest = dict(report, missing=[n for n in report['missing'] if n not in heads])
+    for line in describe_report(rest, shapes, list(weights)):
         log.warning('%s: %s', path, line)
     return bert, config, report

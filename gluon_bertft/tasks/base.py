@@ -75,8 +75,9 @@ HINTS = dict(data='applies to --task snli without --train (the SNLI folder); giv
                   'with --train and --test')
 # how an error names the tasks that take a group of options
 GROUPS = {tuple(TABLE_OPTIONS): 'the table tasks', tuple(LABEL_OPTIONS): 'the tasks with classes'}
-RAW_HELP = dict(premise='snli', hypothesis='snli', text='the text (tag: words split by spaces)',
-                text_b='the second text', question='qa', passage='qa')
+RAW_HELP = dict(premise='the premise', hypothesis='the hypothesis',
+                text='the text (tag: words split by spaces)', text_b='the second text',
+                question='the question', passage='the passage')
 
 
 class Task:
