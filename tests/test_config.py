@@ -46,6 +46,11 @@ def finetune(tmp_path, *args):
     (['--task', 'classify', '--lr', 'nan'], 'argument --lr: nan: must be a finite number > 0'),
     (['--task', 'classify', '--lr', '-1'], 'argument --lr: -1: must be a finite number > 0'),
     (['--task', 'classify', '--weight-decay', 'inf'], 'argument --weight-decay: inf: must be'),
+    # float32, which training computes in: 1e308 overflows, 1e-320 becomes 0 (issue 24)
+    (['--task', 'classify', '--lr', '1e308'], 'argument --lr: 1e308: out of range (float32'),
+    (['--task', 'classify', '--lr', '1e-320'], 'argument --lr: 1e-320: out of range (float32'),
+    (['--task', 'classify', '--clip-grad', '1e39'], 'argument --clip-grad: 1e39: out of range'),
+    (['--task', 'classify', '--weight-decay', '1e-45'], 'argument --weight-decay: 1e-45: out of'),
     (['--task', 'classify', '--devices', 'cpu:99999999999999999999'], '--devices'),
     (['--task', 'classify', '--devices', 'gpu:0'], 'gpu(0) not usable'),
     (['--task', 'classify', '--dtype', 'float16'], '--dtype float16 needs GPUs'),

@@ -66,3 +66,58 @@ def test_set_seed_seeds_every_generator():
     assert draw() == first
     set_seed(8)
     assert draw() != first
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine with GPUs 0 and 1 of the given compute capabilities (the query mocked)."""
+    from gluon_bertft.training import devices
+
+    def make(*capabilities):
+        gpus = [mx.gpu(i) for i in range(len(capabilities))]
+        monkeypatch.setattr(devices.d2l, 'try_all_gpus', lambda: list(gpus))
+        monkeypatch.setattr(devices, 'num_gpus', lambda: len(gpus))
+        monkeypatch.setattr(devices.mx.util, 'get_cuda_compute_capability',
+                            lambda ctx: capabilities[ctx.device_id])
+        monkeypatch.setattr(devices, '_warned', set())
+        return gpus
+    return make
+
+
+@pytest.mark.parametrize('spec', ['gpu', 'gpu:0', 'gpu:1,gpu:0'])
+def test_a_gpu_this_build_cannot_run_is_refused_by_name(two_gpus, spec):
+    two_gpus(90, 80)
+    with pytest.raises(ConfigError, match=r'gpu\(0\) \(compute capability 9\.0\): this MXNet build '
+                       r'\(mxnet-cu112 1\.9\.1\) runs on compute capabilities 5\.0 to 8\.6 only .*'
+                       r'use --devices cpu'):
+        parse_devices(spec)
+
+
+def test_supported_gpus_are_taken(two_gpus):
+    gpus = two_gpus(86, 50)
+    assert parse_devices('gpu') == gpus and parse_devices('gpu:1') == [mx.gpu(1)]
+    assert parse_devices('auto') == gpus
+
+
+def test_auto_leaves_out_an_unsupported_gpu_with_one_warning(two_gpus, capsys):
+    two_gpus(90, 80)
+    assert parse_devices('auto') == [mx.gpu(1)]
+    assert default_devices() == [mx.gpu(1)]
+    err = capsys.readouterr().err
+    assert err.count('warning: gpu(0) (compute capability 9.0)') == 1 and 'the other GPUs' in err
+
+
+def test_auto_falls_back_to_the_cpu_when_no_gpu_is_supported(two_gpus, capsys):
+    two_gpus(90, 90)
+    assert parse_devices('auto') == [mx.cpu()]
+    assert 'using the CPU (--devices auto)' in capsys.readouterr().err
+
+
+def test_an_unknown_capability_does_not_block(two_gpus, monkeypatch):
+    from gluon_bertft.training import devices
+    gpus = two_gpus(0, 0)
+
+    def no_driver(ctx):
+        raise OSError('libcuda.so not found')
+    monkeypatch.setattr(devices.mx.util, 'get_cuda_compute_capability', no_driver)
+    assert parse_devices('gpu') == gpus

@@ -17,19 +17,28 @@ def fraction(value):
     return x
 
 
+# training computes in float32: a rate outside its normal range overflows or becomes 0 there
+FLOAT32_RANGE = (1.1754944e-38, 3.4028235e+38)
+RANGE_TEXT = 'float32, which training computes in, holds 1.2e-38 to 3.4e+38'
+
+
 def positive_number(value):
-    """A finite number > 0 (learning rates, clipping norms)."""
+    """A finite number > 0 (learning rates, clipping norms) within float32's normal range."""
     x = float(value)
     if not (math.isfinite(x) and x > 0):
         raise argparse.ArgumentTypeError(f'{value}: must be a finite number > 0')
+    if not FLOAT32_RANGE[0] <= x <= FLOAT32_RANGE[1]:
+        raise argparse.ArgumentTypeError(f'{value}: out of range ({RANGE_TEXT})')
     return x
 
 
 def non_negative(value):
-    """A finite number >= 0 (weight decay)."""
+    """A finite number >= 0 (weight decay): 0, or within float32's normal range."""
     x = float(value)
     if not (math.isfinite(x) and x >= 0):
         raise argparse.ArgumentTypeError(f'{value}: must be a finite number >= 0')
+    if x and not FLOAT32_RANGE[0] <= x <= FLOAT32_RANGE[1]:
+        raise argparse.ArgumentTypeError(f'{value}: out of range ({RANGE_TEXT})')
     return x
 
 

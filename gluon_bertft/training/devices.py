@@ -1,6 +1,7 @@
 """Devices, seeds, and the one batch splitter that every loop (fine-tuning, evaluation,
 pretraining) uses."""
 import random
+import sys
 
 import mxnet as mx
 import numpy as onp
@@ -10,9 +11,49 @@ from mxnet import gluon
 from ..common.errors import ConfigError, shorten
 
 
+# mxnet-cu112==1.9.1 carries GPU kernels for compute capabilities 5.0 to 8.6 and no PTX, so
+# a newer GPU (Hopper: H100, H200, 9.0) fails at its first operator ("no kernel image")
+CAPABILITIES = (50, 86)
+_warned = set()
+
+
+def capability(device):
+    """The CUDA compute capability of a GPU context as an int (86 for 8.6), None if unknown."""
+    try:
+        return int(mx.util.get_cuda_compute_capability(device))
+    except (OSError, ValueError, RuntimeError, mx.MXNetError):
+        return None
+
+
+def unsupported(devices):
+    """``[(device, capability)]`` of the GPUs whose compute capability this build cannot run."""
+    low, high = CAPABILITIES
+    found = [(d, capability(d)) for d in devices if d.device_type == 'gpu']
+    return [(d, c) for d, c in found if c is not None and not low <= c <= high]
+
+
+def describe(bad):
+    names = ', '.join(f'{d} (compute capability {c // 10}.{c % 10})' for d, c in bad)
+    low, high = CAPABILITIES
+    return (f'{names}: this MXNet build (mxnet-cu112 1.9.1) runs on compute capabilities '
+            f'{low // 10}.{low % 10} to {high // 10}.{high % 10} only (no kernels for newer '
+            'GPUs such as H100 or H200)')
+
+
 def default_devices():
-    """All GPUs, else ``[cpu()]`` (d2l 1.0.3's ``try_all_gpus`` returns ``[]`` without a GPU)."""
-    return d2l.try_all_gpus() or [mx.cpu()]
+    """All GPUs this build can run on, else ``[cpu()]`` (d2l 1.0.3's ``try_all_gpus`` returns
+    ``[]`` without a GPU). GPUs outside :data:`CAPABILITIES` are left out with one warning."""
+    gpus = d2l.try_all_gpus()
+    bad = unsupported(gpus)
+    if bad:
+        usable = [d for d in gpus if d not in {b for b, _ in bad}]
+        message = describe(bad)
+        if message not in _warned:
+            _warned.add(message)
+            sys.stderr.write(f'warning: {message}; using {"the other GPUs" if usable else "the CPU"}'
+                             ' (--devices auto)\n')
+        gpus = usable
+    return gpus or [mx.cpu()]
 
 
 def parse_devices(spec):
@@ -23,6 +64,7 @@ def parse_devices(spec):
         devices = d2l.try_all_gpus()
         if not devices:
             raise ConfigError('--devices gpu: no GPU is usable by this MXNet build')
+        check_capabilities(devices, spec)
         return devices
     devices = []
     for item in spec.split(','):
@@ -38,9 +80,18 @@ def parse_devices(spec):
         if unusable:
             raise ConfigError(f'--devices {shorten(spec)}: {", ".join(unusable)} not usable; this '
                               f'MXNet build sees {count} GPU(s)')
+        check_capabilities(gpus, spec)
     if len(set(map(str, devices))) != len(devices):
         raise ConfigError(f'--devices {shorten(spec)}: a device is named twice')
     return devices
+
+
+def check_capabilities(gpus, spec):
+    """``ConfigError`` naming each GPU of ``gpus`` that this build cannot run, its capability,
+    the supported range and ``--devices cpu``."""
+    bad = unsupported(gpus)
+    if bad:
+        raise ConfigError(f'--devices {shorten(spec)}: {describe(bad)}; use --devices cpu')
 
 
 def num_gpus():
