@@ -19,6 +19,7 @@ from .config import FinetuneConfig
 from .data.batching import make_iter
 from .data.snli import find_split
 from .models import pretrained
+from .models.build import check_segments
 from .tasks import labels, task_of_config
 from .tasks.base import COMMON_OPTIONS, is_wordpiece
 from .training import distributed, precision
@@ -171,6 +172,8 @@ def build(run):
     run.test_iter = (make_iter(run.test_set, config.batch_size, False, book_batches=book, sort=True)
                      if run.test_set else None)
     run.net = net = task.head(run.bert)
+    for dataset in (run.train_set, run.test_set, run.valid_set):
+        check_segments(dataset, net, f'--pretrained {config.pretrained}')
     net.output.initialize(ctx=run.devices)
     if config.dtype == 'float16':
         net.cast('float16')

@@ -42,6 +42,29 @@ def _read_json(path):
     return value
 
 
+def read_text(path):
+    """The UTF-8 text of ``path`` without a leading byte-order mark."""
+    with open(path, encoding='utf-8-sig') as f:
+        return f.read()
+
+
+def read_vocab(path):
+    """``{token: id}`` of a ``vocab.txt`` (one token a line, ids from 0; a byte-order mark is
+    allowed, as transformers' reader allows it)."""
+    with open(path, encoding='utf-8-sig') as f:  # lines as transformers' load_vocab reads them
+        return {line.rstrip('\n'): i for i, line in enumerate(f.readlines())}
+
+
+def check_flags(config, where):
+    """``PretrainedError`` naming ``where`` and the field unless the tokenizer flags are JSON
+    booleans (``"false"`` is a string, which transformers would also read as true)."""
+    for key in ('do_lower_case', 'tokenize_chinese_chars', 'strip_accents'):
+        value = config.get(key)
+        if key in config and not (isinstance(value, bool) or (key == 'strip_accents' and value is None)):
+            raise PretrainedError(f'{where}: "{key}" is {json.dumps(value)[:40]}; expected true or '
+                                  'false (a JSON boolean, not a string)')
+
+
 def _token(value):
     """A special token's text from a config value: a string or ``{"content": ...}``."""
     return value.get('content') if isinstance(value, dict) else value
@@ -110,6 +133,7 @@ class WordPiece:
         (also read from ``special_tokens_map.json``).
         """
         config = _read_json(os.path.join(path, 'tokenizer_config.json'))
+        check_flags(config, os.path.join(path, 'tokenizer_config.json'))
         special = {**_read_json(os.path.join(path, 'special_tokens_map.json')), **config}
         special = {k: _token(special[k]) for k in SPECIALS if _token(special.get(k))}
         flags = dict(lowercase=config.get('do_lower_case', True),
@@ -120,11 +144,12 @@ class WordPiece:
         if file is None:
             raise FileNotFoundError(f'{path}: no tokenizer.json or vocab.txt')
         try:
-            if file.endswith('.json'):
-                tokenizer = Tokenizer.from_file(file)
+            if file.endswith('.json'):  # read here: a UTF-8 byte-order mark is allowed
+                tokenizer = Tokenizer.from_str(read_text(file))
             else:
                 tokenizer = Tokenizer.from_str(BertWordPieceTokenizer(
-                    file, lowercase=flags['lowercase'], strip_accents=flags['strip_accents'],
+                    read_vocab(file), lowercase=flags['lowercase'],
+                    strip_accents=flags['strip_accents'],
                     handle_chinese_chars=flags['tokenize_chinese_chars'],
                     **dict(SPECIALS, **special)).to_str())
             return cls(tokenizer, special_tokens=special, **flags)

@@ -34,6 +34,7 @@ import numpy as onp
 
 from ..common.errors import ConfigError
 from ..data.batching import make_iter
+from ..models.build import check_segments
 from ..tasks import RAW_INPUTS, TASKS
 from ..tasks.base import is_wordpiece
 from ..training.evaluate import predict_outputs
@@ -129,6 +130,7 @@ def explain_rows(net, vocab, task, rows, **options):
     o = ExplainOptions(**options)
     o.check(net)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
+    check_segments(dataset, net, 'the model')
     outputs = predict_outputs(net, make_iter(dataset, 64, False, sort=True), [device_of(net)])
     records = task.records(outputs, rows, dataset)
     per_row = find_targets(task, rows, dataset, outputs, o.label, o.word)

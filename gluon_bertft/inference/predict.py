@@ -46,9 +46,8 @@ def read_saved_model(path):
         raise PretrainedError(f'{where}: max_len {task.max_len} is longer than the BERT\'s '
                               f'{config["bert"]["max_len"]} positions')
     vocab = load_vocab(path)
-    if len(vocab) != config['bert']['vocab_size']:
-        raise PretrainedError(f'{path}: the vocabulary has {len(vocab)} tokens, config.json '
-                              f'says vocab_size {config["bert"]["vocab_size"]}')
+    build.check_vocab_fits(len(vocab), config['bert']['vocab_size'], path,
+                           exact=not isinstance(vocab, WordPiece))
     return vocab, config, task
 
 
@@ -100,6 +99,7 @@ def evaluate_file(path, data_file, batch_size=64, devices=None):
     net, vocab, task = load_model(path, devices)
     rows = task.read(data_file)
     dataset = task.encode(rows, vocab)
+    build.check_segments(dataset, net, path)
     outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
     return task.score(outputs, rows, dataset)
 
@@ -110,6 +110,7 @@ def predict(net, vocab, task, **inputs):
     and ``passage`` for QA."""
     rows = task.raw_rows(task.raw_inputs(inputs))
     dataset = task.encode(rows, vocab, log=lambda *_: None)
+    build.check_segments(dataset, net, 'the model')
     device = next(iter(net.collect_params().values())).list_ctx()[0]
     return task.show(predict_outputs(net, make_iter(dataset, 1, False), [device]), rows, dataset)
 
@@ -132,6 +133,7 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
     net, vocab, task = load_model(path, devices)
     rows = task.read(data_file, labelled=False)
     dataset = task.encode(rows, vocab, log=log)
+    build.check_segments(dataset, net, path)
     outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
     records = [dict(where=_where(row, data_file, i), **rec)
                for i, (row, rec) in enumerate(zip(rows, task.records(outputs, rows, dataset)))]

@@ -60,3 +60,29 @@ def bert_config(bert):
                 ffn_num_hiddens=blk.ffn.dense1.weight.shape[0], num_heads=blk.attention.num_heads,
                 num_blks=len(enc.blks), max_len=enc.pos_embedding.shape[1],
                 **getattr(bert, 'arch', {}))
+
+
+def check_vocab_fits(num_tokens, vocab_size, where, exact=False):
+    """``PretrainedError`` naming ``where`` unless a tokenizer of ``num_tokens`` fits an
+    embedding table of ``vocab_size`` rows: more tokens would index past the table (MXNet clips
+    such ids to its last row, silently); fewer are padding rows (models are often padded to a
+    multiple of 8 or 64), allowed unless ``exact`` (the book's own files)."""
+    if exact and num_tokens != vocab_size:
+        raise PretrainedError(f'{where}: the vocabulary has {num_tokens} tokens, config.json '
+                              f'says vocab_size {vocab_size}')
+    if num_tokens > vocab_size:
+        raise PretrainedError(f'{where}: the tokenizer has {num_tokens} tokens but the embedding '
+                              f'table {vocab_size} rows (vocab_size); the ids past it would be '
+                              'read as the last row')
+
+
+def check_segments(dataset, net, where):
+    """``PretrainedError`` naming ``where`` if the encoded ``dataset`` puts a token in a segment
+    that ``net``'s segment embedding lacks (a model with ``type_vocab_size`` 1 given text
+    pairs: MXNet would clip segment 1 to 0, silently)."""
+    num_types = net.encoder.segment_embedding.weight.shape[0]
+    if dataset is not None and len(dataset) and int(dataset.all_segments.max()) >= num_types:
+        raise PretrainedError(f'{where}: the model has {num_types} segment type(s) '
+                              f'(type_vocab_size), but the input has text pairs (segment '
+                              f'{int(dataset.all_segments.max())}); give it single texts, or use '
+                              'a model with type_vocab_size 2')

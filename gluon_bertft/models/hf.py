@@ -59,7 +59,7 @@ def is_hf_folder(path):
             and any(os.path.isfile(os.path.join(path, name)) for name in WEIGHT_FILES)):
         return False
     try:
-        with open(config, encoding='utf-8') as f:
+        with open(config, encoding='utf-8-sig') as f:
             stored = json.load(f)
     except (ValueError, OSError):
         return True
@@ -91,7 +91,7 @@ def read_hf_config(path):
     """
     file = os.path.join(path, 'config.json') if os.path.isdir(path) else path
     try:
-        with open(file, encoding='utf-8') as f:
+        with open(file, encoding='utf-8-sig') as f:
             stored = json.load(f)
     except (OSError, ValueError) as e:
         raise PretrainedError(f'{file}: unreadable or invalid JSON ({e})') from None
@@ -148,7 +148,7 @@ def read_hf_weights(path):
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
         try:
-            return load_file(single)
+            return check_finite(load_file(single), single)
         except (SafetensorError, OSError, TypeError) as e:  # TypeError: bfloat16 (not in numpy)
             raise PretrainedError(f'{single}: not a readable safetensors file ({e})') from None
     if not os.path.isfile(binary):
@@ -162,7 +162,19 @@ def read_hf_weights(path):
         state = torch.load(binary, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises many kinds on a bad file
         raise PretrainedError(f'{binary}: unreadable ({type(e).__name__}: {e})') from None
-    return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()}
+    return check_finite({k: (v.float() if v.is_floating_point() else v).numpy()
+                         for k, v in state.items()}, binary)
+
+
+def check_finite(weights, where):
+    """``weights``, or ``PretrainedError`` naming each tensor with NaN or infinite values (a
+    broken export; training from it would only say that it diverged)."""
+    bad = [f'{name} ({int((~onp.isfinite(a)).sum())} of {a.size})' for name, a in weights.items()
+           if a.dtype.kind == 'f' and not onp.isfinite(a).all()]
+    if bad:
+        raise PretrainedError(f'{where}: non-finite values (NaN or inf) in {len(bad)} tensor(s): '
+                              f'{", ".join(bad[:5])}{", ..." if len(bad) > 5 else ""}')
+    return weights
 
 
 def hf_names(num_blks):

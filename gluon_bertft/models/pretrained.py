@@ -20,7 +20,8 @@ from ..common.errors import PretrainedError, shorten
 from ..common.storage import atomic_path, parse_json, read_json
 from ..data.tokenize import build_vocab
 from .bert import ARCH_KEYS
-from .build import ALL_PRESETS, CONFIG_KEYS, PRESETS, bert_config, build_bert
+from .build import (ALL_PRESETS, CONFIG_KEYS, PRESETS, bert_config, build_bert,
+                    check_vocab_fits)
 
 d2l.DATA_HUB['bert.small'] = (d2l.DATA_URL + 'bert.small.zip',
                               'a4e718a47137ccd1809c9107ab4f5edd317bae2c')
@@ -224,8 +225,11 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
     if hf_folder:
         from ..data.wordpiece import WordPiece
         from . import hf
-        bert, _, _ = hf.load_hf_model(hf_folder, dropout, devices or d2l.try_all_gpus() or [mx.cpu()])
-        return bert, WordPiece.from_folder(hf_folder)
+        bert, config, _ = hf.load_hf_model(hf_folder, dropout,
+                                           devices or d2l.try_all_gpus() or [mx.cpu()])
+        vocab = WordPiece.from_folder(hf_folder)
+        check_vocab_fits(len(vocab), config['vocab_size'], hf_folder)
+        return bert, vocab
     source = resolve_source(pretrained_model)
     tokens, params, stored = _open_model_files(source)
     vocab = vocab_from_tokens(tokens, f'{source}: vocab.json')
@@ -315,7 +319,9 @@ def load_bert(source, preset, devices, dropout=0.1, vocab_text=None):
             config = {k: v for k, v in hf.read_hf_config(folder).items() if k != 'hf_dropout'}
             bert = build_bert(dict(config, attention_dropout=dropout), dropout)
             bert.initialize(mx.init.Normal(0.02), ctx=devices)
-            return bert, WordPiece.from_folder(folder), bert_config(bert)
+            vocab = WordPiece.from_folder(folder)
+            check_vocab_fits(len(vocab), config['vocab_size'], folder)
+            return bert, vocab, bert_config(bert)
         if preset not in ALL_PRESETS:
             raise PretrainedError(f'--preset {preset!r}: unknown (choose from '
                                   f'{", ".join(ALL_PRESETS)}, or a Hugging Face model: minilm, '
