@@ -2,6 +2,8 @@
 type, and errors that name the file and line (and point at ``--encoding``)."""
 import codecs
 import json
+import os
+import stat
 
 from .errors import ConfigError, DataError
 
@@ -21,9 +23,27 @@ def check_encoding(encoding):
     return info.name
 
 
+def check_regular(path, error=DataError, folder_ok=False):
+    """``error`` naming ``path`` if it exists but is not a regular file (or, with
+    ``folder_ok``, a folder): reading a named pipe, a socket or a device blocks or never ends.
+    An absent path passes: whoever opens it says so."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return
+    kind = ('a named pipe' if stat.S_ISFIFO(mode) else 'a socket' if stat.S_ISSOCK(mode)
+            else 'a device' if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else 'not a file')
+    if stat.S_ISDIR(mode):
+        kind = 'a folder'
+    raise error(f'{path}: {kind}, not a regular file{" or folder" if folder_ok else ""}')
+
+
 def read_bytes(path, error=DataError):
     """The bytes of ``path`` without a leading UTF-8 byte-order mark (as Excel's "CSV UTF-8"
-    writes); ``error`` naming the file if it cannot be read."""
+    writes); ``error`` naming the file if it cannot be read or is not a regular file."""
+    check_regular(path, error, folder_ok=True)  # a folder: the message below
     try:
         with open(path, 'rb') as f:
             data = f.read()

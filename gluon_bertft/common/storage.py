@@ -12,7 +12,7 @@ import shutil
 import tempfile
 
 from .errors import DivergedError, PretrainedError
-from .files import place, read_bytes
+from .files import check_regular, place, read_bytes
 
 PARAMS = 'model.params'
 OLD_PARAMS = 'classifier.params'  # written by versions before the one pipeline
@@ -118,6 +118,7 @@ def save_model(net, vocab, path, config):
 def params_file(path):
     """The parameter file of a saved model folder (``model.params``, or an older version's)."""
     for name in (PARAMS, OLD_PARAMS):
+        check_regular(os.path.join(path, name), PretrainedError)
         if os.path.isfile(os.path.join(path, name)):
             return os.path.join(path, name)
     raise PretrainedError(f'{path}: not a saved model (no {PARAMS})')

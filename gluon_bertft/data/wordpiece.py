@@ -23,6 +23,7 @@ from tokenizers import (BertWordPieceTokenizer, Tokenizer, decoders, models, nor
                         pre_tokenizers, processors)
 
 from ..common.errors import PretrainedError
+from ..common.files import check_regular
 from ..common.storage import read_json
 from .qa import first_answer
 from .snli import truncated_lengths
@@ -143,6 +144,7 @@ class WordPiece:
                      if os.path.exists(os.path.join(path, name))), None)
         if file is None:
             raise FileNotFoundError(f'{path}: no tokenizer.json or vocab.txt')
+        check_regular(file, PretrainedError)
         try:
             if file.endswith('.json'):  # read here: a UTF-8 byte-order mark is allowed
                 tokenizer = Tokenizer.from_str(read_text(file))

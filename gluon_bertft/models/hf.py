@@ -17,6 +17,7 @@ import mxnet as mx
 import numpy as onp
 
 from ..common.errors import PretrainedError, shorten
+from ..common.files import check_regular
 from .build import build_bert
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def read_hf_config(path):
         :class:`BERTModel` does not compute.
     """
     file = os.path.join(path, 'config.json') if os.path.isdir(path) else path
+    check_regular(file, PretrainedError)
     try:
         with open(file, encoding='utf-8-sig') as f:
             stored = json.load(f)

@@ -17,6 +17,7 @@ from d2l import mxnet as d2l
 from mxnet import npx
 
 from ..common.errors import PretrainedError, shorten
+from ..common.files import check_regular
 from ..common.storage import atomic_path, parse_json, read_json
 from ..data.tokenize import build_vocab
 from .bert import ARCH_KEYS
@@ -115,6 +116,7 @@ def vocab_from_tokens(idx_to_token, where='vocab.json'):
 
 def read_params(path):
     """Read a ``.params`` file written with or without numpy semantics into a dict of np arrays."""
+    check_regular(path, PretrainedError)
     try:
         return npx.load(path)
     except mx.MXNetError as e:
@@ -131,6 +133,7 @@ def _open_model_files(source):
         files = {name: os.path.join(source, name)
                  for name in ('vocab.json', 'pretrained.params', 'config.json')}
         for name in ('vocab.json', 'pretrained.params'):
+            check_regular(files[name], PretrainedError)
             if not os.path.isfile(files[name]):
                 raise PretrainedError(f'{source}: directory has no {name}')
         tokens = read_json(files['vocab.json'])
@@ -200,6 +203,7 @@ def hf_source(pretrained_model):
 
 def resolve_source(pretrained_model):
     """Map a hub name (``bert.small``) to its downloaded zip; a path is returned as is."""
+    check_regular(pretrained_model, PretrainedError, folder_ok=True)
     if os.path.exists(pretrained_model):
         return pretrained_model
     if pretrained_model in d2l.DATA_HUB:
