@@ -27,6 +27,8 @@ import sys
 
 ENV = 'GLUON_BERTFT_THREADS'
 SPIN_ENV = 'GLUON_BERTFT_SPIN'
+# more than 4 OpenMP threads a logical CPU only contend; far more abort the process (99999 did)
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 SPIN = 3000  # GOMP_SPINCOUNT, measured: benchmarks/bench_busy.py, docs/speed.md
 configured = None  # the thread count configure() set, or None if it left the setting alone
 
@@ -83,8 +85,12 @@ def configure(environ=os.environ, modules=sys.modules):
         count = physical_cores()
         if count is None:
             return None
-    elif choice.isdecimal() and int(choice) > 0:
+    elif choice.isdecimal() and 0 < int(choice) <= MAX_THREADS:
         count = int(choice)
+    elif choice.isdecimal() and int(choice) > MAX_THREADS:  # OpenMP aborts the process
+        sys.stderr.write(f'warning: {ENV}={environ[ENV][:40]!r} is over {MAX_THREADS} (4 a '
+                         f'logical CPU); using {MAX_THREADS}\n')
+        count = MAX_THREADS
     else:  # at import: an error here would come before the CLI can print one
         sys.stderr.write(f'warning: {ENV}={environ[ENV][:40]!r} is not cores, mxnet or a positive '
                          'number; using one thread per core\n')

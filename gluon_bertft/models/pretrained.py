@@ -37,8 +37,13 @@ MODEL_HINT = ('or pass the path of a local .zip or of a directory holding vocab.
 
 
 def data_dir():
-    """Where downloads are cached: ``$GLUON_BERTFT_DATA``, else the book's ``../data``."""
-    return os.environ.get(DATA_DIR_ENV, os.path.join('..', 'data'))
+    """Where downloads are cached: ``$GLUON_BERTFT_DATA``, else the book's ``../data``;
+    ``PretrainedError`` naming the variable when it is empty or names a file."""
+    folder = os.environ.get(DATA_DIR_ENV, os.path.join('..', 'data'))
+    if not folder.strip() or (os.path.exists(folder) and not os.path.isdir(folder)):
+        raise PretrainedError(f'${DATA_DIR_ENV}={folder[:80]!r}: give a folder for downloads '
+                              '(docs/bad-input.md)')
+    return folder
 
 
 def sha1sum(path):

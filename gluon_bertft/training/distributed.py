@@ -25,6 +25,8 @@ import time
 import mxnet as mx
 import numpy as onp
 
+from ..common.errors import ConfigError
+
 ENV = ('DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER', 'DMLC_NUM_WORKER')
 TIMEOUT_ENV = 'GLUON_BERTFT_TIMEOUT'
 DEFAULT_TIMEOUT = 900.0
@@ -97,6 +99,26 @@ def _leave():
     kv.handle = None  # freed; the object's own __del__ later frees nothing
 
 
+MAX_TIMEOUT = 7 * 24 * 3600  # a week: the watchdog sleeps in steps of timeout / 10
+
+
+def timeout_setting(environ=os.environ):
+    """Seconds of ``$GLUON_BERTFT_TIMEOUT`` (default 900): ``ConfigError`` naming the
+    variable unless a number from 1 to a week (0, a negative number or text would leave
+    training without its watchdog, or blame the scheduler)."""
+    value = environ.get(TIMEOUT_ENV)
+    if value is None or not value.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float('nan')
+    if not 1 <= seconds <= MAX_TIMEOUT:
+        raise ConfigError(f'${TIMEOUT_ENV}={value[:40]!r}: give seconds from 1 to {MAX_TIMEOUT} '
+                          '(docs/bad-input.md)')
+    return seconds
+
+
 def connect(kvstore='dist_sync', timeout=None):
     """Join the cluster of the ``DMLC_*`` environment; returns ``(kvstore, watchdog)``.
 
@@ -107,7 +129,7 @@ def connect(kvstore='dist_sync', timeout=None):
     if _joined:
         return _joined['kv'], _joined['watchdog']
     check_environment()
-    timeout = float(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+    timeout = timeout or timeout_setting()
     env = {name: os.environ[name] for name in ENV}
     watchdog = Watchdog(timeout, (
         f'no answer within {timeout:g} s from the scheduler at {env["DMLC_PS_ROOT_URI"]}:'

@@ -20,7 +20,7 @@ from ..common import threads
 from ..common.files import decoded_lines
 from ..common.outputs import check_out_folder
 from ..common.values import positive, positive_number
-from .distributed import TIMEOUT_ENV
+from .distributed import TIMEOUT_ENV, timeout_setting
 
 # what every launched process runs: a scheduler or server serves inside `import mxnet`, a
 # worker then runs the gluon_bertft command of its arguments
@@ -252,6 +252,8 @@ def main(args):
                               '-- finetune --train data/snli_sample.jsonl --pretrained random (or -- pretrain ...)')
         if args.workers < 1 or args.servers < 1:
             raise LaunchError(f'-n {args.workers} -s {args.servers}: need at least one of each')
+        if not args.timeout:
+            timeout_setting()  # the workers' $GLUON_BERTFT_TIMEOUT, checked before any starts
         if args.logs is None:
             args.logs = os.path.join('runs', 'launch', time.strftime('%Y%m%d-%H%M%S'))
         check_out_folder(args.logs, '--logs', [('--hosts', args.hosts)])  # written into, not replaced
