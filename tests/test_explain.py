@@ -218,6 +218,12 @@ def test_cli_writes_json_and_png_into_the_out_folder(models, tmp_path, capsys):
     ('qa', ['--question', 'who?', '--passage', 'Anna.', '--premise', 'x'], r'--premise: qa does not take it'),
     ('tag', ['--text', 'anna flew', '--text-b', 'home'], r'--text-b: tag does not take it'),
     ('qa', ['--text', 'who?'], r'--text: qa does not take it \(it takes --question, --passage\)'),
+    # text with nothing visible is empty text; a lone surrogate is not text (issue 24, kind 7)
+    ('classify', ['--text', '\u200b\u2060 \u200b'], 'give 1 text'),
+    ('classify', ['--text', '\x07\x1b'], 'give 1 text'),
+    ('qa', ['--question', 'who?', '--passage', '\u200b\ufeff'], 'qa: give --question and --passage'),
+    ('tag', ['--text', '\u200d'], 'tag: give a sentence'),
+    ('classify', ['--text', 'a \ud800 film'], r'--text: not valid Unicode text \(a lone surrogate, U\+D800, at character 2\)'),
 ])
 def test_cli_bad_input_gets_one_clear_error(task, args, match, models, tmp_path, capsys):
     refused(capsys, 'explain', '--model', models(task), '--out', tmp_path / 'x', *args, match=match)

@@ -14,7 +14,7 @@ from tiny_data import TINY_RUN, classify_tsv, conll_file, squad_json, task_files
 
 from gluon_bertft import ConfigError, FinetuneConfig, cli, finetune
 from gluon_bertft.common import storage
-from gluon_bertft.common.errors import PretrainedError
+from gluon_bertft.common.errors import DataError, PretrainedError
 from gluon_bertft.data.batching import BatchIter
 from gluon_bertft.data.snli import LABELS, SNLIBERTDataset, read_snli
 from gluon_bertft.inference import predict
@@ -278,3 +278,17 @@ def test_an_input_the_task_does_not_take_is_refused(task, inputs, flag, models, 
     args = [a for k, v in inputs.items() for a in (f'--{k.replace("_", "-")}', v)]
     assert cli.main(['predict', '--model', str(path), '--devices', 'cpu', *args]) == 2
     assert f'error: {flag}: {task} does not take it' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('task, inputs, match', [
+    ('classify', dict(text='\u200b\u2060'), 'give 1 text'),
+    ('qa', dict(question='Where?', passage='\u200b\u200c\u200d'), 'qa: give --question and --passage'),
+    ('snli', dict(premise='A dog.', hypothesis='\x07'), 'snli: give --premise and --hypothesis'),
+    ('classify', dict(text='\udcff'), r'--text: not valid Unicode text \(a lone surrogate, U\+DCFF'),
+])
+def test_text_with_nothing_visible_or_invalid_is_refused(task, inputs, match, models):
+    """Issue 24, kind 7: no prediction for invisible text, no traceback for a lone surrogate."""
+    path, _, _, _ = models(task)
+    net, vocab, loaded_task = predict.load_model(str(path), CPU)
+    with pytest.raises((DataError, ConfigError), match=match):
+        predict.predict(net, vocab, loaded_task, **inputs)

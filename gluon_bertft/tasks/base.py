@@ -45,6 +45,7 @@ import numpy as onp
 from ..common import metrics
 import collections
 import os
+import unicodedata
 
 from ..common.errors import ConfigError, DataError, PretrainedError, cut
 from ..data.wordpiece import WordPiece
@@ -55,6 +56,20 @@ from .labels import WeightedCrossEntropy, check_label_names
 def is_wordpiece(vocab):
     """Whether ``vocab`` is a Hugging Face model's WordPiece tokenizer (else the book's words)."""
     return isinstance(vocab, WordPiece)
+
+
+def visible_text(text, option):
+    """``text``, or ``''`` when nothing in it is visible (only separators, control and format
+    characters such as zero-width spaces); ``DataError`` naming ``option`` for a lone
+    surrogate, which is not text (the tokenizer would fail on it)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as e:
+        raise DataError(f'{option}: not valid Unicode text (a lone surrogate, '
+                        f'U+{ord(text[e.start]):04X}, at character {e.start})') from None
+    if not any(unicodedata.category(ch)[0] not in 'CZ' for ch in text):
+        return ''
+    return text
 
 
 def softmax(scores):
@@ -152,13 +167,17 @@ class Task:
 
     def raw_inputs(self, inputs):
         """``inputs`` (name -> text or None) checked against :attr:`RAW_INPUTS`: a given input
-        this task does not take is a ``ConfigError`` naming its option."""
+        this task does not take is a ``ConfigError`` naming its option, text that is not valid
+        Unicode (a lone surrogate) a ``DataError``; text with nothing visible (only spaces,
+        zero-width or control characters) is treated as empty, which ``raw_rows`` refuses."""
+        out = {}
         for name, value in inputs.items():
+            flag = f'--{name.replace("_", "-")}'
             if value is not None and name not in self.RAW_INPUTS:
                 takes = ', '.join(f'--{n.replace("_", "-")}' for n in self.RAW_INPUTS)
-                raise ConfigError(f'--{name.replace("_", "-")}: {self.name} does not take it '
-                                  f'(it takes {takes})')
-        return inputs
+                raise ConfigError(f'{flag}: {self.name} does not take it (it takes {takes})')
+            out[name] = value if value is None else visible_text(value, flag)
+        return out
 
     @property
     def max_len(self):
