@@ -30,10 +30,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def add_run_options(parser):
-    """``--batch-size`` and ``--devices`` of ``evaluate`` and ``predict``."""
+    """``--batch-size``, ``--devices`` and ``--encoding`` of ``evaluate`` and ``predict``."""
     parser.add_argument('--batch-size', type=positive, default=64,
                         help='examples per forward pass')
     parser.add_argument('--devices', default='auto', help=DEVICES_HELP)
+    parser.add_argument('--encoding', help="text encoding of --data, e.g. cp1252 or utf-16-le "
+                        "(default: the model's training data's)")
 
 
 def add_raw_inputs(parser):
@@ -143,7 +145,7 @@ def predict_data(args):
                               'read from the file)')
     say = (lambda *a: print(*a, file=sys.stderr)) if is_stdout(args.output) else print
     n = predict.predict_file(args.model, args.data, args.output, args.batch_size,
-                             parse_devices(args.devices), log=say)
+                             parse_devices(args.devices), log=say, encoding=args.encoding)
     say(f'wrote {n} predictions to {"standard output" if is_stdout(args.output) else args.output}')
 
 
@@ -164,13 +166,15 @@ def run(args):
         explain(args)
     elif args.command == 'evaluate':
         report = predict.evaluate_file(args.model, args.data, args.batch_size,
-                                       parse_devices(args.devices))
+                                       parse_devices(args.devices), args.encoding)
         print(f'{format_metrics(report)} on {args.data}')
     elif args.data is not None:
         predict_data(args)
     else:
         if args.output is not None:
             raise ConfigError('--output: applies with --data (predictions for a whole file)')
+        if args.encoding is not None:
+            raise ConfigError('--encoding: applies with --data (the file to read)')
         net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
         print(predict.predict(net, vocab, task, **{k: getattr(args, k) for k in RAW_INPUTS}))
 

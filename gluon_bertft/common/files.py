@@ -59,30 +59,43 @@ def place(data, offset):
     return data.count(b'\n', 0, offset) + 1, offset - (data.rfind(b'\n', 0, offset) + 1) + 1
 
 
-def read_text(path, encoding='utf-8'):
+def read_text(path, encoding='utf-8', hint=HINT):
     """The whole text of ``path`` (a BOM dropped); a byte that does not decode is an error
-    naming its line and column and pointing at ``--encoding``."""
-    check_encoding(encoding)
+    naming its line and column and ``hint`` (how to give the encoding: ``--encoding``), and so
+    are NUL bytes in a file read with an 8-bit encoding (UTF-16 without a byte-order mark)."""
+    name = check_encoding(encoding)
     data = read_bytes(path)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line, column = place(data, e.start)
-        hint = (HINT if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-                else 'the file starts with a UTF-16 byte-order mark: give --encoding utf-16')
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            hint = f'the file starts with a UTF-16 byte-order mark: {utf16_hint(hint)}'
         raise DataError(f'{path}:{line}: byte 0x{data[e.start]:02x} at column {column} is not '
                         f'valid {encoding} ({hint})') from None
+    if '\x00' in text and not name.startswith(('utf-16', 'utf-32')):
+        nul = data.index(b'\x00')
+        order = 'le' if nul % 2 else 'be'  # the zero byte after (LE) or before (BE) an ASCII one
+        line, column = place(data, nul)
+        raise DataError(f'{path}:{line}: a NUL byte at column {column}: the file looks like UTF-16 '
+                        f'without a byte-order mark ({utf16_hint(hint, order)})')
     return text[1:] if text.startswith('\ufeff') else text  # a BOM of another encoding's reading
 
 
-def decoded_lines(path, encoding='utf-8'):
+def utf16_hint(hint, order=''):
+    """``hint`` turned towards UTF-16 where it names ``--encoding``."""
+    codec = f'utf-16-{order}' if order else 'utf-16'
+    return f'give --encoding {codec}' if '--encoding' in hint else hint
+
+
+def decoded_lines(path, encoding='utf-8', hint=HINT):
     """The lines of ``path``, each ending in ``'\\n'``, of :func:`read_text`.
 
     Splits on ``\\n`` only: ``str.splitlines`` would also break at U+0085, which
     Windows-1252 byte 0x85 decodes to under Latin-1. The text is decoded whole, so encodings
     whose newline is not the byte 0x0a (UTF-16) work too.
     """
-    lines = read_text(path, encoding).split('\n')
+    lines = read_text(path, encoding, hint).split('\n')
     if lines and not lines[-1]:
         lines.pop()
     return [line + '\n' for line in lines]

@@ -9,6 +9,7 @@ from mxnet import np
 
 from ..common import storage
 from ..common.errors import PretrainedError, shorten
+from ..common.files import check_encoding
 from ..common.outputs import check_output_file, is_stdout
 from ..data.batching import make_iter
 from ..data.snli import LABELS, encode_pairs
@@ -93,11 +94,20 @@ def predict_snli(net, vocab, premise, hypothesis, max_len=128):
     return LABELS[int(net(inputs).argmax(axis=1)[0])]
 
 
-def evaluate_file(path, data_file, batch_size=64, devices=None):
+def read_with(task, data_file, encoding=None, labelled=True):
+    """The rows of ``data_file`` read as ``task``'s training data, in ``encoding`` when given
+    (``--encoding``; else the one the model was trained with)."""
+    if encoding is not None:
+        check_encoding(encoding)
+        task.config['reader']['encoding'] = encoding
+    return task.read(data_file, labelled=labelled)
+
+
+def evaluate_file(path, data_file, batch_size=64, devices=None, encoding=None):
     """The task's metrics (a dict) of a saved model on a file read with the model's reader."""
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
-    rows = task.read(data_file)
+    rows = read_with(task, data_file, encoding)
     dataset = task.encode(rows, vocab)
     build.check_segments(dataset, net, path)
     outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
@@ -115,7 +125,8 @@ def predict(net, vocab, task, **inputs):
     return task.show(predict_outputs(net, make_iter(dataset, 1, False), [device]), rows, dataset)
 
 
-def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=print):
+def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=print,
+                 encoding=None):
     """Write one prediction per input of ``data_file`` (read as the model's training data, gold
     labels optional) to ``out_file``: a ``.jsonl`` (JSON lines) or ``.csv`` file, written
     atomically, or ``-``: JSON lines on standard output (``log`` should then print to
@@ -131,7 +142,7 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
                              FORMATS, stdout=True)
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
-    rows = task.read(data_file, labelled=False)
+    rows = read_with(task, data_file, encoding, labelled=False)
     dataset = task.encode(rows, vocab, log=log)
     build.check_segments(dataset, net, path)
     outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)

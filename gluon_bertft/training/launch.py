@@ -55,7 +55,8 @@ class Node:
 
 def read_hosts(path):
     """Hosts of a host file: one a line; blank lines and ``#`` comments are skipped."""
-    hosts = [line.split('#')[0].strip() for line in decoded_lines(path)]
+    hosts = [line.split('#')[0].strip() for line in decoded_lines(
+        path, hint='launch reads the host file as UTF-8: save it so')]
     hosts = [h for h in hosts if h]
     if not hosts:
         raise LaunchError(f'{path}: no hosts in the host file')
