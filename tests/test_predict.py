@@ -292,3 +292,14 @@ def test_text_with_nothing_visible_or_invalid_is_refused(task, inputs, match, mo
     net, vocab, loaded_task = predict.load_model(str(path), CPU)
     with pytest.raises((DataError, ConfigError), match=match):
         predict.predict(net, vocab, loaded_task, **inputs)
+
+
+def test_predict_data_refuses_a_row_with_an_extra_field(models, tmp_path, capsys):
+    """A TSV row with a tab inside its text is named, not predicted from its first field."""
+    path, _, _, _ = models('classify')
+    data = tmp_path / 'd.tsv'
+    data.write_text('sentence\na fine film\na tab\tinside\n')
+    assert cli.main(['predict', '--model', str(path), '--data', str(data), '--output',
+                     str(tmp_path / 'p.jsonl'), '--devices', 'cpu']) == 2
+    assert 'd.tsv:3: 2 fields, but the header has 1' in capsys.readouterr().err
+    assert not (tmp_path / 'p.jsonl').exists()

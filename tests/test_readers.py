@@ -151,3 +151,21 @@ def test_squad_errors_name_file_line_and_question(tmp_path):
         squad.read_squad(path)
     ok = squad.read_squad(squad_file(tmp_path, 'Grass is green.', 'green', 9))
     assert [q.answers[0].text for q in ok] == ['blue', 'green']
+
+
+@pytest.mark.parametrize('name, text, match', [
+    # an unquoted tab or comma inside a text: one field more than the header
+    ('tab.tsv', 'sentence\tlabel\na fine film\tpos\na tab\there\tneg\n',
+     r'tab\.tsv:3: 3 fields, but the header has 2 \(a tab inside a text\? TSV has no quoting'),
+    ('comma.csv', 'sentence,label\n"a fine, film",pos\na bad, dull film,neg\n',
+     r'comma\.csv:3: 3 fields, but the header has 2 \(a comma inside an unquoted text\?'),
+    ('numbered.tsv', 'a fine film\tpos\nbad\tneg\textra\n',
+     r'numbered\.tsv:2: 3 fields, but the first row has 2'),
+])
+def test_a_row_with_another_field_count_is_an_error(tmp_path, name, text, match):
+    """Issue 24, kind 11: never an extra class or a cut text, silently."""
+    path = tmp_path / name
+    path.write_text(text)
+    columns = dict(text_columns=('0',), label_column='1') if name == 'numbered.tsv' else {}
+    with pytest.raises(DataError, match=match):
+        tsv.read_table(str(path), **columns)

@@ -41,7 +41,9 @@ def read_table(path, text_columns=('sentence',), label_column='label', fmt=None,
 
     ``text_columns`` (one or two) and ``label_column`` are header names or 0-based column
     numbers (JSONL: keys). ``header``: whether line 1 is a header; by default it is when a
-    column is given by name. Blank lines are skipped; a short row or an empty text is an error.
+    column is given by name. Blank lines are skipped; a row whose field count differs from the
+    header's (without a header: the first row's) is an error naming its line (an unquoted tab
+    or comma inside a text would otherwise shift or cut it), and so is an empty text.
     """
     fmt = fmt or guess_format(path)
     lines = decoded_lines(path, encoding)
@@ -58,7 +60,7 @@ def read_table(path, text_columns=('sentence',), label_column='label', fmt=None,
     if header and names is None:
         raise DataError(f'{path}: the file is empty (no header line)')
     indices = [_column_index(c, names, path) for c in columns]
-    rows = []
+    rows, width = [], len(names) if names else None
     for row in reader:
         where = f'{path}:{reader.line_num}'
         if not row:
@@ -66,6 +68,12 @@ def read_table(path, text_columns=('sentence',), label_column='label', fmt=None,
         if len(row) <= max(indices):
             raise DataError(f'{where}: {len(row)} column(s), but column {max(indices)} '
                             f'({columns[indices.index(max(indices))]!r}) is read')
+        width = width or len(row)
+        if len(row) != width:
+            inside = ('a tab inside a text? TSV has no quoting: use CSV with quoted fields'
+                      if fmt == 'tsv' else 'a comma inside an unquoted text? quote that field')
+            raise DataError(f'{where}: {len(row)} fields, but the '
+                            f'{"header" if names else "first row"} has {width} ({inside})')
         n = len(text_columns)
         rows.append(_row([row[i] for i in indices[:n]], row[indices[n]] if len(indices) > n
                          else None, where))
