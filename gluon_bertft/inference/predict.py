@@ -46,18 +46,23 @@ def read_saved_model(path):
     if task.max_len > config['bert']['max_len']:
         raise PretrainedError(f'{where}: max_len {task.max_len} is longer than the BERT\'s '
                               f'{config["bert"]["max_len"]} positions')
-    vocab = load_vocab(path)
+    vocab = load_vocab(path, config)
     build.check_vocab_fits(len(vocab), config['bert']['vocab_size'], path,
                            exact=not isinstance(vocab, WordPiece))
     return vocab, config, task
 
 
-def load_vocab(path):
+def load_vocab(path, config=None):
     """The vocabulary of a model folder: ``vocab.json`` (the book's word vocabulary), or the
-    WordPiece tokenizer of a Hugging Face model (``tokenizer.json`` / ``vocab.txt``)."""
+    WordPiece tokenizer of a Hugging Face model (``tokenizer.json`` / ``vocab.txt``).
+    ``config`` (its ``config.json``) tells which is missing when neither is there."""
     if any(os.path.isfile(os.path.join(path, n)) for n in ('tokenizer.json', 'vocab.txt')):
         return WordPiece.from_folder(path)
     where = os.path.join(path, 'vocab.json')
+    if not os.path.isfile(where) and (config or {}).get('bert', {}).get('embedding_norm'):
+        raise PretrainedError(f'{path}: no tokenizer.json or vocab.txt: this model was fine-tuned '
+                              f'from a Hugging Face BERT ({shorten(config.get("pretrained"))}), '
+                              'whose tokenizer files are saved beside it; they are missing')
     if not os.path.isfile(where):
         raise PretrainedError(f'{path}: not a saved model (no vocab.json)')
     return pretrained.vocab_from_tokens(storage.read_json(where), where)

@@ -11,6 +11,7 @@ transposed) and :func:`load_hf_model` does both. Neither torch nor transformers 
 """
 import json
 import logging
+import math
 import os
 
 import mxnet as mx
@@ -92,11 +93,9 @@ def read_hf_config(path):
     """
     file = os.path.join(path, 'config.json') if os.path.isdir(path) else path
     check_regular(file, PretrainedError)
-    try:
-        with open(file, encoding='utf-8-sig') as f:
-            stored = json.load(f)
-    except (OSError, ValueError) as e:
-        raise PretrainedError(f'{file}: unreadable or invalid JSON ({e})') from None
+    problem, stored = _load_config(file)
+    if problem:
+        raise PretrainedError(f'{file} {problem}')
     if not isinstance(stored, dict):
         raise PretrainedError(f'{file}: not a JSON object')
     model_type, archs = stored.get('model_type'), stored.get('architectures') or []
@@ -123,15 +122,65 @@ def read_hf_config(path):
                               f'{shorten(stored["position_embedding_type"])} is not supported (only absolute)')
     if stored.get('is_decoder') or stored.get('add_cross_attention'):
         raise PretrainedError(f'{file}: decoder BERTs (is_decoder, add_cross_attention) are not supported')
-    try:
-        config.update(activation=HF_ACTIVATIONS[act], embedding_norm=True,
-                      layer_norm_eps=float(stored.get('layer_norm_eps', 1e-12)),
-                      type_vocab_size=int(stored.get('type_vocab_size', 2)),
-                      attention_dropout=float(stored.get('attention_probs_dropout_prob', 0.1)),
-                      hf_dropout=float(stored.get('hidden_dropout_prob', 0.1)))
-    except (TypeError, ValueError) as e:
-        raise PretrainedError(f'{file}: {e}') from None
+    config.update(activation=HF_ACTIVATIONS[act], embedding_norm=True,
+                  layer_norm_eps=_field(stored, 'layer_norm_eps', 1e-12, file, 'a number > 0'),
+                  type_vocab_size=_field(stored, 'type_vocab_size', 2, file, 'an integer >= 1'),
+                  attention_dropout=_field(stored, 'attention_probs_dropout_prob', 0.1, file,
+                                           'a number in [0, 1)'),
+                  hf_dropout=_field(stored, 'hidden_dropout_prob', 0.1, file, 'a number in [0, 1)'))
     return config
+
+
+FIELD_RULES = {'a number > 0': lambda v: v > 0, 'an integer >= 1': lambda v: v >= 1,
+               'a number in [0, 1)': lambda v: 0 <= v < 1}
+
+
+def _field(stored, key, default, file, expected):
+    """``stored[key]`` (``default`` if absent), or ``PretrainedError`` naming the file and the
+    field unless it is a JSON number that is ``expected`` (integers where an integer is)."""
+    value = stored.get(key, default)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (isinstance(value, int) or 'integer' not in expected)
+    if not (number and FIELD_RULES[expected](value)):
+        raise PretrainedError(f'{file}: {key!r} is {shorten(value)}; expected {expected}')
+    return value
+
+
+def _load_config(file):
+    """``(problem, value)`` of a ``config.json``: ``problem`` says why it cannot be read, else
+    None (a UTF-8 byte-order mark is allowed)."""
+    try:
+        with open(file, encoding='utf-8-sig') as f:
+            return None, json.load(f)
+    except UnicodeDecodeError:
+        return 'is not UTF-8 text (UTF-16? save it as UTF-8)', None
+    except ValueError as e:
+        return f'is empty or not valid JSON ({str(e)[:80]})', None
+    except OSError as e:
+        return f'cannot be read ({e.strerror})', None
+
+
+def folder_problem(path):
+    """What keeps ``path`` from being a Hugging Face model folder, or None if nothing does or
+    nothing in it looks like one: ``(evidence, problem)`` for an error message."""
+    names = [n for n in WEIGHT_FILES + ('tokenizer.json', 'vocab.txt', 'tokenizer_config.json')
+             if os.path.isfile(os.path.join(path, n))]
+    config = os.path.join(path, 'config.json')
+    if not names:
+        return None
+    evidence = f'it has {", ".join(names)}'
+    if not os.path.isfile(config):
+        return evidence, 'config.json is missing'
+    problem, stored = _load_config(config)
+    if problem:
+        return evidence, f'config.json {problem}'
+    if not isinstance(stored, dict):
+        return evidence, f'config.json is {json.dumps(stored)[:20]}, not a JSON object'
+    if 'model_type' not in stored and 'architectures' not in stored:
+        return evidence, 'config.json names no model_type (a BERT says "model_type": "bert")'
+    if not any(os.path.isfile(os.path.join(path, n)) for n in WEIGHT_FILES):
+        return evidence, 'it has no weights (model.safetensors or pytorch_model.bin)'
+    return None
 
 
 def read_hf_weights(path):

