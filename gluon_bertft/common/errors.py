@@ -30,3 +30,8 @@ def shorten(value, limit=60):
 def cut(text, limit=200):
     """``text`` cut to about ``limit`` characters (a list of names in a message)."""
     return text if len(text) <= limit else f'{text[:limit - 20]}...{text[-12:]} ({len(text)} chars)'
+
+
+class WriteError(OSError):
+    """An output could not be written (a full or read-only disk, no permission): the message
+    names the path and the cause; nothing half-written is left."""

@@ -6,12 +6,13 @@ lengths), the vocabulary (``vocab.json``, or a WordPiece tokenizer's files) and
 classifiers whose ``config.json`` names no task) still load.
 """
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 
-from .errors import DivergedError, PretrainedError
+from .errors import DivergedError, PretrainedError, WriteError
 from .files import check_regular, place, read_bytes
 
 PARAMS = 'model.params'
@@ -23,11 +24,19 @@ def atomic_path(path):
     """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.
 
     Works for a file or a directory; on error the temporary is removed and ``path`` untouched.
+    A write that fails (a full or read-only disk; MXNet's own error for a parameter file) is a
+    :class:`~gluon_bertft.common.errors.WriteError` naming ``path`` and the cause. The
+    temporary's name holds the writer's process id: one left by a killed process is removed
+    by the next write beside it, never one of a live process.
     """
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        remove_stale(parent, os.path.basename(path))
+        tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', dir=parent)
+    except OSError as e:
+        raise WriteError(f'{path}: cannot write here ({e.strerror or e})') from None
     target = os.path.join(tmp, 'new')
     try:
         yield target
@@ -35,8 +44,45 @@ def atomic_path(path):
             old = os.path.join(tmp, 'old')
             os.replace(path, old)
         os.replace(target, path)
+    except Exception as e:
+        if isinstance(e, WriteError) or not _write_failure(e):
+            raise
+        raise WriteError(f'{path}: could not be written ({_cause(e)}); nothing of it was '
+                         'kept') from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_failure(e):
+    """An OS write error, or MXNet's error for a parameter file it could not write."""
+    return isinstance(e, OSError) or (type(e).__name__ == 'MXNetError'
+                                      and ('No space' in str(e) or 'write' in str(e).lower()))
+
+
+def _cause(e):
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror + (' (free some space and rerun)' if e.errno == errno.ENOSPC else '')
+    return str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+
+
+def remove_stale(parent, name):
+    """Remove the temporaries of ``name`` in ``parent`` (``.NAME.PID.*``) whose writing
+    process no longer runs."""
+    prefix = f'.{name}.'
+    for entry in os.listdir(parent):
+        pid = entry[len(prefix):].split('.')[0] if entry.startswith(prefix) else ''
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def write_json(path, obj):
