@@ -47,6 +47,9 @@ class RunConfig:
         None, "device (one machine), or dist_sync / dist_device_sync: the default in a worker "
         "started by launch (docs/scaleout.md)", choices=('device', 'dist_sync', 'dist_device_sync'))
     hybridize: bool = opt(True, 'compile the network (--no-hybridize: run it imperatively)')
+    trust_checkpoint: bool = opt(False, 'with --resume: accept a checkpoint written before 0.3, '
+                                 'whose optimizer state is a pickle that can run code when '
+                                 'loaded; only for folders you trust')
 
     RESUMABLE = ()  # settings that may change between a run and its resumption
     # settings added after 0.2, recorded only when not at their default: checkpoints written
@@ -158,7 +161,7 @@ class FinetuneConfig(RunConfig):
     max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
-                 'epochs', 'lr', 'fused_adam')
+                 'epochs', 'lr', 'fused_adam', 'trust_checkpoint')
     ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names', 'tag_column',
              'tag_scheme')
 
@@ -222,7 +225,7 @@ class PretrainConfig(RunConfig):
 
     # the corpus and its encoding may change: the checkpoint's vocabulary digest must match
     RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
-                 'hybridize', 'steps', 'lr', 'corpus', 'encoding')
+                 'hybridize', 'steps', 'lr', 'corpus', 'encoding', 'trust_checkpoint')
 
 
 def add_options(parser, config_cls, skip=()):

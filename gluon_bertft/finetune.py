@@ -242,7 +242,8 @@ def resume(run, ckpt):
     if not (config.resume and ckpt.exists()):
         return (0, 0), None, {}
     state = ckpt.load(run.net, run.trainer, run.devices, config.lr,
-                      counters=dict(epoch=None, batch=len(run.train_iter) - 1), history=HISTORY)
+                      counters=dict(epoch=None, batch=len(run.train_iter) - 1), history=HISTORY,
+                      trusted=config.trust_checkpoint)
     if state['epoch'] >= config.epochs:
         raise ConfigError(f'{ckpt.path}: all {state["epoch"]} epochs are done; ask for more '
                           '--epochs to train on')

@@ -291,7 +291,7 @@ def resume_pretraining(c, bert, trainer, devices, vocab, config, num_workers, lo
                  history=dict(step=[], mlm=[], nsp=[]))
     if c.resume and ckpt.exists():
         saved = ckpt.load(bert, trainer, devices, c.lr, counters=dict(step=None),
-                          history=('step', 'mlm', 'nsp'))
+                          history=('step', 'mlm', 'nsp'), trusted=c.trust_checkpoint)
         seconds = saved.get('seconds', 0.0)  # the time of the runs before: a statistic only
         state.update(step=saved['step'], history=saved['history'],
                      seconds=seconds if isinstance(seconds, (int, float)) else 0.0)

@@ -10,6 +10,7 @@ from mxnet import autograd
 
 from gluon_bertft.common.errors import PretrainedError
 from gluon_bertft.models.heads import BERTClassifier
+from gluon_bertft.training import trainer_state
 from gluon_bertft.training.checkpoint import Checkpoint
 from gluon_bertft.training.trainer import make_trainer
 
@@ -38,7 +39,9 @@ def test_save_then_load_restores_parameters_optimizer_and_state(tmp_path):
     assert not ckpt.exists()
     ckpt.save(net, trainer, epoch=1, batch=2, history={'train_loss': [0.5]})
     assert ckpt.exists()
-    assert sorted(os.listdir(ckpt.path)) == ['model.params', 'state.json', 'trainer.states']
+    # no pickle: the optimizer's moments as arrays, its counts as JSON (issue 24, kind 13)
+    assert sorted(os.listdir(ckpt.path)) == ['model.params', 'optimizer.json', 'optimizer.params',
+                                             'state.json']
     other, other_trainer = model(seed=1)
     state = Checkpoint(ckpt.path, dict(RUN)).load(other, other_trainer, [mx.cpu()], lr=5e-4)
     assert state == dict(epoch=1, batch=2, history={'train_loss': [0.5]}, run=RUN)
@@ -60,17 +63,19 @@ def test_other_settings_are_named(tmp_path):
         Checkpoint(ckpt.path, changed).load(net, trainer, [mx.cpu()])
 
 
-def test_a_broken_checkpoint_is_a_clear_error_and_a_failed_save_keeps_the_last(tmp_path):
+def test_a_broken_checkpoint_is_a_clear_error_and_a_failed_save_keeps_the_last(tmp_path,
+                                                                               monkeypatch):
     net, trainer = model(seed=0)
     ckpt = Checkpoint(str(tmp_path / 'c'), RUN)
     ckpt.save(net, trainer, epoch=0, batch=1, history={})
     with pytest.raises(TypeError):  # state.json fails after model.params was written
         ckpt.save(net, trainer, epoch=0, batch=2, history=dict(bad=object()))
+    def broken(trainer, folder):
+        raise RuntimeError('disk full')
+    monkeypatch.setattr(trainer_state, 'save', broken)
     with pytest.raises(RuntimeError):
-        class Broken:
-            def save_states(self, path):
-                raise RuntimeError('disk full')
-        ckpt.save(net, Broken(), epoch=0, batch=3, history={})
+        ckpt.save(net, trainer, epoch=0, batch=3, history={})
+    monkeypatch.undo()
     assert json.loads(open(os.path.join(ckpt.path, 'state.json')).read())['batch'] == 1
     assert os.listdir(tmp_path) == ['c']
     with open(os.path.join(ckpt.path, 'model.params'), 'wb') as f:
@@ -85,3 +90,19 @@ def test_a_broken_checkpoint_is_a_clear_error_and_a_failed_save_keeps_the_last(t
         f.write('{"run": ')
     with pytest.raises(PretrainedError, match=r'state\.json: invalid JSON at line 1'):
         ckpt.load(net, trainer, [mx.cpu()])
+
+
+def test_a_pickled_optimizer_state_needs_trust(tmp_path):
+    """A checkpoint of 0.2 (trainer.states, a pickle) resumes only when trusted."""
+    net, trainer = model(seed=0)
+    ckpt = Checkpoint(str(tmp_path / 'c'), RUN)
+    ckpt.save(net, trainer, epoch=0, batch=1, history={})
+    for name in (trainer_state.ARRAYS, trainer_state.COUNTS):
+        os.remove(os.path.join(ckpt.path, name))
+    trainer.save_states(os.path.join(ckpt.path, 'trainer.states'))  # as 0.2 wrote it
+    other, other_trainer = model(seed=1)
+    with pytest.raises(PretrainedError, match=r'c: its optimizer state is a pickle \(trainer\.states'
+                       r', written before 0\.3\).* --trust-checkpoint'):
+        ckpt.load(other, other_trainer, [mx.cpu()])
+    ckpt.load(other, other_trainer, [mx.cpu()], trusted=True)
+    assert other_trainer.optimizer._index_update_count == trainer.optimizer._index_update_count

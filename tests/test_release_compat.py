@@ -14,7 +14,7 @@ import numpy as onp
 import pytest
 from conftest import ROOT
 
-from gluon_bertft import FinetuneConfig, finetune
+from gluon_bertft import FinetuneConfig, PretrainedError, finetune
 from gluon_bertft.inference.predict import load_model, predict_file
 from gluon_bertft.models import build
 
@@ -48,10 +48,14 @@ def test_a_release_model_predicts_as_the_release_did(release, run):
 def test_a_release_checkpoint_resumes_to_the_releases_parameters(release, run):
     if run == 'wordpiece_run':  # the optimizer pickled under the module path of 0.2
         assert b'gluon_bertft.optimizer' in (release / run / 'checkpoint' / 'trainer.states').read_bytes()
-    lines = []
-    net, _, result = finetune(FinetuneConfig(
+    config = lambda trusted: FinetuneConfig(
         task='classify', train='train.tsv', max_len=32, batch_size=16, epochs=2, lr=1e-3,
-        devices='cpu', checkpoint_every=2, out=run, resume=True, **RUNS[run]), log=lines.append)
+        devices='cpu', checkpoint_every=2, out=run, resume=True, trust_checkpoint=trusted,
+        **RUNS[run])
+    with pytest.raises(PretrainedError, match='its optimizer state is a pickle'):
+        finetune(config(False), log=lambda *a: None)  # 0.2 pickled it: trust is asked for
+    lines = []
+    net, _, result = finetune(config(True), log=lines.append)
     assert f'resumed from {run}/checkpoint: 1 epochs and 0 batches done' in lines
     expected = mx.nd.load(f'{run}.resumed.params')
     got = {n: p.data().asnumpy() for n, p in net._collect_params_with_prefix().items()}

@@ -1,6 +1,7 @@
 """One resumable training state, shared by fine-tuning and pretraining.
 
-A checkpoint folder holds ``model.params``, ``trainer.states`` (Adam's moments) and
+A checkpoint folder holds ``model.params``, ``optimizer.params`` and ``optimizer.json``
+(Adam's moments and step counts, :mod:`.trainer_state`; no pickle) and
 ``state.json``: the ``run`` settings it must be resumed with, the position reached and the
 history so far; with a validation split also ``best.params``, the best epoch's parameters.
 It is written atomically: an interrupted save leaves the previous one whole.
@@ -10,6 +11,7 @@ import os
 import mxnet as mx
 
 from ..common import storage
+from . import trainer_state
 from ..common.errors import PretrainedError, cut, shorten
 
 
@@ -39,7 +41,7 @@ class Checkpoint:
         with storage.atomic_path(self.path) as tmp:
             os.makedirs(tmp)
             net.save_parameters(os.path.join(tmp, 'model.params'))
-            trainer.save_states(os.path.join(tmp, 'trainer.states'))
+            trainer_state.save(trainer, tmp)
             if best_params:
                 mx.nd.save(os.path.join(tmp, 'best.params'),
                            {k: v.as_nd_ndarray() for k, v in best_params.items()})
@@ -67,12 +69,14 @@ class Checkpoint:
                                   f'{start_over}')
         return state
 
-    def load(self, net, trainer, devices, lr=None, counters=None, history=()):
+    def load(self, net, trainer, devices, lr=None, counters=None, history=(), trusted=False):
         """Check the run settings, load into ``net`` and ``trainer``; returns the saved state.
 
         Raises ``PretrainedError`` naming every setting that differs, or a field of the state
         that is not what :meth:`read_state` is asked to check. ``lr``: the learning rate to
-        continue with (the saved optimizer comes back with its own).
+        continue with (the saved optimizer comes back with its own). A checkpoint written
+        before 0.3 keeps its optimizer in a pickle (``trainer.states``), which can run code
+        when loaded: it is refused unless ``trusted`` (``--trust-checkpoint``).
         """
         state = self.read_state(counters, history)
         diff = [f'{cut(str(k), 60)}={shorten(v)} (now {shorten(self.run.get(k))})'
@@ -82,9 +86,18 @@ class Checkpoint:
             raise PretrainedError(
                 f'{self.path}: cannot resume, the checkpoint was written with {"; ".join(diff)}. '
                 'Use the same settings, or another output folder to start over')
+        pickled = not os.path.isfile(os.path.join(self.path, trainer_state.COUNTS))
+        if pickled and not trusted:
+            raise PretrainedError(
+                f'{self.path}: its optimizer state is a pickle (trainer.states, written before '
+                '0.3), and loading a pickle can run any code it holds: resume it only if you '
+                'trust where the folder came from, with --trust-checkpoint (docs/bad-input.md)')
         try:
             net.load_parameters(os.path.join(self.path, 'model.params'), ctx=devices)
-            trainer.load_states(os.path.join(self.path, 'trainer.states'))
+            if pickled:
+                trainer.load_states(os.path.join(self.path, 'trainer.states'))
+            else:
+                trainer_state.load(trainer, self.path)
         except Exception as e:  # MXNet raises its own error types for corrupt files
             raise PretrainedError(f'{self.path}: unreadable checkpoint ({type(e).__name__}: '
                                   f'{str(e).splitlines()[0][:200]}); delete it to start over') from None
