@@ -47,6 +47,12 @@ def switch(name, value=None, environ=os.environ):
     return VALUES[text]
 
 
+def check_switches(environ=os.environ):
+    """``{switch: setting}`` of every switch as its environment variable sets it; raises
+    ``ConfigError`` naming the variable for an invalid value (checked before long runs)."""
+    return {name: switch(name, None, environ) for name in SWITCHES}
+
+
 class FusedSelfAttention(nn.HybridBlock):
     """Self-attention with one interleaved projection ``W_qkv`` and MXNet's fused operators.
 
