@@ -168,3 +168,35 @@ def test_d2l_blocks_are_returned_as_they_are():
     net = BERTClassifier(tiny_bert(VOCAB, cls=d2l.BERTModel), 3)
     net.output.initialize()
     assert inference_net(net, True, True) is net
+
+
+def test_finetune_refuses_a_bad_switch_before_training(capsys, monkeypatch, tmp_path):
+    from tiny_data import refused, task_files
+    monkeypatch.setenv('GLUON_BERTFT_FUSED_ATTENTION', 'fast')
+    files = task_files('classify', tmp_path)
+    refused(capsys, 'finetune', '--task', 'classify', '--train', files['train'], '--pretrained',
+            'random', '--preset', 'bert.tiny', '--epochs', '1', '--out', tmp_path / 'run',
+            match=r"GLUON_BERTFT_FUSED_ATTENTION='fast': use 1 \(on\) or 0 \(off\)")
+    assert not (tmp_path / 'run').exists()
+
+
+def test_evaluate_and_predict_file_give_the_plain_results(monkeypatch, tmp_path):
+    from tiny_data import TINY_RUN, task_files
+
+    from gluon_bertft import FinetuneConfig, finetune
+    from gluon_bertft.inference import predict
+    files = task_files('tag', tmp_path)
+    finetune(FinetuneConfig(task='tag', epochs=1, out=str(tmp_path / 'run'), **dict(TINY_RUN, **files)),
+             log=lambda *a: None)
+    model, results = str(tmp_path / 'run' / 'model'), {}
+    for on in ('1', '0'):
+        for variable in SWITCHES.values():
+            monkeypatch.setenv(variable, on)
+        out = tmp_path / f'pred{on}.jsonl'
+        predict.predict_file(model, files['test'], str(out), log=lambda *a: None)
+        results[on] = predict.evaluate_file(model, files['test']), out.read_text()
+    assert results['1'][0] == results['0'][0]
+    fast, plain = ([json.loads(line) for line in r[1].splitlines()] for r in (results['1'], results['0']))
+    assert [r['tags'] for r in fast] == [r['tags'] for r in plain] and len(fast) > 5
+    for a, b in zip(fast, plain):
+        onp.testing.assert_allclose(a['confidence'], b['confidence'], atol=1e-5)
