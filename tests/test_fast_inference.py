@@ -116,6 +116,20 @@ def test_the_trained_net_its_parameters_and_gradients_are_left_alone():
     assert not set(fast.collect_params().values()) & set(net.collect_params().values())
 
 
+def test_making_a_copy_draws_no_random_numbers_and_holds_no_gradients():
+    """Training after an in-training validation pass draws the same dropout masks."""
+    net = make_net('qa')
+    draws = []
+    for make in (False, True):
+        mx.random.seed(7)
+        if make:
+            fast = inference_net(net, True, True)
+            outputs(fast, next(batches()))
+        draws.append(mx.np.random.uniform(size=(5,)).asnumpy())
+    onp.testing.assert_array_equal(*draws)
+    assert all(p.grad_req == 'null' for p in fast.collect_params().values())
+
+
 def test_a_copy_keeps_its_weights_and_a_new_one_follows_the_trained_net():
     net = make_net('tag', seed=1)
     net.hybridize(static_alloc=True)

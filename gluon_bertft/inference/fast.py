@@ -168,7 +168,8 @@ def inference_net(net, fused_attention=None, onednn=None):
 def copy_params(net, copy, devices):
     """Initialize ``copy``'s parameters on ``devices`` with copies of ``net``'s values, matched
     by structural name; a fused block's ``attention.W_qkv`` from ``net``'s ``W_q``/``W_k``/``W_v``
-    (:func:`interleaved_qkv`). Draws no random numbers."""
+    (:func:`interleaved_qkv`). No gradient buffers (``grad_req='null'``); draws no random
+    numbers."""
     source = net._collect_params_with_prefix()
     num_heads = net.encoder.hparams['num_heads']
     for name, param in copy._collect_params_with_prefix().items():
@@ -177,5 +178,6 @@ def copy_params(net, copy, devices):
             value = interleaved_qkv(*parts, num_heads)
         else:
             value = source[name].data(devices[0])
+        param.grad_req = 'null'  # prediction only: no gradient buffers
         param.initialize(mx.init.Zero(), ctx=devices)
         param.set_data(value.copy())
