@@ -25,6 +25,7 @@ from .tasks.base import COMMON_OPTIONS, is_wordpiece
 from .training import distributed, precision
 from .training.checkpoint import Checkpoint
 from .training.devices import parse_devices, set_seed
+from .inference.fast import check_switches, inference_net
 from .training.evaluate import predict_outputs
 from .training.callbacks import Checkpointing, EarlyStopping, Watchdog
 from .training.loop import HISTORY, train
@@ -114,6 +115,7 @@ def prepare(run):
     """Check the config, read and split the data, load the BERT, join a distributed run."""
     config, log = run.config, run.log
     config.check()
+    check_switches()  # the inference switches' variables, before hours of training
     kv = config.kvstore or distributed.default_kvstore()
     if config.lazy_embedding and distributed.is_distributed(kv):
         raise ConfigError('--lazy-embedding: not with a distributed kvstore (the summed gradient '
@@ -190,10 +192,12 @@ def build(run):
 
 def outputs(run, dataset):
     """The network's host outputs for every example of ``dataset``, in order (length-sorted
-    batches); with a notebook's animator no bar, which would replace its last drawing."""
+    batches), computed by a fast inference copy of its current weights
+    (:func:`~gluon_bertft.inference.fast.inference_net`; the trained network is left alone);
+    with a notebook's animator no bar, which would replace its last drawing."""
     batches = make_iter(dataset, run.config.batch_size, False,
                         book_batches=run.config.book_batches, sort=True)
-    return predict_outputs(run.net, batches, run.devices,
+    return predict_outputs(inference_net(run.net), batches, run.devices,
                            progress=False if run.animator else None)
 
 

@@ -18,6 +18,7 @@ from ..models import build, pretrained
 from ..tasks import task_from_config
 from ..training.devices import default_devices
 from ..training.evaluate import predict_outputs
+from .fast import inference_net
 
 FORMATS = {'.jsonl': 'jsonl', '.csv': 'csv'}  # predict --output: the extension gives the format
 
@@ -109,13 +110,15 @@ def read_with(task, data_file, encoding=None, labelled=True):
 
 
 def evaluate_file(path, data_file, batch_size=64, devices=None, encoding=None):
-    """The task's metrics (a dict) of a saved model on a file read with the model's reader."""
+    """The task's metrics (a dict) of a saved model on a file read with the model's reader,
+    computed by its fast inference copy (:func:`~gluon_bertft.inference.fast.inference_net`)."""
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
     rows = read_with(task, data_file, encoding)
     dataset = task.encode(rows, vocab)
     build.check_segments(dataset, net, path)
-    outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
+    outputs = predict_outputs(inference_net(net), make_iter(dataset, batch_size, False, sort=True),
+                              devices)
     return task.score(outputs, rows, dataset)
 
 
@@ -139,8 +142,9 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
 
     Each record has the input's place (``where``) and the task's prediction: ``label`` and
     ``probabilities`` (classifiers), ``score`` (regress), ``words``/``tags``/``confidence``
-    (tag), ``id``/``answer``/``score`` (qa). Returns the number of records. ``out_file`` is
-    checked first (:func:`~gluon_bertft.common.outputs.check_output_file`: never
+    (tag), ``id``/``answer``/``score`` (qa), computed by the model's fast inference copy
+    (:func:`~gluon_bertft.inference.fast.inference_net`). Returns the number of records.
+    ``out_file`` is checked first (:func:`~gluon_bertft.common.outputs.check_output_file`: never
     ``data_file`` or inside the model folder ``path``): ``ConfigError`` naming ``--output``.
     """
     form = check_output_file(out_file, '--output', [('--data', data_file), ('--model', path)],
@@ -150,7 +154,8 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
     rows = read_with(task, data_file, encoding, labelled=False)
     dataset = task.encode(rows, vocab, log=log)
     build.check_segments(dataset, net, path)
-    outputs = predict_outputs(net, make_iter(dataset, batch_size, False, sort=True), devices)
+    outputs = predict_outputs(inference_net(net), make_iter(dataset, batch_size, False, sort=True),
+                              devices)
     records = [dict(where=_where(row, data_file, i), **rec)
                for i, (row, rec) in enumerate(zip(rows, task.records(outputs, rows, dataset)))]
     if is_stdout(out_file):

@@ -191,6 +191,13 @@ class BERTEncoder(nn.HybridBlock):
                  dropout, max_len=1000, *, activation='relu', embedding_norm=False,
                  layer_norm_eps=1e-5, type_vocab_size=2, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
+        # the arguments as given (no parameters): inference copies (inference/fast.py) rebuild from them
+        self.hparams = dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
+                            ffn_num_hiddens=ffn_num_hiddens, num_heads=num_heads,
+                            num_blks=num_blks, dropout=dropout, max_len=max_len,
+                            activation=activation, embedding_norm=embedding_norm,
+                            layer_norm_eps=layer_norm_eps, type_vocab_size=type_vocab_size,
+                            attention_dropout=attention_dropout)
         self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
         self.segment_embedding = nn.Embedding(type_vocab_size, num_hiddens)
         if embedding_norm:  # only then: the book's parameter names stay as they are
@@ -206,6 +213,13 @@ class BERTEncoder(nn.HybridBlock):
         self.pos_embedding = self.params.get('pos_embedding', shape=(1, max_len, num_hiddens))
 
     def hybrid_forward(self, F, tokens, segments, valid_lens, pos_embedding):
+        X = self.embed(F, tokens, segments, pos_embedding)
+        for blk in self.blks:
+            X = blk(X, valid_lens)
+        return X
+
+    def embed(self, F, tokens, segments, pos_embedding):
+        """The input of the first block: (batch, seq) ints -> (batch, seq, hidden)."""
         # (batch, seq) -> (batch, seq, hidden) for every embedding below
         X = self.token_embedding(tokens) + self.segment_embedding(segments)
         positions = F.npx.arange_like(tokens, axis=1).astype('int32')
@@ -213,8 +227,6 @@ class BERTEncoder(nn.HybridBlock):
         X = X + F.np.take(pos_embedding, positions, axis=1)
         if self.embedding_norm:
             X = self.embedding_dropout(self.embedding_ln(X))
-        for blk in self.blks:
-            X = blk(X, valid_lens)
         return X
 
 

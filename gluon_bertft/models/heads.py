@@ -1,8 +1,18 @@
 """Task layers on a pretrained BERT: the document's ``BERTClassifier``, and the other task
 layers of §16.6: regression, token tagging, span question answering. (No data imports: the
 book's ``predict_snli`` is in :mod:`gluon_bertft.inference.predict`.)"""
+from types import SimpleNamespace
+
 from mxnet import np
 from mxnet.gluon import nn
+
+
+def _bert_like(encoder, hidden):
+    """What a head's constructor reads of a BERT: ``encoder`` and a fresh copy of ``hidden``'s
+    layout (its units, input units and activation; parameters not initialized)."""
+    act = hidden.act._act_type if hidden.act is not None else None
+    return SimpleNamespace(encoder=encoder, hidden=nn.Dense(
+        hidden._units, activation=act, in_units=hidden._in_units, flatten=hidden._flatten))
 
 
 class ClsScores:
@@ -36,6 +46,11 @@ class BERTClassifier(ClsScores, nn.Block):
         # (batch, seq, hidden) -> (batch, hidden): '<cls>' is at position 0
         return self.output(self.hidden(encoded_X[:, 0, :]))
 
+    def on_encoder(self, encoder):
+        """A head of the same layout on ``encoder``, its own layers not initialized (their
+        parameters have this head's structural names): for inference copies."""
+        return BERTClassifier(_bert_like(encoder, self.hidden), self.output._units)
+
 
 class BERTRegressor(ClsScores, nn.Block):
     """§16.6's text-pair regression (e.g. STS-B scores): the classifier with one output unit.
@@ -55,6 +70,10 @@ class BERTRegressor(ClsScores, nn.Block):
         # (batch, seq, hidden) -> (batch, hidden) -> (batch, 1) -> (batch,)
         return self.output(self.hidden(encoded_X[:, 0, :])).reshape(-1)
 
+    def on_encoder(self, encoder):
+        """A head of the same layout on ``encoder`` (:meth:`BERTClassifier.on_encoder`)."""
+        return BERTRegressor(_bert_like(encoder, self.hidden))
+
 
 class BERTTagger(nn.Block):
     """§16.6's text tagging: one Dense over the encoding of every token.
@@ -71,6 +90,11 @@ class BERTTagger(nn.Block):
         tokens_X, segments_X, valid_lens_x = inputs
         # (batch, seq, hidden) -> (batch, seq, num_tags)
         return self.output(self.encoder(tokens_X, segments_X, valid_lens_x))
+
+    def on_encoder(self, encoder):
+        """A head of the same layout on ``encoder`` (:meth:`BERTClassifier.on_encoder`)."""
+        hidden = SimpleNamespace(_units=self.output._in_units)
+        return BERTTagger(SimpleNamespace(encoder=encoder, hidden=hidden), self.output._units)
 
     def flat_scores(self, encoded_X, segments, valid_lens):
         """(batch, seq, hidden) -> (batch, seq * tags): every tag score of every position."""
@@ -119,6 +143,11 @@ class BERTSpanQA(nn.Block):
         tokens_X, segments_X, valid_lens_x = inputs
         encoded_X = self.encoder(tokens_X, segments_X, valid_lens_x)
         return self.output(encoded_X, segments_X, valid_lens_x)
+
+    def on_encoder(self, encoder):
+        """A head of the same layout on ``encoder`` (:meth:`BERTClassifier.on_encoder`)."""
+        hidden = SimpleNamespace(_units=self.output.dense._in_units)
+        return BERTSpanQA(SimpleNamespace(encoder=encoder, hidden=hidden))
 
     def flat_scores(self, encoded_X, segments, valid_lens):
         """(batch, seq, hidden) -> (batch, 2 seq): the start scores, then the end scores."""
