@@ -30,7 +30,6 @@ network and the argmax agreement with it. Run it alone on the machine:
     flock /tmp/heavy.lock python benchmarks/bench_infer.py [--repeats 5]
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -43,6 +42,7 @@ import mxnet as mx  # noqa: E402
 import numpy as onp  # noqa: E402
 from provenance import ROOT, header, uptime  # noqa: E402
 
+from gluon_bertft.common.storage import write_json  # noqa: E402
 from gluon_bertft.data.batching import make_iter  # noqa: E402
 from gluon_bertft.inference.fast import inference_net  # noqa: E402
 from gluon_bertft.models import pretrained  # noqa: E402
@@ -185,9 +185,7 @@ def main():
     for shape in args.shapes:
         results['results'][shape] = bench(shape, args.repeats, devices, args.interleave)
     results['uptime_after'] = uptime()
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=1)
+    write_json(args.out, results)  # the package's atomic writer
     print(f'wrote {args.out}\nbefore: {results["uptime_before"]}\nafter:  {results["uptime_after"]}')
 
 

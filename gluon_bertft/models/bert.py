@@ -283,15 +283,13 @@ class BERTModel(nn.HybridBlock):
                  dropout, max_len=1000, *, activation='relu', embedding_norm=False,
                  layer_norm_eps=1e-5, type_vocab_size=2, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
-        # the switches as given, for whoever saves the model's config (no parameters)
-        self.arch = dict(activation=activation, embedding_norm=embedding_norm,
-                         layer_norm_eps=layer_norm_eps, type_vocab_size=type_vocab_size,
-                         attention_dropout=attention_dropout)
         self.encoder = BERTEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                                    num_blks, dropout, max_len, activation=activation,
                                    embedding_norm=embedding_norm, layer_norm_eps=layer_norm_eps,
                                    type_vocab_size=type_vocab_size,
                                    attention_dropout=attention_dropout)
+        # the switches as given, for whoever saves the model's config (no parameters)
+        self.arch = {k: self.encoder.hparams[k] for k in ARCH_KEYS}
         self.hidden = nn.Dense(num_hiddens, activation='tanh', in_units=num_hiddens)
         self.mlm = MaskLM(vocab_size, num_hiddens, activation, layer_norm_eps)
         self.nsp = NextSentencePred(num_hiddens)
