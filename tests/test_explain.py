@@ -93,7 +93,7 @@ def test_attributions_are_zero_past_valid_len_and_rows_are_independent(models):
     assert len(together[0]['tokens']) == 3
     ds = t.encode(rows, vocab)
     keep = special_ids(vocab)
-    out = attribution.attribute(net, ds.all_token_ids, ds.all_segments, ds.valid_lens,
+    out = attribution.attribute(net, (ds.all_token_ids, ds.all_segments, ds.valid_lens),
                                 attribution.baseline_tokens(ds.all_token_ids, keep), [(0, 0), (1, 1)])
     assert out['attributions'].shape == (2, int(ds.valid_lens.max()))
     assert onp.all(out['attributions'][0, 3:] == 0) and onp.any(out['attributions'][1, 3:] != 0)

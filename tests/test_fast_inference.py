@@ -151,7 +151,7 @@ def test_explanations_keep_the_plain_graph_and_are_unchanged(monkeypatch):
     net = make_net('classify', seed=2)
     net.hybridize(static_alloc=True)
     tokens, segments, lens = (a.asnumpy() for a in next(batches()))
-    args = (tokens, segments, lens, attribution.baseline_tokens(tokens, [1, 2, 0]),
+    args = ((tokens, segments, lens), attribution.baseline_tokens(tokens, [1, 2, 0]),
             [(0, 1), (2, 0)])
     before = attribution.attribute(net, *args, steps=8)
     outputs(inference_net(net, True, True), next(batches()))

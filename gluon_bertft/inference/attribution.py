@@ -103,13 +103,12 @@ def quadrature(method, steps):
     raise ValueError(f'method {method!r}: choose from {", ".join(METHODS)}')
 
 
-def attribute(net, tokens, segments, valid_lens, baseline, targets, method='ig', steps=32,
-              max_tokens=MAX_TOKENS):
+def attribute(net, inputs, baseline, targets, method='ig', steps=32, max_tokens=MAX_TOKENS):
     """Token attributions of ``targets`` of ``net`` (a task layer of :mod:`~gluon_bertft.models.heads`).
 
     Parameters
     ----------
-    tokens, segments : int (n, seq) host arrays; valid_lens : (n,) host array.
+    inputs : ``(tokens, segments, valid_lens)``: int (n, seq), int (n, seq) and (n,) host arrays.
     baseline : int (n, seq) baseline tokens (:func:`baseline_tokens`).
     targets : list of ``(example, column)``: the example's row and the column of
         :func:`head_scores` (:func:`score_index` with ``width`` = the longest valid length).
@@ -121,6 +120,7 @@ def attribute(net, tokens, segments, valid_lens, baseline, targets, method='ig',
     dict of host float64 arrays: ``attributions`` (J, width) (0 past each valid length),
     ``score`` (J,) = F(x), ``baseline_score`` (J,) = F(x'); J = len(targets).
     """
+    tokens, segments, valid_lens = inputs
     device, width = device_of(net), int(onp.max(valid_lens))
     encoder = net.encoder
     as_dev = lambda a, dtype: np.array(onp.asarray(a)[:, :width], ctx=device, dtype=dtype)

@@ -141,7 +141,7 @@ def explain_rows(net, vocab, task, rows, **options):
     flat = [(k, score_index(net, width, t.position, t.cls))
             for k, (_, targets) in enumerate(per_row) for t in targets]
     keep = special_ids(vocab)
-    found = attribute(net, *inputs, baseline_tokens(inputs[0], keep), flat, o.method, o.steps,
+    found = attribute(net, inputs, baseline_tokens(inputs[0], keep), flat, o.method, o.steps,
                       o.max_tokens)
     specials, results, j = set(vocab.to_tokens(keep[:2])), [], 0
     for k, (row, record, (example, targets)) in enumerate(zip(rows, records, per_row)):

@@ -60,10 +60,8 @@ def is_hf_folder(path):
     if not (os.path.isfile(config)
             and any(os.path.isfile(os.path.join(path, name)) for name in WEIGHT_FILES)):
         return False
-    try:
-        with open(config, encoding='utf-8-sig') as f:
-            stored = json.load(f)
-    except (ValueError, OSError):
+    problem, stored = _load_config(config)
+    if problem:
         return True
     return isinstance(stored, dict) and ('model_type' in stored or 'architectures' in stored)
 
@@ -113,6 +111,19 @@ def read_hf_config(path):
             raise PretrainedError(f'{file}: key {hf_key!r} must be a positive integer, not {shorten(value)}')
     if config['num_hiddens'] % config['num_heads']:
         raise PretrainedError(f'{file}: hidden_size is not a multiple of num_attention_heads')
+    act = _check_supported(stored, file)
+    config.update(activation=HF_ACTIVATIONS[act], embedding_norm=True,
+                  layer_norm_eps=_field(stored, 'layer_norm_eps', 1e-12, file, 'a number > 0'),
+                  type_vocab_size=_field(stored, 'type_vocab_size', 2, file, 'an integer >= 1'),
+                  attention_dropout=_field(stored, 'attention_probs_dropout_prob', 0.1, file,
+                                           'a number in [0, 1)'),
+                  hf_dropout=_field(stored, 'hidden_dropout_prob', 0.1, file, 'a number in [0, 1)'))
+    return config
+
+
+def _check_supported(stored, file):
+    """The config's ``hidden_act``; ``PretrainedError`` for what :class:`BERTModel` does not
+    compute: another activation, relative positions, a decoder."""
     act = stored.get('hidden_act', 'gelu')
     if not isinstance(act, str) or act not in HF_ACTIVATIONS:
         raise PretrainedError(f'{file}: hidden_act {shorten(act)} is not supported (only '
@@ -122,13 +133,7 @@ def read_hf_config(path):
                               f'{shorten(stored["position_embedding_type"])} is not supported (only absolute)')
     if stored.get('is_decoder') or stored.get('add_cross_attention'):
         raise PretrainedError(f'{file}: decoder BERTs (is_decoder, add_cross_attention) are not supported')
-    config.update(activation=HF_ACTIVATIONS[act], embedding_norm=True,
-                  layer_norm_eps=_field(stored, 'layer_norm_eps', 1e-12, file, 'a number > 0'),
-                  type_vocab_size=_field(stored, 'type_vocab_size', 2, file, 'an integer >= 1'),
-                  attention_dropout=_field(stored, 'attention_probs_dropout_prob', 0.1, file,
-                                           'a number in [0, 1)'),
-                  hf_dropout=_field(stored, 'hidden_dropout_prob', 0.1, file, 'a number in [0, 1)'))
-    return config
+    return act
 
 
 FIELD_RULES = {'a number > 0': lambda v: v > 0, 'an integer >= 1': lambda v: v >= 1,

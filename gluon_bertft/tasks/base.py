@@ -140,6 +140,8 @@ class Task:
         if config.max_len < cls.min_len:
             raise ConfigError(f'--max-len {config.max_len}: --task {cls.name} needs at least '
                               f'{cls.min_len} (<cls>, <sep> and a token of each text)')
+        if 'class_weights' in cls.OPTIONS:
+            check_label_options(config)
 
     @classmethod
     def check_saved(cls, config, check, where):
@@ -239,11 +241,6 @@ class ClassifierMixin:
 
     metric = 'accuracy'
     EXPLAIN_OPTIONS = ('label',)
-
-    @classmethod
-    def check_options(cls, config):
-        super().check_options(config)
-        check_label_options(config)
 
     @classmethod
     def check_saved(cls, config, check, where):

@@ -17,8 +17,7 @@ from ..data import conll
 from ..data.tagging import TaggingDataset
 from ..data.tokenize import get_tokenizer
 from ..models.heads import BERTTagger
-from .base import (LABEL_OPTIONS, Target, Task, check_label_options, check_saved_labels,
-                   softmax)
+from .base import LABEL_OPTIONS, Target, Task, check_saved_labels, softmax
 from .labels import ClassWeights
 
 CUT_TAG = 'O'  # the tag of the words cut off by max_len
@@ -78,7 +77,6 @@ class TagTask(Task):
     @classmethod
     def check_options(cls, config):
         super().check_options(config)
-        check_label_options(config)
         if config.tag_scheme not in TAG_SCHEMES:
             raise ConfigError(f'--tag-scheme {config.tag_scheme}: choose from auto, iob, plain')
         column = config.tag_column

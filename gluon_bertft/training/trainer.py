@@ -116,10 +116,14 @@ def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', **re
     if r.lazy_embedding and not dist and embedding is not None:
         optimizer.mark_lazy([embedding.weight])
     if dist:
-        # The Trainer copies rank 0's parameters to the workers lazily, in its first step,
-        # where the asynchronous pulls race with the pushes of the first gradients: a worker
-        # can pull the summed gradient as its weights. Copy them now and wait.
-        trainer._init_kvstore()
-        trainer._init_params()
-        mx.nd.waitall()
+        _share_initial_weights(trainer)
     return trainer
+
+
+def _share_initial_weights(trainer):
+    """Copy rank 0's parameters to the workers now and wait. The Trainer would do it lazily
+    in its first step, where the asynchronous pulls race with the pushes of the first
+    gradients: a worker could pull the summed gradient as its weights."""
+    trainer._init_kvstore()
+    trainer._init_params()
+    mx.nd.waitall()
