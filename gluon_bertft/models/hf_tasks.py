@@ -18,7 +18,7 @@ import os
 
 import numpy as onp
 
-from ..common.errors import PretrainedError, shorten
+from ..common.errors import PretrainedError
 from . import hf
 
 # HF architecture -> (uses the pooler, {HF task module: our head module})
@@ -27,16 +27,10 @@ HF_HEADS = {'BertForSequenceClassification': (True, {'classifier': 'output'}),
             'BertForQuestionAnswering': (False, {'qa_outputs': 'output.dense'})}
 POOLER = 'hidden.'  # our name of HF's bert.pooler.dense
 ENCODER = 'encoder.'
-# BertConfig's keys that are not read off the model: save_pretrained's values for a BertConfig
+# BertConfig's keys that are not read off the model: save_pretrained's values (transformers
+# 4.57: ``dtype``, which older versions called ``torch_dtype``; float32 is the default of both)
 HF_CONSTANTS = dict(model_type='bert', initializer_range=0.02, position_embedding_type='absolute',
-                    use_cache=True, classifier_dropout=None, torch_dtype='float32')
-
-
-def check_architecture(architecture, where):
-    """``PretrainedError`` naming ``where``'s ``architectures`` unless it is one of :data:`HF_HEADS`."""
-    if architecture not in HF_HEADS:
-        raise PretrainedError(f'{where}: "architectures" is {shorten(architecture)}; the heads this '
-                              f'package has are {", ".join(HF_HEADS)}')
+                    use_cache=True, classifier_dropout=None, dtype='float32')
 
 
 def task_names(num_blks, architecture):
@@ -107,7 +101,11 @@ def write_hf_task(folder, params, bert, hidden_dropout, fields, pad_token_id):
     tensors = {names[ours]: onp.ascontiguousarray(
         array.reshape(array.shape[1:]) if ours == 'encoder.pos_embedding' else array,
         dtype=onp.float32) for ours, array in sorted(params.items())}
-    save_file(tensors, os.path.join(folder, 'model.safetensors'), metadata={'format': 'pt'})
+    file = os.path.join(folder, 'model.safetensors')
+    save_file(tensors, file, metadata={'format': 'pt'})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(file, 0o666 & ~umask)  # safetensors creates it private (0600); the others are not
     with open(os.path.join(folder, 'config.json'), 'w', encoding='utf-8') as f:
         json.dump(hf_config(bert, hidden_dropout, fields, pad_token_id), f, indent=2,
                   ensure_ascii=False)
