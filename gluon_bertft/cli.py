@@ -57,12 +57,12 @@ def build_parser():
     add_options(ft, FinetuneConfig)
 
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
-    ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     ev.add_argument('--data', required=True, help="a file read as the model's training data")
     add_run_options(ev)
 
     pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
-    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     add_raw_inputs(pr)
     pr.add_argument('--data', help="predict every input of this file (read as the model's "
                                    "training data; labels optional)")
@@ -73,7 +73,7 @@ def build_parser():
 
     ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
                         "attributions and attention (docs/explain.md)", **fmt)
-    ex.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    ex.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     add_raw_inputs(ex)
     ex.add_argument('--method', choices=('ig', 'gradxinput'), default='ig',
                     help='integrated gradients, or gradient x input (fast, no completeness)')
