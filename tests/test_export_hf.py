@@ -220,7 +220,10 @@ def hf_copy(tmp_path, source='classify.hf', **changes):
     shutil.copytree(os.path.join(EXPORTS, source), folder)
     config = json.loads((folder / 'config.json').read_text())
     for key, value in changes.items():
-        config.pop(key, None) if value is None else config.__setitem__(key, value)
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
     (folder / 'config.json').write_text(json.dumps(config))
     return folder
 

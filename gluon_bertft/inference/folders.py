@@ -27,9 +27,10 @@ def folder_kind(path):
     """``'graph'``, ``'hf'`` or ``'package'`` (the default: its loader says what is missing)."""
     if os.path.isfile(os.path.join(path, GRAPH_FILE)):
         return 'graph'
-    config = os.path.join(path, 'config.json')
-    if hf.is_hf_folder(path) and not ('task' in _object(config) or 'bert' in _object(config)):
-        return 'hf'
+    if hf.is_hf_folder(path):
+        stored = _object(os.path.join(path, 'config.json'))
+        if 'task' not in stored and 'bert' not in stored:
+            return 'hf'
     return 'package'
 
 
