@@ -1,4 +1,4 @@
-"""``python -m gluon_bertft finetune|evaluate|predict|explain|pretrain|launch``: parse, call the library, print.
+"""``python -m gluon_bertft finetune|evaluate|predict|explain|export|pretrain|launch``: parse, call the library, print.
 
 The ``finetune`` and ``pretrain`` options are the fields of :class:`~gluon_bertft.config.FinetuneConfig`
 and :class:`~gluon_bertft.config.PretrainConfig`; ``--help`` shows every default. Bad input
@@ -57,12 +57,12 @@ def build_parser():
     add_options(ft, FinetuneConfig)
 
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
-    ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     ev.add_argument('--data', required=True, help="a file read as the model's training data")
     add_run_options(ev)
 
     pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
-    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     add_raw_inputs(pr)
     pr.add_argument('--data', help="predict every input of this file (read as the model's "
                                    "training data; labels optional)")
@@ -73,7 +73,7 @@ def build_parser():
 
     ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
                         "attributions and attention (docs/explain.md)", **fmt)
-    ex.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model)')
+    ex.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     add_raw_inputs(ex)
     ex.add_argument('--method', choices=('ig', 'gradxinput'), default='ig',
                     help='integrated gradients, or gradient x input (fast, no completeness)')
@@ -90,6 +90,8 @@ def build_parser():
                     f'OUT/explanation.png, together; OUT is {FOLDER_RULE}')
     ex.add_argument('--devices', default='auto', help=DEVICES_HELP)
 
+    add_export(sub, fmt)
+
     pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText (D2L §15.10)',
                         **fmt)
     add_options(pt, PretrainConfig)
@@ -101,6 +103,19 @@ def build_parser():
         usage='python -m gluon_bertft launch -n WORKERS [-s SERVERS] [--hosts FILE] [options] '
               '-- finetune|pretrain [options]'))
     return parser
+
+
+def add_export(sub, fmt):
+    """``export --model DIR --format F --out OUT`` (docs/export.md); the formats are
+    :data:`gluon_bertft.export.FORMATS`' entries."""
+    from .export import FORMATS
+    ex = sub.add_parser('export', help='write a saved model in a format other software reads '
+                        '(docs/export.md)', **fmt)
+    ex.add_argument('--model', required=True, help='a saved model folder (OUT/model), or a '
+                    'Hugging Face task folder')
+    ex.add_argument('--format', required=True, choices=list(FORMATS),
+                    help='; '.join(f'{name}: {f.help}' for name, f in FORMATS.items()))
+    ex.add_argument('--out', required=True, help=f'the folder to write; {FOLDER_RULE}')
 
 
 def head_choice(value):
@@ -164,6 +179,9 @@ def run(args):
         pretrain(from_args(PretrainConfig, args))
     elif args.command == 'explain':
         explain(args)
+    elif args.command == 'export':
+        from .export import export
+        export(args.model, args.format, args.out)
     elif args.command == 'evaluate':
         report = predict.evaluate_file(args.model, args.data, args.batch_size,
                                        parse_devices(args.devices), args.encoding)

@@ -159,15 +159,24 @@ class WordPiece:
             reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
             raise PretrainedError(f'{file}: not a WordPiece tokenizer that can be read ({reason})') from None
 
-    def save(self, folder):
+    def save(self, folder, model_max_length=None):
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``vocab.txt`` to ``folder``
-        (which :meth:`from_folder` and transformers both read back to the same ids)."""
+        (which :meth:`from_folder` and transformers both read back to the same ids).
+
+        With ``model_max_length`` (the model's positions), as ``save_pretrained`` does:
+        ``tokenizer_config.json`` holds it (transformers' tokenizer then truncates there) and
+        ``special_tokens_map.json`` the special tokens.
+        """
         os.makedirs(folder, exist_ok=True)
         self.tokenizer.save(os.path.join(folder, 'tokenizer.json'))
         config = dict(self.special_tokens, do_lower_case=self.lowercase,
                       strip_accents=self.strip_accents,
                       tokenize_chinese_chars=self.tokenize_chinese_chars,
                       tokenizer_class='BertTokenizer')
+        if model_max_length is not None:
+            config['model_max_length'] = model_max_length
+            with open(os.path.join(folder, 'special_tokens_map.json'), 'w', encoding='utf-8') as f:
+                json.dump(self.special_tokens, f, indent=2, ensure_ascii=False)
         with open(os.path.join(folder, 'tokenizer_config.json'), 'w', encoding='utf-8') as f:
             json.dump(config, f, indent=2, ensure_ascii=False)
         with open(os.path.join(folder, 'vocab.txt'), 'w', encoding='utf-8') as f:

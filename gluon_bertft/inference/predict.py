@@ -18,6 +18,7 @@ from ..models import build, pretrained
 from ..tasks import task_from_config
 from ..training.devices import default_devices
 from ..training.evaluate import predict_outputs
+from . import folders
 from .fast import inference_net
 
 FORMATS = {'.jsonl': 'jsonl', '.csv': 'csv'}  # predict --output: the extension gives the format
@@ -71,8 +72,11 @@ def load_vocab(path, config=None):
 
 def load_model(path, devices=None):
     """``(net, vocab, task)`` of a model folder written by :func:`~gluon_bertft.finetune.finetune`
-    (or an SNLI classifier folder of an earlier version), hybridized, on ``devices``."""
+    (or an SNLI classifier folder of an earlier version), or of a Hugging Face task folder
+    (:func:`~gluon_bertft.inference.folders.load_hf_task`), hybridized, on ``devices``."""
     devices = devices or default_devices()
+    if os.path.isdir(path) and folders.folder_kind(path) == 'hf':
+        return folders.load_hf_task(path, devices)
     vocab, config, task = read_saved_model(path)
     params = storage.params_file(path)
     loaded = pretrained.read_params(params)

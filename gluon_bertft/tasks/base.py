@@ -113,6 +113,8 @@ class Task:
     EXPLAIN_OPTIONS = ()  # of label (a class), word (a word of a sentence)
     READER_KEYS = ('fmt', 'text_columns', 'label_column', 'header', 'encoding')
     needs_train = True  # snli alone can download its data
+    # the Hugging Face task model of the same layers: (architecture, problem_type); None: none
+    HF_HEAD = None
 
     def __init__(self, config):
         self.config = config
@@ -241,6 +243,7 @@ class ClassifierMixin:
 
     metric = 'accuracy'
     EXPLAIN_OPTIONS = ('label',)
+    HF_HEAD = ('BertForSequenceClassification', 'single_label_classification')
 
     @classmethod
     def check_saved(cls, config, check, where):

@@ -97,6 +97,7 @@ class RegressTask(ClassifyTask):
     OPTIONS = dict(TABLE_OPTIONS)  # a score has no classes to weigh or name
     RAW_INPUTS = ('text', 'text_b')
     EXPLAIN_OPTIONS = ()
+    HF_HEAD = ('BertForSequenceClassification', 'regression')
     check_saved = classmethod(Task.check_saved.__func__)  # no labels
     explain_targets = Task.explain_targets  # the score
     metric = 'pearson'

@@ -29,6 +29,7 @@ class QATask(Task):
     loss, accuracy = staticmethod(span_loss), staticmethod(span_correct)
     OPTIONS = dict(stride=64, max_query_len=64, max_answer_len=30)
     RAW_INPUTS = ('question', 'passage')
+    HF_HEAD = ('BertForQuestionAnswering', None)
 
     @classmethod
     def configure(cls, config, options):

@@ -64,6 +64,7 @@ class TagTask(Task):
     OPTIONS = dict(tag_column=None, tag_scheme='auto', **LABEL_OPTIONS)
     RAW_INPUTS = ('text',)
     EXPLAIN_OPTIONS = ('word',)
+    HF_HEAD = ('BertForTokenClassification', None)
     READER_KEYS = Task.READER_KEYS + ('tag_column', 'tag_scheme')
 
     @classmethod
