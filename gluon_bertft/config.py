@@ -142,8 +142,9 @@ class FinetuneConfig(RunConfig):
                                       'regress: score)')
     header: Optional[bool] = opt(None, 'line 1 is a header (default: when a column is named)')
     encoding: str = opt('utf-8', 'text encoding of the data files, e.g. cp1252')
-    tokenizer: Optional[str] = opt(None, "whitespace (the book's) or basic (also splits "
-                                   "punctuation; qa)", choices=('whitespace', 'basic'))
+    tokenizer: Optional[str] = opt(None, "book vocabularies: whitespace (the book's) or basic "
+                                   "(also splits punctuation, and CJK text into characters; "
+                                   "qa)", choices=('whitespace', 'basic'))
     class_weights: Optional[str] = opt(
         None, 'balanced (class c weighs n / (classes x count_c) over the training examples; '
         'tag: tagged words), or a JSON file of label -> weight; multiplies each example\'s '
