@@ -145,6 +145,10 @@ class FinetuneConfig(RunConfig):
     tokenizer: Optional[str] = opt(None, "book vocabularies: whitespace (the book's) or basic "
                                    "(also splits punctuation, and CJK text into characters; "
                                    "qa)", choices=('whitespace', 'basic'))
+    max_unknown: Optional[float] = opt(
+        None, 'stop (exit code 2) when more than this share of the characters of the first '
+        '1,000 training or test rows fall into unknown tokens (a warning says so above 0.3; '
+        'docs/chinese.md)', type=fraction)
     class_weights: Optional[str] = opt(
         None, 'balanced (class c weighs n / (classes x count_c) over the training examples; '
         'tag: tagged words), or a JSON file of label -> weight; multiplies each example\'s '
@@ -162,7 +166,7 @@ class FinetuneConfig(RunConfig):
     max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
-                 'epochs', 'lr', 'fused_adam', 'trust_checkpoint')
+                 'epochs', 'lr', 'fused_adam', 'trust_checkpoint', 'max_unknown')
     ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names', 'tag_column',
              'tag_scheme')
 

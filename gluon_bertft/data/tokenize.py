@@ -30,6 +30,11 @@ def whitespace(text):
     return text.lower().split()
 
 
+def whitespace_spans(text):
+    """``[(token, start, end)]`` of :func:`whitespace`, with character offsets in ``text``."""
+    return [(m.group().lower(), m.start(), m.end()) for m in re.finditer(r'\S+', text)]
+
+
 def basic_spans(text):
     """``[(token, start, end)]``: lower-cased runs of word characters, single CJK ideographs
     and single punctuation marks, with their character offsets in ``text``."""
