@@ -92,10 +92,14 @@ def predict_snli(net, vocab, premise, hypothesis, max_len=128):
     """Predict 'entailment', 'contradiction' or 'neutral' for one premise/hypothesis pair.
 
     Like the book's ``predict_snli``; the sentences are strings (or token lists) encoded as
-    in training, and the network runs on the device its parameters are on.
+    in training (the book's word vocabulary, or a WordPiece tokenizer), and the network runs
+    on the device its parameters are on.
     """
     join = lambda s: s if isinstance(s, str) else ' '.join(s)
-    tokens, segments, valid_lens = encode_pairs([join(premise)], [join(hypothesis)], vocab, max_len)
+    if isinstance(vocab, WordPiece):  # a Hugging Face model's tokenizer (e.g. MiniLM's)
+        tokens, segments, valid_lens = vocab.encode_texts([(join(premise), join(hypothesis))], max_len)
+    else:
+        tokens, segments, valid_lens = encode_pairs([join(premise)], [join(hypothesis)], vocab, max_len)
     width = int(valid_lens[0])
     device = next(iter(net.collect_params().values())).list_ctx()[0]
     inputs = (np.array(tokens[:, :width], ctx=device, dtype='int32'),
