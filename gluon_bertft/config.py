@@ -144,7 +144,8 @@ class FinetuneConfig(RunConfig):
     encoding: str = opt('utf-8', 'text encoding of the data files, e.g. cp1252')
     tokenizer: Optional[str] = opt(None, "book vocabularies: whitespace (the book's) or basic "
                                    "(also splits punctuation, and CJK text into characters; "
-                                   "qa)", choices=('whitespace', 'basic'))
+                                   "qa); default: basic when the training text is mostly CJK, "
+                                   "else whitespace", choices=('whitespace', 'basic'))
     max_unknown: Optional[float] = opt(
         None, 'stop (exit code 2) when more than this share of the characters of the first '
         '1,000 training or test rows fall into unknown tokens (a warning says so above 0.3; '

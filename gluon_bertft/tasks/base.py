@@ -93,7 +93,7 @@ HINTS = dict(data='applies to --task snli without --train (the SNLI folder); giv
 # how an error names the tasks that take a group of options
 GROUPS = {tuple(TABLE_OPTIONS): 'the table tasks', tuple(LABEL_OPTIONS): 'the tasks with classes'}
 RAW_HELP = dict(premise='the premise', hypothesis='the hypothesis',
-                text='the text (tag: words split by spaces)', text_b='the second text',
+                text='the text (tag: words split by spaces; characters for a character-level model)', text_b='the second text',
                 question='the question', passage='the passage')
 
 
