@@ -77,18 +77,7 @@ def build_parser():
     ev.add_argument('--data', required=True, help="a file read as the model's training data")
     add_run_options(ev)
 
-    pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
-    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
-    add_raw_inputs(pr)
-    pr.add_argument('--data', help="predict every input of this file (read as the model's "
-                                   "training data; labels optional)")
-    pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
-                    '.csv file (the extension gives the format), or - for JSON lines on standard '
-                    f'output (other messages go to standard error); {FILE_RULE}')
-    pr.add_argument('--json', action='store_true', help='raw input: print the prediction as '
-                    'the JSON record --data writes (where, label and probabilities, score, '
-                    'words and tags, answer), instead of a line of text')
-    add_run_options(pr)
+    add_predict(sub, fmt)
 
     ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
                         "attributions and attention (docs/explain.md)", **fmt)
@@ -123,6 +112,22 @@ def build_parser():
         usage='python -m gluon_bertft launch -n WORKERS [-s SERVERS] [--hosts FILE] [options] '
               '-- finetune|pretrain [options]'))
     return parser
+
+
+def add_predict(sub, fmt):
+    """``predict``: raw input (a line of text, or ``--json``'s record) or a whole file."""
+    pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
+    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
+    add_raw_inputs(pr)
+    pr.add_argument('--data', help="predict every input of this file (read as the model's "
+                                   "training data; labels optional)")
+    pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
+                    '.csv file (the extension gives the format), or - for JSON lines on standard '
+                    f'output (other messages go to standard error); {FILE_RULE}')
+    pr.add_argument('--json', action='store_true', help='raw input: print the prediction as '
+                    'the JSON record --data writes (where, label and probabilities, score, '
+                    'words and tags, answer), instead of a line of text')
+    add_run_options(pr)
 
 
 def add_export(sub, fmt):
