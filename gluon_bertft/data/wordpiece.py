@@ -206,6 +206,11 @@ class WordPiece:
         ``word_ids``; keyword arguments go to ``Tokenizer.encode_batch``)."""
         return self.tokenizer.encode_batch(items, add_special_tokens=False, **kwargs)
 
+    def token_spans(self, texts):
+        """Per text ``[(id, start, end)]`` of its WordPiece pieces (character offsets)."""
+        return [[(i, s, e) for i, (s, e) in zip(enc.ids, enc.offsets)]
+                for enc in self.encode_batch(list(texts))]
+
     # the tokenizer protocol (data/words.py has the book's vocabulary behind it)
     @property
     def specials(self):

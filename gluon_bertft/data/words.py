@@ -10,6 +10,9 @@ A task encodes its rows through one protocol, whatever the model's vocabulary:
 ``encode_words(sentences_words, max_len)``
     pre-tokenized sentences -> tokens, segments, valid lengths, ``word_starts`` (per sentence,
     each kept word's first position) and ``num_kept`` (words kept).
+``token_spans(texts)``
+    per text, ``[(token id, start, end)]`` with character offsets in the text (``unk_id`` is
+    the unknown token's id): what :mod:`.coverage` measures.
 ``encode_qa(questions, max_query_len)``
     per question: question ids, passage ids, passage token spans (character offsets) and the
     first answer's token range.
@@ -22,7 +25,7 @@ import numpy as onp
 
 from .qa import first_answer
 from .text import encode_texts
-from .tokenize import basic, basic_spans, get_tokenizer, word_input_arrays
+from .tokenize import basic, basic_spans, get_tokenizer, whitespace_spans, word_input_arrays
 from .wordpiece import WordPiece
 
 
@@ -49,6 +52,12 @@ class WordTokenizer:
     def ids(self, tokens):
         idx = self.vocab.token_to_idx
         return [idx.get(t, self.unk_id) for t in tokens]
+
+    def token_spans(self, texts):
+        """Per text ``[(id, start, end)]`` of its tokens (the splitter's), character offsets."""
+        spans = basic_spans if self.name == 'basic' else whitespace_spans
+        return [[(self.vocab.token_to_idx.get(t, self.unk_id), s, e) for t, s, e in spans(text)]
+                for text in texts]
 
     def encode_texts(self, texts, max_len):
         """A pair exactly as the book encodes SNLI (``snli.encode_pairs``); a single text as

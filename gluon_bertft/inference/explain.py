@@ -38,6 +38,7 @@ from ..models.build import check_segments
 from ..tasks import RAW_INPUTS, TASKS
 from ..tasks.base import is_wordpiece
 from ..training.evaluate import predict_outputs
+from .predict import describe_prediction
 from .attribution import (MAX_TOKENS, METHODS, attention_weights, attribute, baseline_tokens,
                           device_of, score_index)
 
@@ -188,10 +189,13 @@ def _round(a, digits):
 def explain(net, vocab, task, **kwargs):
     """The explanation of one raw input (``premise``/``hypothesis``, ``text``/``text_b``,
     ``question``/``passage``: as :func:`~gluon_bertft.inference.predict.predict`; an input the
-    task does not take is a ``ConfigError``); the other ``kwargs`` are
+    task does not take is a ``ConfigError``); ``max_unknown`` and ``log`` check the
+    vocabulary's coverage of the input as ``predict`` does; the other ``kwargs`` are
     :class:`ExplainOptions` (:func:`explain_rows`)."""
     inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in RAW_INPUTS}
+    max_unknown, log = kwargs.pop('max_unknown', None), kwargs.pop('log', print)
     rows = task.raw_rows(task.raw_inputs(inputs))
+    task.check_coverage(rows, vocab, 'the input', "the model's vocabulary", max_unknown, log)
     return explain_rows(net, vocab, task, rows, **kwargs)[0]
 
 
@@ -219,17 +223,6 @@ def render(explanation, color=False, width=100):
             line += ' ' + shown
         lines.append(line)
     return '\n'.join(lines)
-
-
-def describe_prediction(record):
-    """A prediction record (``predict --data``'s) as a short string."""
-    if 'label' in record:
-        return f'{record["label"]} (p={max(record["probabilities"].values()):.3f})'
-    if 'answer' in record:
-        return repr(record['answer'])
-    if 'tags' in record:
-        return ' '.join(f'{w}/{t}' for w, t in zip(record['words'], record['tags']))
-    return str(record.get('score'))
 
 
 def _ansi(text, strength):

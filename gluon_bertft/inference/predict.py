@@ -92,10 +92,14 @@ def predict_snli(net, vocab, premise, hypothesis, max_len=128):
     """Predict 'entailment', 'contradiction' or 'neutral' for one premise/hypothesis pair.
 
     Like the book's ``predict_snli``; the sentences are strings (or token lists) encoded as
-    in training, and the network runs on the device its parameters are on.
+    in training (the book's word vocabulary, or a WordPiece tokenizer), and the network runs
+    on the device its parameters are on.
     """
     join = lambda s: s if isinstance(s, str) else ' '.join(s)
-    tokens, segments, valid_lens = encode_pairs([join(premise)], [join(hypothesis)], vocab, max_len)
+    if isinstance(vocab, WordPiece):  # a Hugging Face model's tokenizer (e.g. MiniLM's)
+        tokens, segments, valid_lens = vocab.encode_texts([(join(premise), join(hypothesis))], max_len)
+    else:
+        tokens, segments, valid_lens = encode_pairs([join(premise)], [join(hypothesis)], vocab, max_len)
     width = int(valid_lens[0])
     device = next(iter(net.collect_params().values())).list_ctx()[0]
     inputs = (np.array(tokens[:, :width], ctx=device, dtype='int32'),
@@ -113,12 +117,22 @@ def read_with(task, data_file, encoding=None, labelled=True):
     return task.read(data_file, labelled=labelled)
 
 
-def evaluate_file(path, data_file, batch_size=64, devices=None, encoding=None):
+def vocabulary_of(path):
+    """How a coverage warning names a saved model's vocabulary."""
+    return f"the vocabulary of the model {path}"
+
+
+def evaluate_file(path, data_file, batch_size=64, devices=None, encoding=None, max_unknown=None,
+                  log=print):
     """The task's metrics (a dict) of a saved model on a file read with the model's reader,
-    computed by its fast inference copy (:func:`~gluon_bertft.inference.fast.inference_net`)."""
+    computed by its fast inference copy (:func:`~gluon_bertft.inference.fast.inference_net`).
+    The vocabulary's coverage of the file is checked first (:meth:`Task.check_coverage`: a
+    warning to ``log`` above 30 % of the characters in unknown tokens, ``DataError`` above
+    ``max_unknown``)."""
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
     rows = read_with(task, data_file, encoding)
+    task.check_coverage(rows, vocab, data_file, vocabulary_of(path), max_unknown, log)
     dataset = task.encode(rows, vocab)
     build.check_segments(dataset, net, path)
     outputs = predict_outputs(inference_net(net), make_iter(dataset, batch_size, False, sort=True),
@@ -126,19 +140,58 @@ def evaluate_file(path, data_file, batch_size=64, devices=None, encoding=None):
     return task.score(outputs, rows, dataset)
 
 
-def predict(net, vocab, task, **inputs):
-    """The prediction for raw input as a string: ``premise``/``hypothesis`` (snli), ``text``
-    (and ``text_b``) for the text tasks and tagging (words separated by spaces), ``question``
-    and ``passage`` for QA."""
+RAW_WHERE = '<input>'  # the ``where`` of a prediction record of raw input
+
+
+def raw_outputs(net, vocab, task, inputs, max_unknown=None, log=print):
+    """``(rows, dataset, outputs)`` of raw input (:func:`predict`), the vocabulary's coverage
+    of it checked first (:meth:`Task.check_coverage`)."""
     rows = task.raw_rows(task.raw_inputs(inputs))
+    task.check_coverage(rows, vocab, 'the input', "the model's vocabulary", max_unknown, log)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
     build.check_segments(dataset, net, 'the model')
     device = next(iter(net.collect_params().values())).list_ctx()[0]
-    return task.show(predict_outputs(net, make_iter(dataset, 1, False), [device]), rows, dataset)
+    return rows, dataset, predict_outputs(net, make_iter(dataset, 1, False), [device])
+
+
+def predict(net, vocab, task, max_unknown=None, log=print, **inputs):
+    """The prediction for raw input as a string (the task's ``show``: the label, the score,
+    the tags, the answer): ``premise``/``hypothesis`` (snli), ``text`` (and ``text_b``) for the
+    text tasks and tagging (words separated by spaces, or characters for a model trained one
+    character a line), ``question`` and ``passage`` for QA. A warning goes to ``log`` when over
+    30 % of the input's characters fall into unknown tokens; above ``max_unknown`` (a
+    fraction) it is a ``DataError``."""
+    rows, dataset, outputs = raw_outputs(net, vocab, task, inputs, max_unknown, log)
+    return task.show(outputs, rows, dataset)
+
+
+def predict_record(net, vocab, task, max_unknown=None, log=print, **inputs):
+    """The prediction for raw input as the record ``predict --data`` writes for a row
+    (``where`` is ``'<input>'``): ``label`` and ``probabilities``, ``score``, ``words``/``tags``/
+    ``confidence`` or ``id``/``answer``/``score``. Arguments as :func:`predict`'s."""
+    rows, dataset, outputs = raw_outputs(net, vocab, task, inputs, max_unknown, log)
+    return dict(where=RAW_WHERE, **task.records(outputs, rows, dataset)[0])
+
+
+def describe_prediction(record, others=3):
+    """A prediction record as one line: ``negative 0.93 (positive 0.07)`` (the label, its
+    probability and up to ``others`` next classes), the score (regression), ``word/TAG`` pairs
+    (tagging), the answer and its score (QA)."""
+    if 'label' in record:
+        ranked = sorted(record['probabilities'].items(), key=lambda kv: -kv[1])
+        rest = ', '.join(f'{name} {p:.2f}' for name, p in ranked[1:1 + others])
+        return f'{ranked[0][0]} {ranked[0][1]:.2f}' + (f' ({rest})' if rest else '')
+    if 'answer' in record:
+        if not record['answer']:
+            return '(no answer)'
+        return f'{record["answer"]} (score {record["score"]:.2f})'
+    if 'tags' in record:
+        return ' '.join(f'{w}/{t}' for w, t in zip(record['words'], record['tags']))
+    return f'{record["score"]:.3f}'
 
 
 def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=print,
-                 encoding=None):
+                 encoding=None, max_unknown=None):
     """Write one prediction per input of ``data_file`` (read as the model's training data, gold
     labels optional) to ``out_file``: a ``.jsonl`` (JSON lines) or ``.csv`` file, written
     atomically, or ``-``: JSON lines on standard output (``log`` should then print to
@@ -150,12 +203,14 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
     (:func:`~gluon_bertft.inference.fast.inference_net`). Returns the number of records.
     ``out_file`` is checked first (:func:`~gluon_bertft.common.outputs.check_output_file`: never
     ``data_file`` or inside the model folder ``path``): ``ConfigError`` naming ``--output``.
+    The vocabulary's coverage of the file is checked as :func:`evaluate_file` checks it.
     """
     form = check_output_file(out_file, '--output', [('--data', data_file), ('--model', path)],
                              FORMATS, stdout=True)
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
     rows = read_with(task, data_file, encoding, labelled=False)
+    task.check_coverage(rows, vocab, data_file, vocabulary_of(path), max_unknown, log)
     dataset = task.encode(rows, vocab, log=log)
     build.check_segments(dataset, net, path)
     outputs = predict_outputs(inference_net(net), make_iter(dataset, batch_size, False, sort=True),

@@ -48,6 +48,8 @@ import os
 import unicodedata
 
 from ..common.errors import ConfigError, DataError, PretrainedError, cut
+from ..data.coverage import FIRST_ROWS, check_coverage
+from ..data.tokenize import cjk_share
 from ..data.wordpiece import WordPiece
 from ..data.words import tokenizer_for
 from .labels import WeightedCrossEntropy, check_label_names
@@ -91,7 +93,7 @@ HINTS = dict(data='applies to --task snli without --train (the SNLI folder); giv
 # how an error names the tasks that take a group of options
 GROUPS = {tuple(TABLE_OPTIONS): 'the table tasks', tuple(LABEL_OPTIONS): 'the tasks with classes'}
 RAW_HELP = dict(premise='the premise', hypothesis='the hypothesis',
-                text='the text (tag: words split by spaces)', text_b='the second text',
+                text='the text (tag: words split by spaces; characters for a character-level model)', text_b='the second text',
                 question='the question', passage='the passage')
 
 
@@ -115,6 +117,7 @@ class Task:
     needs_train = True  # snli alone can download its data
     # the Hugging Face task model of the same layers: (architecture, problem_type); None: none
     HF_HEAD = None
+    AUTO_TOKENIZER = True  # mostly CJK training text gets ``basic`` (not snli's, nor qa's)
 
     def __init__(self, config):
         self.config = config
@@ -164,6 +167,32 @@ class Task:
         """``vocab`` behind the tokenizer protocol (:mod:`gluon_bertft.data.words`): a
         WordPiece as it is, a word vocabulary with the task's word splitter."""
         return tokenizer_for(vocab, self.config['tokenizer'])
+
+    def coverage_input(self, rows):
+        """``(texts, splitter)``: the raw texts of ``rows`` and the word splitter a book
+        vocabulary reads them with (what :meth:`check_coverage` measures)."""
+        return [t for row in rows for t in row.texts], self.config['tokenizer']
+
+    def check_coverage(self, rows, vocab, where, vocabulary, max_unknown=None, log=print):
+        """The share of the characters of the first ``FIRST_ROWS`` rows that ``vocab`` maps to
+        unknown tokens, warned about above ``WARN_UNKNOWN`` and a ``DataError`` above
+        ``max_unknown`` (:func:`~gluon_bertft.data.coverage.check_coverage`)."""
+        texts, splitter = self.coverage_input(rows[:FIRST_ROWS])
+        return check_coverage(tokenizer_for(vocab, splitter), texts, where, vocabulary,
+                              max_unknown, log)
+
+    def choose_tokenizer(self, rows, given):
+        """Without ``--tokenizer`` (``given`` None), mostly CJK training text (over half the
+        characters of the first ``FIRST_ROWS`` rows) gets the ``basic`` splitter, one token
+        per ideograph, saved in ``config``; returns the sentence saying so, else None."""
+        if given is not None or not self.AUTO_TOKENIZER:
+            return None
+        share = cjk_share(self.coverage_input(rows[:FIRST_ROWS])[0])
+        if share <= 0.5:
+            return None
+        self.config['tokenizer'] = 'basic'
+        return (f'the training text is mostly CJK ({100 * share:.0f}% of its characters): '
+                '--tokenizer basic is used, one token per character (saved with the model)')
 
     def word_starts(self, dataset, example):
         """The first token of every word of an example (tagging), else None."""

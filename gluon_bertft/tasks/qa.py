@@ -30,6 +30,7 @@ class QATask(Task):
     OPTIONS = dict(stride=64, max_query_len=64, max_answer_len=30)
     RAW_INPUTS = ('question', 'passage')
     HF_HEAD = ('BertForQuestionAnswering', None)
+    AUTO_TOKENIZER = False  # basic, always
 
     @classmethod
     def configure(cls, config, options):
@@ -101,6 +102,10 @@ class QATask(Task):
             out.append((w, [Target(first + shift, 0, 'answer start'),
                             Target(last + shift, 1, 'answer end')]))
         return out
+
+    def coverage_input(self, questions):
+        """Questions and passages (each passage once), split by ``basic``."""
+        return list(dict.fromkeys(t for q in questions for t in (q.question, q.context))), 'basic'
 
     def explain_input(self, q):
         return dict(question=q.question, passage=q.context)

@@ -26,6 +26,7 @@ class SNLITask(ClassifierMixin, Task):
     OPTIONS = dict(data='SNLI', **LABEL_OPTIONS)
     RAW_INPUTS = ('premise', 'hypothesis')
     needs_train = False  # the book's run downloads SNLI (--data)
+    AUTO_TOKENIZER = False  # the book's whitespace tokens, always
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     accuracy = staticmethod(num_correct)
 
@@ -72,6 +73,11 @@ class SNLITask(ClassifierMixin, Task):
                               onp.asarray(labels, dtype=onp.float32))
         log(f'read {len(dataset)} examples')  # the book's line, to the caller's log
         return dataset
+
+    def coverage_input(self, rows):
+        """Premises and hypotheses, split as :meth:`encode` splits them."""
+        return ([row[k] for row in rows for k in (0, 1)],
+                'basic' if rows and len(rows[0]) > 3 else 'whitespace')
 
     def head(self, bert):
         return BERTClassifier(bert, 3)

@@ -15,7 +15,8 @@ from ..common import metrics
 from ..common.errors import ConfigError, DataError
 from ..data import conll
 from ..data.tagging import TaggingDataset
-from ..data.tokenize import get_tokenizer
+from ..data.coverage import FIRST_ROWS
+from ..data.tokenize import cjk_share, get_tokenizer
 from ..models.heads import BERTTagger
 from .base import LABEL_OPTIONS, Target, Task, check_saved_labels, softmax
 from .labels import ClassWeights
@@ -89,6 +90,8 @@ class TagTask(Task):
     @classmethod
     def check_saved(cls, config, check, where):
         check_saved_labels(config, check, where)
+        if 'words' in config:  # written since character-level text (absent: words)
+            check('words', lambda v: v in ('words', 'characters'), 'words or characters')
 
     @property
     def scheme(self):
@@ -116,6 +119,13 @@ class TagTask(Task):
         return sentences
 
     def fit(self, sentences):
+        """The tag names, and what a word of the training data is (``config['words']``):
+        ``characters`` when the first ``FIRST_ROWS`` sentences hold mostly CJK text one
+        character a line (character-level NER), so that ``--text`` is split the same way."""
+        sample = sentences[:FIRST_ROWS]
+        single = all(len(w) == 1 for s in sample for w in s.words)
+        self.config['words'] = ('characters' if single and cjk_share(
+            self.coverage_input(sample)[0]) > 0.5 else 'words')
         if self.scheme == 'plain':
             self.config['labels'] = conll.plain_tag_names(sentences)
             if len(self.config['labels']) < 2:
@@ -224,10 +234,19 @@ class TagTask(Task):
     def word_starts(self, dataset, example):
         return dataset.word_starts[example]
 
+    def coverage_input(self, sentences):
+        """Each sentence's words joined by spaces (each word is split on its own)."""
+        return [' '.join(s.words) for s in sentences], self.config['tokenizer']
+
     def raw_rows(self, inputs):
-        if not (inputs.get('text') or '').strip():
+        """The sentence of ``--text``: its words split by spaces, or, for a model trained one
+        character a line (``config['words']``), its characters."""
+        text = inputs.get('text') or ''
+        if not text.strip():
             raise DataError('tag: give a sentence (--text), words separated by spaces')
-        return [conll.Sentence(inputs['text'].split(), None, '<input>', 1)]
+        chars = self.config.get('words') == 'characters'
+        words = [ch for ch in text if not ch.isspace()] if chars else text.split()
+        return [conll.Sentence(words, None, '<input>', 1)]
 
     def records(self, outputs, sentences, dataset):
         out = []
