@@ -73,7 +73,8 @@ def test_33_pairs_on_two_devices_with_a_last_batch_of_one(monkeypatch):
     net, _, result = finetune_snli(num_epochs=2, batch_size=32, max_examples=33,
                                    devices='cpu:0,cpu:1', log=lines.append,
                                    max_test_examples=33, **TINY_SNLI)
-    assert 'snli: 33 training, 33 test examples; devices [cpu(0), cpu(1)]' in lines[0]
+    # (a vocabulary built from 33 pairs misses half the test rows' characters: warned first)
+    assert any('snli: 33 training, 33 test examples; devices [cpu(0), cpu(1)]' in l for l in lines)
     assert len(result['train_loss']) == len(result['test_acc']) == 2
     assert 0 <= result['test']['accuracy'] <= 1
     assert any(l.endswith('examples/sec on [cpu(0), cpu(1)]') for l in lines)
