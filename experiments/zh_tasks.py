@@ -168,14 +168,27 @@ SAMPLES = {'sentiment': ['--text', '剧情无聊，浪费时间。'],
            'ner': ['--text', '新 华 社 北 京 一 月 一 日 电 ， 江 泽 民 主 席 发 表 讲 话 。']}
 
 
+def head_of(path, out, rows=200):
+    """The first ``rows`` rows of a test file (JSON lines: lines; tagging: sentences), for
+    the quick CLI checks."""
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    parts = text.splitlines(keepends=True) if path.endswith('.jsonl') else text.split('\n\n')
+    with open(out, 'w', encoding='utf-8') as f:
+        f.write(''.join(parts[:rows]) if path.endswith('.jsonl') else '\n\n'.join(parts[:rows]) + '\n')
+    return out
+
+
 def run_cli(args):
-    """``evaluate``, ``predict`` (a file and a raw text) and ``explain`` on each model."""
+    """``evaluate``, ``predict`` (a file and a raw text) and ``explain`` on each model (the
+    files: the first 200 rows of the task's test file)."""
     results = load_results()
     checks = results.setdefault('cli', {})
     for task in args.tasks:
         for init in args.inits:
             model = os.path.join(OUT, f'{task}_{init}', 'model')
             test = TASKS[task]['flags'][TASKS[task]['flags'].index('--test') + 1]
+            test = head_of(test, os.path.join(OUT, f'{task}_head200' + os.path.splitext(test)[1]))
             base = [sys.executable, '-m', 'gluon_bertft']
             where = os.path.join(OUT, f'{task}_{init}.cli')
             os.makedirs(where, exist_ok=True)
