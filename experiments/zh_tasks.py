@@ -21,6 +21,7 @@ load go to ``experiments/results/zh_tasks.json``.
 The runs import ``gluon_bertft`` from ``$PYTHONPATH`` (default: this checkout).
 """
 import argparse
+import fcntl
 import json
 import os
 import resource
@@ -51,10 +52,11 @@ TASKS = {
         '--label-column', 'label', '--max-examples', '4000', '--epochs', '2']),
     'pos': dict(metric='accuracy', flags=[
         '--task', 'tag', '--train', data('pos', 'train.txt'), '--test', data('pos', 'dev.txt'),
-        '--tag-scheme', 'plain', '--max-examples', '3000', '--epochs', '2']),
+        '--tag-scheme', 'plain', '--max-examples', '2000', '--max-test-examples', '1000', '--max-len', '256',
+        '--epochs', '2']),
     'ner': dict(metric='f1', flags=[
         '--task', 'tag', '--train', data('ner', 'train.txt'), '--test', data('ner', 'dev.txt'),
-        '--max-examples', '3000', '--epochs', '2', '--max-len', '160']),
+        '--max-examples', '2000', '--max-test-examples', '1000', '--max-len', '256', '--epochs', '2']),
 }
 
 
@@ -65,11 +67,21 @@ def load_results():
         return json.load(f)
 
 
-def save_results(results):
+def update_results(section, key, record):
+    """Set ``results[section][key] = record`` in the results file, under a lock (several
+    phases may run at once)."""
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=1, sort_keys=True, ensure_ascii=False)
-    os.replace(RESULTS + '.tmp', RESULTS)
+    with open(RESULTS + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load_results()
+        section = results.setdefault(section, {} if key is not None else [])
+        if key is None:
+            section.append(record)
+        else:
+            section[key] = record
+        with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
+            json.dump(results, f, indent=1, sort_keys=True, ensure_ascii=False)
+        os.replace(RESULTS + '.tmp', RESULTS)
 
 
 def corpus_lines():
@@ -117,10 +129,7 @@ def run_pretrain(args):
     cmd = [sys.executable, '-m', 'gluon_bertft', 'pretrain', '--corpus', CORPUS, '--out', MODEL,
            *PRETRAIN, '--resume'] + (['--steps', str(args.steps)] if args.steps else [])
     record = timed(cmd, os.path.join(RUNS, 'bert_zh.log'))
-    results = load_results()
-    runs = results.setdefault('pretrain', [])
-    runs.append(record)  # one record per (resumed) part of the run
-    save_results(results)
+    update_results('pretrain', None, record)  # one record per (resumed) part of the run
     print(record)
 
 
@@ -147,8 +156,7 @@ def run_one(task, init, out):
 
 
 def run_runs(args):
-    results = load_results()
-    runs = results.setdefault('runs', {})
+    runs = load_results().get('runs', {})
     for task in args.tasks:
         for init in args.inits:
             key = f'{task}/{init}'
@@ -156,10 +164,7 @@ def run_runs(args):
                 print(f'{key}: done')
                 continue
             print(f'== {key}', flush=True)
-            record = run_one(task, init, os.path.join(OUT, f'{task}_{init}'))
-            results = load_results()  # another phase may have written meanwhile
-            results.setdefault('runs', {})[key] = record
-            save_results(results)
+            update_results('runs', key, run_one(task, init, os.path.join(OUT, f'{task}_{init}')))
 
 
 # raw inputs of predict/explain per task: a review; a sentence (tagging reads words/characters)
@@ -182,8 +187,6 @@ def head_of(path, out, rows=200):
 def run_cli(args):
     """``evaluate``, ``predict`` (a file and a raw text) and ``explain`` on each model (the
     files: the first 200 rows of the task's test file)."""
-    results = load_results()
-    checks = results.setdefault('cli', {})
     for task in args.tasks:
         for init in args.inits:
             model = os.path.join(OUT, f'{task}_{init}', 'model')
@@ -202,10 +205,9 @@ def run_cli(args):
                 record = timed(base + cmd, os.path.join(where, name + '.log'))
                 with open(os.path.join(where, name + '.log'), encoding='utf-8') as f:
                     record['output'] = f.read()[-1500:]
-                checks[f'{task}/{init}/{name}'] = record
+                update_results('cli', f'{task}/{init}/{name}', record)
                 print(f'{task}/{init} {name}: exit {record["returncode"]}\n{record["output"][-400:]}',
                       flush=True)
-            save_results(results)
 
 
 def report(args):
