@@ -135,6 +135,14 @@ def run_pretrain(args):
     print(record)
 
 
+def read_result(path):
+    """A run's ``result.json``, or None when the run wrote none."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
 def run_one(task, init, out, seed=0):
     """Fine-tune ``task`` from ``init`` into ``out``; the record with the test metrics."""
     cmd = [sys.executable, '-m', 'gluon_bertft', 'finetune', *TASKS[task]['flags'],
@@ -144,15 +152,12 @@ def run_one(task, init, out, seed=0):
     record = timed(cmd, os.path.join(out + '.log', 'log.txt'))
     with open(os.path.join(out + '.log', 'log.txt'), encoding='utf-8') as f:
         text = f.read()
-    result_path = os.path.join(out, 'result.json')
-    if record['returncode'] != 0 or not os.path.exists(result_path):
+    result = read_result(os.path.join(out, 'result.json')) if record['returncode'] == 0 else None
+    if result is None:
         record['error'] = text[-2000:]
         print(f'{task}/{init}: FAILED\n{text[-2000:]}', flush=True)
         return record
-    with open(result_path, encoding='utf-8') as f:
-        result = json.load(f)
-    record.update(test=result['test'], baseline=result['baseline'],
-                  history=result.get('history'), unknown=result.get('unknown'))
+    record.update({k: result.get(k) for k in ('test', 'baseline', 'history', 'unknown')})
     print(f'{task}/{init}: {TASKS[task]["metric"]} {result["test"][TASKS[task]["metric"]]:.4f}, '
           f'{record["cpu_minutes"]:.1f} CPU-min, {record["wall_minutes"]:.1f} min', flush=True)
     return record
