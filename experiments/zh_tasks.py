@@ -8,14 +8,15 @@ hidden, 2 heads, FFN 256). Phase ``run`` fine-tunes each task through the CLI fr
 checkpoint and from random initialization (``--pretrained random --preset bert.tiny``: the
 same architecture, a vocabulary built from the task's training text), with the same flags;
 every run reads with ``--tokenizer basic`` (one token per CJK character). Phase ``cli`` checks
-``evaluate``, ``predict`` and ``explain`` on each fine-tuned model. Phase ``report`` prints
-the table. Each run writes ``experiments/runs/zh/KEY/``; metrics, CPU and wall minutes and the
+``evaluate``, ``predict`` and ``explain`` on each fine-tuned model. Phase ``outputs`` measures
+how much each encoder's outputs vary with the input. Phase ``report`` prints the table. Each run writes ``experiments/runs/zh/KEY/``; metrics, CPU and wall minutes and the
 load go to ``experiments/results/zh_tasks.json``.
 
     python experiments/zh_tasks.py corpus
     python experiments/zh_tasks.py pretrain            # <= 30 CPU-minutes
     python experiments/zh_tasks.py run                 # 6 fine-tuning runs
     python experiments/zh_tasks.py cli
+    python experiments/zh_tasks.py outputs
     python experiments/zh_tasks.py report
 
 The runs import ``gluon_bertft`` from ``$PYTHONPATH`` (default: this checkout).
@@ -219,6 +220,39 @@ def run_cli(args):
                       flush=True)
 
 
+def mean_cosine(x):
+    """The mean cosine similarity of the rows of ``x`` (n, d) between different rows."""
+    import numpy as onp
+    x = x / onp.linalg.norm(x, axis=1, keepdims=True)
+    return float(((x @ x.T).sum() - len(x)) / (len(x) * (len(x) - 1)))
+
+
+def run_outputs(args):
+    """How much the encoder's outputs depend on the input: the mean cosine between the <cls>
+    outputs of 64 dev reviews, and between 2,000 of their token outputs, for the pretrained
+    model and for a random ``bert.tiny`` (no dropout: inference)."""
+    import mxnet as mx
+    import numpy as onp
+    from mxnet import np
+    from gluon_bertft.data.tokenize import basic
+    from gluon_bertft.data.words import WordTokenizer
+    from gluon_bertft.models.pretrained import load_bert
+    with open(data('sentiment', 'dev.jsonl'), encoding='utf-8') as f:
+        texts = [json.loads(line)['text'] for line in f][:64]
+    models = {'pretrained': load_bert(MODEL, None, [mx.cpu()])[:2],
+              'random': load_bert('random', 'bert.tiny', [mx.cpu()],
+                                  vocab_text=[' '.join(basic(t)) for t in texts])[:2]}
+    for init, (bert, vocab) in models.items():
+        tokens, segments, valid_lens = WordTokenizer(vocab, 'basic').encode_texts(
+            [(t,) for t in texts], 64)
+        enc = bert.encoder(np.array(tokens), np.array(segments), np.array(valid_lens)).asnumpy()
+        words = onp.concatenate([enc[i, 1:int(n) - 1] for i, n in enumerate(valid_lens)])[:2000]
+        record = dict(cls=mean_cosine(enc[:, 0]), tokens=mean_cosine(words))
+        update_results('outputs', init, record)
+        print(f'{init}: mean cosine of <cls> outputs {record["cls"]:.4f}, of token outputs '
+              f'{record["tokens"]:.4f}')
+
+
 def report(args):
     results = load_results()
     runs = results.get('runs', {})
@@ -240,7 +274,7 @@ def report(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('phase', choices=('corpus', 'pretrain', 'run', 'cli', 'report'))
+    parser.add_argument('phase', choices=('corpus', 'pretrain', 'run', 'cli', 'outputs', 'report'))
     parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
     parser.add_argument('--inits', nargs='+', choices=list(INITS), default=list(INITS))
     parser.add_argument('--steps', type=int, help='pretrain: stop at this step (default: PRETRAIN\'s)')
@@ -249,7 +283,7 @@ def main():
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
     phases = dict(corpus=make_corpus, pretrain=run_pretrain, run=run_runs, cli=run_cli,
-                  report=report)
+                  outputs=run_outputs, report=report)
     phases[args.phase](args)
 
 
