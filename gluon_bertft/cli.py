@@ -101,7 +101,7 @@ def build_parser():
 
     add_export(sub, fmt)
 
-    pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText (D2L §15.10)',
+    pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText or plain text (D2L §15.10)',
                         **fmt)
     add_options(pt, PretrainConfig)
 

@@ -212,7 +212,12 @@ class FinetuneConfig(RunConfig):
 @dataclass
 class PretrainConfig(RunConfig):
     """A pretraining run (MLM + NSP on WikiText, D2L §15.10)."""
-    corpus: Optional[str] = opt(None, 'a folder with wiki.train.tokens, or a WikiText .tokens file')
+    corpus: Optional[str] = opt(None, 'a folder with wiki.train.tokens, or a WikiText .tokens file; '
+                                'with --format text, a plain-text file')
+    format: str = opt('wikitext', "wikitext (the book's: sentences split at ' . ', tokens at "
+                      "spaces) or text (plain text, one paragraph per line: sentences split "
+                      "after 。！？ and . ! ?, words, punctuation and each CJK character a token, "
+                      "as finetune's --tokenizer basic)", choices=('wikitext', 'text'))
     out: Optional[str] = opt(None, "the pretrained BERT in the book's format: a .zip file, or "
                              'a folder (created; an existing one is replaced as a whole at the '
                              'end and may hold only what pretrain writes); OUT.loss.png and '
@@ -232,6 +237,7 @@ class PretrainConfig(RunConfig):
     # the corpus and its encoding may change: the checkpoint's vocabulary digest must match
     RESUMABLE = ('devices', 'out', 'checkpoint', 'checkpoint_every', 'resume', 'kvstore',
                  'hybridize', 'steps', 'lr', 'corpus', 'encoding', 'trust_checkpoint')
+    ADDED = ('format',)
 
 
 def add_options(parser, config_cls, skip=()):

@@ -1,4 +1,4 @@
-"""BERT pretraining (D2L §15.10): masked LM + next-sentence prediction on WikiText, resumable.
+"""BERT pretraining (D2L §15.10): masked LM + next-sentence prediction on WikiText or plain text, resumable.
 
 The book's ``train_bert`` with its loss (``_get_batch_loss_bert``), Adam and ``trainer.step(1)``,
 on the hybridized :class:`~gluon_bertft.models.bert.BERTModel` that fine-tuning uses. Additions that
@@ -23,6 +23,7 @@ from .common.errors import ConfigError
 from .common.files import check_encoding
 from .common.outputs import check_out_folder, check_output_file
 from .config import PretrainConfig
+from .data.plaintext import read_text
 from .data.wikitext import PretrainIter, WikiTextDataset, read_wiki
 from .models import build, pretrained
 from .training import distributed
@@ -199,10 +200,14 @@ def plot_pretraining(history, path):
     storage.save_figure(fig, path)
 
 
-def load_corpus(corpus, max_len, seed, encoding='utf-8'):
-    """``WikiTextDataset`` of a WikiText file or folder; the shuffle and masks follow ``seed``."""
+def load_corpus(corpus, max_len, seed, encoding='utf-8', format='wikitext'):
+    """``WikiTextDataset`` of a WikiText file or folder (``format='wikitext'``) or of a
+    plain-text file, one paragraph per line (``'text'``: :func:`~gluon_bertft.data.plaintext.read_text`);
+    the shuffle and masks follow ``seed``."""
     set_seed(seed)
-    return WikiTextDataset(read_wiki(corpus, encoding=encoding), max_len)
+    paragraphs = (read_text(corpus, encoding=encoding) if format == 'text'
+                  else read_wiki(corpus, encoding=encoding))
+    return WikiTextDataset(paragraphs, max_len)
 
 
 def check_pretrain_config(c):
@@ -213,6 +218,8 @@ def check_pretrain_config(c):
         raise ConfigError(f'--preset {c.preset!r}: unknown (choose from {", ".join(sorted(PRESETS))})')
     if c.corpus is None or c.out is None:
         raise ConfigError('pretrain: give --corpus and --out')
+    if c.format == 'text' and os.path.isdir(c.corpus):
+        raise ConfigError(f'--corpus {c.corpus}: a folder; --format text reads one plain-text file')
     check_outputs(c)
     check_encoding(c.encoding)
     if c.steps < 0:
@@ -229,7 +236,8 @@ def pretrain(config, log=print, log_every=10):
     """Pretrain BERT as §15.10 does from a :class:`~gluon_bertft.config.PretrainConfig`;
     returns ``(bert, vocab, state)``.
 
-    ``config.corpus``: a WikiText file or a folder with ``wiki.train.tokens``; ``preset``: the
+    ``config.corpus``: a WikiText file or a folder with ``wiki.train.tokens``, or with
+    ``format='text'`` a plain-text file (one paragraph per line); ``preset``: the
     architecture (:data:`PRESETS`: the hub's or the book's §15.10 ``bert.tiny``), with the
     corpus vocabulary. ``out``: a ``.zip`` or folder in the book's format. The checkpoint
     folder (default: ``out`` without ``.zip``, plus ``.ckpt``) is written every
@@ -243,7 +251,7 @@ def pretrain(config, log=print, log_every=10):
     c = config
     check_pretrain_config(c)
     devices = parse_devices(c.devices)
-    dataset = load_corpus(c.corpus, c.max_len, c.seed, c.encoding)
+    dataset = load_corpus(c.corpus, c.max_len, c.seed, c.encoding, c.format)
     vocab, arrays = dataset.vocab, dataset.arrays()
     kv, watchdog, rank, local_batch = c.kvstore or distributed.default_kvstore(), None, 0, c.batch_size
     if distributed.is_distributed(kv):

@@ -140,6 +140,27 @@ def check_bert_pretraining(nb):
     assert 0 <= test['accuracy'] <= 1, test
 
 
+def check_bert_finetuning_zh(nb):
+    """The Chinese notebook: characters as tokens, the BERT it loaded, the book's epoch lines,
+    three predictions with their probability, and the one call's test and baseline."""
+    text = tagged(nb, 'tokens')
+    assert re.search(r"^basic: +\['剧', '情', '无', '聊', '，'", text, re.M), text
+    text = tagged(nb, 'load-bert')
+    assert re.search(r'^BERT: (随机初始化，未预训练|预训练) \(.+\); \d+ 个编码器块', text, re.M), text
+    unknown = re.search(r'^测试文本的 (\d+) 个词元中，(\d+) 个 \(([\d.]+)%\) 不在词表中$', text, re.M)
+    assert unknown and number(unknown.group(3), 0, 100) < 30, text  # a Chinese vocabulary
+    text = tagged(nb, 'decode')
+    assert re.search(r'^词元： +<cls> .+ <sep>$', text, re.M), text
+    assert displays(nb, 'train', 'image/svg+xml'), 'the training cell shows no d2l.Animator plot'
+    check_epochs(tagged(nb, 'log'))
+    found = re.findall(r'^prediction: (neg|pos) \((负面|正面)\) ([\d.]+) \| .+$', tagged(nb, 'predict'), re.M)
+    assert len(found) == 3, tagged(nb, 'predict')
+    for label, name, p in found:
+        assert {'neg': '负面', 'pos': '正面'}[label] == name and 0.5 <= number(p) <= 1, found
+    test = check_orchestrator_log(tagged(nb, 'one-call'))
+    assert 0 <= test['accuracy'] <= 1, test
+
+
 def predictions(nb):
     return re.findall(r'^prediction: (.*?) \| (.+)$', tagged(nb, 'predict'), re.M)
 
@@ -236,6 +257,7 @@ def check_explain(nb):
 CHECKS = {
     'explain.ipynb': check_explain,
     'bert_finetuning_snli.ipynb': check_bert_finetuning_snli,
+    'bert_finetuning_zh.ipynb': check_bert_finetuning_zh,
     'bert_pretraining.ipynb': check_bert_pretraining,
     'task_classify.ipynb': task_check({'accuracy': (0, 1), 'macro_f1': (0, 1)}, is_label),
     'task_pair_classify.ipynb': task_check({'accuracy': (0, 1), 'macro_f1': (0, 1)}, is_label),
