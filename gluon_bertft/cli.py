@@ -74,7 +74,9 @@ def build_parser():
 
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
     ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
-    ev.add_argument('--data', required=True, help="a file read as the model's training data")
+    ev.add_argument('--data', required=True, help="a file read as the model's training data, "
+                    "or - for standard input (JSON lines when it starts with {; else read as a "
+                    "file without an extension: TSV, SNLI's .txt)")
     add_run_options(ev)
 
     add_predict(sub, fmt)
