@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import sys
+import unicodedata
 
 from .errors import ConfigError, DataError
 
@@ -39,6 +40,20 @@ def check_regular(path, error=DataError, folder_ok=False):
     if stat.S_ISDIR(mode):
         kind = 'a folder'
     raise error(f'{path}: {kind}, not a regular file{" or folder" if folder_ok else ""}')
+
+
+def blank(text):
+    """Whether ``text`` has nothing visible in it: empty, or only separators (spaces), control,
+    format (zero-width, byte-order mark), unassigned or private-use characters (Unicode
+    categories Z and C). Such text is refused as empty text everywhere (readers and raw input):
+    the tokenizers would make nothing, or only ``<unk>``, of it."""
+    return not any(unicodedata.category(ch)[0] not in 'CZ' for ch in text)
+
+
+def invisible(text):
+    """What a message adds about empty ``text`` that :func:`blank` refuses but ``str.strip``
+    would keep: ``''`` or ``' (nothing visible in it: ...)'``."""
+    return '' if not text.strip() else ' (nothing visible in it: zero-width, control or format characters)'
 
 
 class Stdin(str):

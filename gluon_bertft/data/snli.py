@@ -12,7 +12,7 @@ LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 
 
 from ..common.errors import DataError, shorten
-from ..common.files import decoded_lines, extension, json_object, parse_json
+from ..common.files import blank, decoded_lines, invisible, extension, json_object, parse_json
 
 
 def _extract_text(s):
@@ -25,22 +25,18 @@ def _extract_text(s):
 
 def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False, raw=False):
     where = f'{path}:{lineno}'
-    if label == '-' or (keep_unlabelled and label is None):
-        if keep_unlabelled:  # for prediction: label id -1
-            out[0].append(premise)
-            out[1].append(hypothesis)
-            out[2].append(-1)
-            out[3].append(raw)
+    unlabelled = label == '-' or (keep_unlabelled and label is None)
+    if unlabelled and not keep_unlabelled:
         return  # no gold label: the book drops these pairs
-    if label not in LABEL_IDS:
+    if not unlabelled and label not in LABEL_IDS:
         raise DataError(f'{where}: unknown label {shorten(label)} '
                         f'(expected one of {", ".join(LABELS)} or -)')
     for name, text in (('premise', premise), ('hypothesis', hypothesis)):
-        if not text:
-            raise DataError(f'{where}: empty {name}')
+        if blank(text):
+            raise DataError(f'{where}: empty {name}{invisible(text)}')
     out[0].append(premise)
     out[1].append(hypothesis)
-    out[2].append(LABEL_IDS[label])
+    out[2].append(-1 if unlabelled else LABEL_IDS[label])  # for prediction: label id -1
     out[3].append(raw)
 
 
@@ -87,7 +83,9 @@ def read_snli(path, keep_unlabelled=False, encoding='utf-8', raw_flags=False):
                 label, premise, hypothesis, raw = _json_pair(line, path, lineno, keep_unlabelled)
                 _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled, raw)
         return out if raw_flags else out[:3]
-    header = lines[0].rstrip('\r\n').split('\t') if lines else []
+    if not any(line.strip() for line in lines):
+        raise DataError(f'{path}: the file is empty')
+    header = lines[0].rstrip('\r\n').split('\t')
     if header[:3] != ['gold_label', 'sentence1_binary_parse', 'sentence2_binary_parse']:
         raise DataError(f'{path}:1: not an SNLI .txt header (expected gold_label, '
                         f'sentence1_binary_parse, sentence2_binary_parse, ...); .jsonl files '

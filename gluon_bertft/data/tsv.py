@@ -10,7 +10,8 @@ import json
 import os
 
 from ..common.errors import DataError, shorten
-from ..common.files import Stdin, decoded_lines, extension, json_object, parse_json
+from ..common.files import (Stdin, blank, decoded_lines, extension, invisible, json_object,
+                            parse_json)
 
 csv.field_size_limit(2 ** 31 - 1)  # long texts are valid input (the default limit is 128 KiB)
 
@@ -118,8 +119,8 @@ def json_label(obj, key, where):
 
 def _row(texts, label, where):
     for i, text in enumerate(texts):
-        if not text.strip():
-            raise DataError(f'{where}: empty text in text column {i + 1}')
+        if blank(text):
+            raise DataError(f'{where}: empty text in text column {i + 1}{invisible(text)}')
     if label is None:  # an unlabelled row (prediction)
         return Row(tuple(texts), None, where)
     if not label.strip():

@@ -9,13 +9,14 @@ from mxnet import np
 
 from ..common import storage
 from ..common.errors import PretrainedError, shorten
-from ..common.files import check_encoding, read_stdin
+from ..common.files import check_encoding, check_regular, read_stdin
 from ..common.outputs import check_output_file, is_stdout
 from ..data.batching import make_iter
 from ..data.snli import LABELS, encode_pairs
 from ..data.tokenize import ptb
 from ..data.wordpiece import WordPiece
 from ..models import build, pretrained
+from ..models.hf import is_hf_folder
 from ..tasks import task_from_config
 from ..training.devices import default_devices
 from ..training.evaluate import predict_outputs
@@ -31,8 +32,7 @@ def read_saved_model(path):
     ``config['bert']`` is the architecture; folders of earlier versions, which kept it at the
     top level, are read too. Raises ``PretrainedError`` naming the file and field.
     """
-    if not os.path.isdir(path):
-        raise PretrainedError(f'{path}: no such model folder')
+    check_model_folder(path)
     where = os.path.join(path, 'config.json')
     config = storage.read_json(where)
     if not isinstance(config, dict):
@@ -55,18 +55,37 @@ def read_saved_model(path):
     return vocab, config, task
 
 
+def check_model_folder(path):
+    """``PretrainedError`` unless ``path`` is a folder holding a ``config.json``, saying what
+    it is instead: absent, a file, a named pipe or device, a folder without one, or a
+    pretrained Hugging Face encoder (fine-tune it first)."""
+    if not os.path.lexists(path):
+        raise PretrainedError(f'{path}: no such model folder')
+    if not os.path.isdir(path):
+        check_regular(path, PretrainedError)  # a pipe or device, named as such
+        raise PretrainedError(f'{path}: a file, not a model folder (give the folder finetune '
+                              'wrote, OUT/model)')
+    if is_hf_folder(path):
+        raise PretrainedError(f'{path}: a pretrained Hugging Face model, not a fine-tuned one: '
+                              f'fine-tune it first (finetune --pretrained {path}), then give '
+                              'OUT/model')
+    if not os.path.lexists(os.path.join(path, 'config.json')):
+        raise PretrainedError(f'{path}: not a saved model folder (no config.json; finetune '
+                              'writes one in OUT/model)')
+
+
 def load_vocab(path, config=None):
     """The vocabulary of a model folder: ``vocab.json`` (the book's word vocabulary), or the
     WordPiece tokenizer of a Hugging Face model (``tokenizer.json`` / ``vocab.txt``).
     ``config`` (its ``config.json``) tells which is missing when neither is there."""
-    if any(os.path.isfile(os.path.join(path, n)) for n in ('tokenizer.json', 'vocab.txt')):
+    if any(os.path.lexists(os.path.join(path, n)) for n in ('tokenizer.json', 'vocab.txt')):
         return WordPiece.from_folder(path)
     where = os.path.join(path, 'vocab.json')
-    if not os.path.isfile(where) and (config or {}).get('bert', {}).get('embedding_norm'):
+    if not os.path.lexists(where) and (config or {}).get('bert', {}).get('embedding_norm'):
         raise PretrainedError(f'{path}: no tokenizer.json or vocab.txt: this model was fine-tuned '
                               f'from a Hugging Face BERT ({shorten(config.get("pretrained"))}), '
                               'whose tokenizer files are saved beside it; they are missing')
-    if not os.path.isfile(where):
+    if not os.path.lexists(where):
         raise PretrainedError(f'{path}: not a saved model (no vocab.json)')
     return pretrained.vocab_from_tokens(storage.read_json(where), where)
 
