@@ -146,3 +146,22 @@ def test_predict_data_refuses_invisible_text(tmp_path, capsys, model):
 def test_an_empty_snli_file_is_named_empty(tmp_path):
     with pytest.raises(DataError, match=r'snli_1\.0_dev\.txt: the file is empty'):
         snli.read_snli(write(tmp_path, 'snli_1.0_dev.txt', '\n'))
+
+
+def test_non_finite_weights_in_a_saved_model_are_named(tmp_path, capsys, model):
+    """Kind 1 for saved models: a model.params with NaN or inf would predict NaN silently."""
+    import shutil
+
+    import mxnet as mx
+    from mxnet import npx
+    broken = tmp_path / 'model'
+    shutil.copytree(model, broken)
+    params = npx.load(str(broken / 'model.params'))
+    name = sorted(params)[-1]
+    values = params[name].asnumpy()
+    values.flat[0] = float('inf')
+    params[name] = mx.np.array(values)
+    npx.save(str(broken / 'model.params'), params)
+    for argv in commands(str(broken), tmp_path):
+        refused(capsys, *argv, match=rf'model\.params: non-finite values \(NaN or inf\) in 1 '
+                                     rf'tensor\(s\): {name} \(1 of')
