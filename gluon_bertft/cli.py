@@ -16,6 +16,8 @@ from .config import FinetuneConfig, PretrainConfig, add_options, from_args
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
 BATCH_SIZE = 64  # evaluate's and predict --data's examples per forward pass
+STDIN = ("or - for standard input (JSON lines when it starts with {; else read as a file "
+         "without an extension: TSV, SNLI's .txt)")
 
 DEVICES_HELP = 'auto (all GPUs, else the CPU), cpu, gpu, or e.g. cpu:0,cpu:1'
 
@@ -75,9 +77,7 @@ def build_parser():
 
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
     ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
-    ev.add_argument('--data', required=True, help="a file read as the model's training data, "
-                    "or - for standard input (JSON lines when it starts with {; else read as a "
-                    "file without an extension: TSV, SNLI's .txt)")
+    ev.add_argument('--data', required=True, help=f"a file read as the model's training data, {STDIN}")
     add_run_options(ev)
 
     add_predict(sub, fmt)
@@ -123,7 +123,7 @@ def add_predict(sub, fmt):
     pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     add_raw_inputs(pr)
     pr.add_argument('--data', help="predict every input of this file (read as the model's "
-                                   "training data; labels optional)")
+                                   f"training data; labels optional), {STDIN}")
     pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
                     '.csv file (the extension gives the format), or - for JSON lines on standard '
                     f'output (other messages go to standard error); {FILE_RULE}')
