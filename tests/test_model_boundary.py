@@ -44,11 +44,14 @@ def not_a_model(tmp_path, kind):
         path.mkdir()
     elif kind == 'hugging face':
         write_tiny_hf_bert(str(path))
+    elif kind == 'link loop':
+        os.symlink(path, path)
     return str(path)
 
 
 @pytest.mark.parametrize('kind, match', [
     ('absent', r'absent: no such model folder'),
+    ('link loop', r'link loop: no such model folder \(a symbolic link to nothing\)'),
     ('file', r'file: a file, not a model folder \(give the folder finetune wrote, OUT/model\)'),
     ('pipe', r'pipe: a named pipe, not a regular file'),
     ('device', r'/dev/null: a device, not a regular file'),

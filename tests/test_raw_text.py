@@ -5,13 +5,14 @@ strings) are split as SNLI's own text was first (``tokenize.ptb``), which leaves
 as it is. So the same pairs, raw or tokenized, reach the vocabulary alike."""
 import collections
 import json
+import os
 import re
 
 import numpy as onp
 import pytest
 from d2l import mxnet as d2l
 
-from conftest import SAMPLE, shared_file
+from conftest import SAMPLE, SHARED, shared_file
 from gluon_bertft.data.snli import read_snli
 from gluon_bertft.data.tokenize import RESERVED_TOKENS, ptb
 from gluon_bertft.tasks import make_task
@@ -66,9 +67,13 @@ def unk_share(dataset, vocab):
 def test_ptb_leaves_tokenized_text_as_it_is():
     """On every sentence of the bundled sample (and the shared dev, where present) the split
     is the book's whitespace split: models trained on them keep their arrays and vocabulary."""
-    for premise, hypothesis, _ in pairs(SAMPLE):
-        for text in (premise, hypothesis):
-            assert ptb(text) == text.lower().split(), text
+    files = [SAMPLE]
+    if os.path.exists(os.path.join(SHARED, 'snli', 'snli_1.0_dev.jsonl')):
+        files.append(os.path.join(SHARED, 'snli', 'snli_1.0_dev.jsonl'))
+    for path in files:
+        for premise, hypothesis, _ in pairs(path):
+            for text in (premise, hypothesis):
+                assert ptb(text) == text.lower().split(), text
 
 
 @pytest.mark.parametrize('raw, tokens', [

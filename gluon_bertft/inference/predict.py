@@ -59,8 +59,9 @@ def check_model_folder(path):
     """``PretrainedError`` unless ``path`` is a folder holding a ``config.json``, saying what
     it is instead: absent, a file, a named pipe or device, a folder without one, or a
     pretrained Hugging Face encoder (fine-tune it first)."""
-    if not os.path.lexists(path):
-        raise PretrainedError(f'{path}: no such model folder')
+    if not os.path.exists(path):  # absent, or a symbolic link to nothing (or to itself)
+        raise PretrainedError(f'{path}: no such model folder' + (
+            ' (a symbolic link to nothing)' if os.path.islink(path) else ''))
     if not os.path.isdir(path):
         check_regular(path, PretrainedError)  # a pipe or device, named as such
         raise PretrainedError(f'{path}: a file, not a model folder (give the folder finetune '
