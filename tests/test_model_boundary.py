@@ -56,8 +56,8 @@ def not_a_model(tmp_path, kind):
     ('pipe', r'pipe: a named pipe, not a regular file'),
     ('device', r'/dev/null: a device, not a regular file'),
     ('empty folder', r'empty folder: not a saved model folder \(no config\.json'),
-    ('hugging face', r'hugging face: a pretrained Hugging Face model, not a fine-tuned one: '
-                     r'fine-tune it first'),
+    ('hugging face', r'hugging face/config\.json: "architectures" is \[\'BertModel\'\]; .*'
+                     r'a pretrained encoder: give it to finetune --pretrained'),
 ])
 def test_a_path_that_is_no_saved_model_says_what_it_is(tmp_path, capsys, kind, match):
     path = not_a_model(tmp_path, kind)

@@ -16,7 +16,6 @@ from ..data.snli import LABELS, encode_pairs
 from ..data.tokenize import ptb
 from ..data.wordpiece import WordPiece
 from ..models import build, pretrained
-from ..models.hf import is_hf_folder
 from ..tasks import task_from_config
 from ..training.devices import default_devices
 from ..training.evaluate import predict_outputs
@@ -57,8 +56,8 @@ def read_saved_model(path):
 
 def check_model_folder(path):
     """``PretrainedError`` unless ``path`` is a folder holding a ``config.json``, saying what
-    it is instead: absent, a file, a named pipe or device, a folder without one, or a
-    pretrained Hugging Face encoder (fine-tune it first)."""
+    it is instead: absent, a file, a named pipe or device, or a folder without one (a Hugging
+    Face task folder is told apart before: :func:`load_model`)."""
     if not os.path.exists(path):  # absent, or a symbolic link to nothing (or to itself)
         raise PretrainedError(f'{path}: no such model folder' + (
             ' (a symbolic link to nothing)' if os.path.islink(path) else ''))
@@ -66,10 +65,6 @@ def check_model_folder(path):
         check_regular(path, PretrainedError)  # a pipe or device, named as such
         raise PretrainedError(f'{path}: a file, not a model folder (give the folder finetune '
                               'wrote, OUT/model)')
-    if is_hf_folder(path):
-        raise PretrainedError(f'{path}: a pretrained Hugging Face model, not a fine-tuned one: '
-                              f'fine-tune it first (finetune --pretrained {path}), then give '
-                              'OUT/model')
     if not os.path.lexists(os.path.join(path, 'config.json')):
         raise PretrainedError(f'{path}: not a saved model folder (no config.json; finetune '
                               'writes one in OUT/model)')
