@@ -89,6 +89,7 @@ def test_ptb_splits_raw_text_as_snli_was(raw, tokens):
     assert ptb(' '.join(ptb(raw))) == tokens.split()  # idempotent
 
 
+@pytest.mark.slow  # real data: the shared SNLI dev and WikiText-2
 def test_raw_and_tokenized_pairs_reach_the_vocabulary_alike(tmp_path, wiki_vocab):
     """The shared SNLI dev (tokenized) against the same pairs written as raw text: the
     ``<unk>`` rates of what evaluate, predict --data and finetune encode differ by less than a
