@@ -91,9 +91,11 @@ class SNLITask(ClassifierMixin, Task):
         return dataset
 
     def coverage_input(self, rows):
-        """Premises and hypotheses, split as :meth:`encode` splits them."""
-        return ([row[k] for row in rows for k in (0, 1)],
-                'basic' if rows and len(rows[0]) > 3 else 'whitespace')
+        """Premises and hypotheses as a book vocabulary reads them (:func:`split_raw`: raw text
+        split as SNLI's was, then whitespace); a WordPiece tokenizer splits punctuation the
+        same way itself."""
+        premises, hypotheses = split_raw(rows)
+        return [t for pair in zip(premises, hypotheses) for t in pair], 'whitespace'
 
     def head(self, bert):
         return BERTClassifier(bert, 3)
