@@ -15,6 +15,9 @@ from .config import FinetuneConfig, PretrainConfig, add_options, from_args
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
+BATCH_SIZE = 64  # evaluate's and predict --data's examples per forward pass
+STDIN = ("or - for standard input (JSON lines when it starts with {; else read as a file "
+         "without an extension: TSV, SNLI's .txt)")
 
 DEVICES_HELP = 'auto (all GPUs, else the CPU), cpu, gpu, or e.g. cpu:0,cpu:1'
 
@@ -46,8 +49,8 @@ def add_max_unknown(parser):
 def add_run_options(parser):
     """``--batch-size``, ``--devices``, ``--encoding`` and ``--max-unknown`` of ``evaluate``
     and ``predict``."""
-    parser.add_argument('--batch-size', type=positive, default=64,
-                        help='examples per forward pass')
+    parser.add_argument('--batch-size', type=positive, default=BATCH_SIZE,
+                        help=f'examples per forward pass (default {BATCH_SIZE}; predict: with --data)')
     parser.add_argument('--devices', default='auto', help=DEVICES_HELP)
     parser.add_argument('--encoding', help="text encoding of --data, e.g. cp1252 or utf-16-le "
                         "(default: the model's training data's)")
@@ -74,7 +77,7 @@ def build_parser():
 
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
     ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
-    ev.add_argument('--data', required=True, help="a file read as the model's training data")
+    ev.add_argument('--data', required=True, help=f"a file read as the model's training data, {STDIN}")
     add_run_options(ev)
 
     add_predict(sub, fmt)
@@ -120,7 +123,7 @@ def add_predict(sub, fmt):
     pr.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
     add_raw_inputs(pr)
     pr.add_argument('--data', help="predict every input of this file (read as the model's "
-                                   "training data; labels optional)")
+                                   f"training data; labels optional), {STDIN}")
     pr.add_argument('--output', help='with --data: where to write the predictions: a .jsonl or '
                     '.csv file (the extension gives the format), or - for JSON lines on standard '
                     f'output (other messages go to standard error); {FILE_RULE}')
@@ -128,6 +131,7 @@ def add_predict(sub, fmt):
                     'the JSON record --data writes (where, label and probabilities, score, '
                     'words and tags, answer), instead of a line of text')
     add_run_options(pr)
+    pr.set_defaults(batch_size=None)  # applies with --data only: refused without it
 
 
 def add_export(sub, fmt):
@@ -188,7 +192,7 @@ def predict_data(args):
             raise ConfigError(f'--{name.replace("_", "-")}: not with --data (the inputs are '
                               'read from the file)')
     say = (lambda *a: print(*a, file=sys.stderr)) if is_stdout(args.output) else print
-    n = predict.predict_file(args.model, args.data, args.output, args.batch_size,
+    n = predict.predict_file(args.model, args.data, args.output, args.batch_size or BATCH_SIZE,
                              parse_devices(args.devices), log=say, encoding=args.encoding,
                              max_unknown=args.max_unknown)
     say(f'wrote {n} predictions to {"standard output" if is_stdout(args.output) else args.output}')
@@ -236,6 +240,8 @@ def run(args):
             raise ConfigError('--output: applies with --data (predictions for a whole file)')
         if args.encoding is not None:
             raise ConfigError('--encoding: applies with --data (the file to read)')
+        if args.batch_size is not None:
+            raise ConfigError('--batch-size: applies with --data (one raw input is one example)')
         predict_text(args)
 
 

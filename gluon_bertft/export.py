@@ -17,10 +17,10 @@ import os
 import mxnet as mx
 
 from .common import storage
-from .common.errors import ConfigError, PretrainedError
+from .common.errors import ConfigError
 from .common.outputs import check_out_folder, replace_folder
 from .inference import folders
-from .inference.predict import load_model
+from .inference.predict import check_model_folder, load_model
 from .models import hf_tasks
 from .tasks.base import is_wordpiece
 from .tasks.hf import hf_fields
@@ -71,8 +71,7 @@ def export(model, fmt, out, log=print):
     if fmt not in FORMATS:
         raise ConfigError(f'--format {fmt}: choose from {", ".join(FORMATS)}')
     check_out_folder(out, '--out', [('--model', model)], names=FORMATS[fmt].files)
-    if not os.path.isdir(model):
-        raise PretrainedError(f'--model {model}: no such model folder')
+    check_model_folder(model)  # absent, a file, a pipe or device, no config.json: named
     if folders.folder_kind(model) == 'graph':
         raise ConfigError(f'--model {model}: an exported graph ({folders.GRAPH_FILE}: an INT8 '
                           'or --format mxnet folder) has no weights to convert; export the '

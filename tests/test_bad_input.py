@@ -180,7 +180,7 @@ def test_encoding_is_honoured_for_snli_and_utf16(tmp_path, capsys):
     path = write(tmp_path / 'x.jsonl', open(SAMPLE, encoding='utf-8').read().encode('cp1252') +
                  '{"gold_label": "neutral", "sentence1": "café", "sentence2": "b"}\n'.encode('cp1252'))
     task = task_of_config(FinetuneConfig(task='snli', train=path, encoding='cp1252'))
-    assert task.read(path)[-1] == ('café', 'b', 2)
+    assert task.read(path)[-1] == ('café', 'b', 2, True)  # raw text: no parse fields
     code, err = cli_run(capsys, 'finetune', '--task', 'snli', '--train', path, *TINY_ARGS,
                         '--encoding', 'cp1252', '--max-examples', 32, '--out', tmp_path / 'run')
     assert code == 0, err

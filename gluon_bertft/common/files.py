@@ -4,6 +4,8 @@ import codecs
 import json
 import os
 import stat
+import sys
+import unicodedata
 
 from .errors import ConfigError, DataError
 
@@ -40,9 +42,59 @@ def check_regular(path, error=DataError, folder_ok=False):
     raise error(f'{path}: {kind}, not a regular file{" or folder" if folder_ok else ""}')
 
 
+def blank(text):
+    """Whether ``text`` has nothing visible in it: empty, or only separators (spaces), control,
+    format (zero-width, byte-order mark), unassigned or private-use characters (Unicode
+    categories Z and C). Such text is refused as empty text everywhere (readers and raw input):
+    the tokenizers would make nothing, or only ``<unk>``, of it."""
+    return not any(unicodedata.category(ch)[0] not in 'CZ' for ch in text)
+
+
+def invisible(text):
+    """What a message adds about empty ``text`` that :func:`blank` refuses but ``str.strip``
+    would keep: ``''`` or ``' (nothing visible in it: ...)'``."""
+    return '' if not text.strip() else ' (nothing visible in it: zero-width, control or format characters)'
+
+
+class Stdin(str):
+    """Standard input read whole as a data file (``--data -``): the name ``<stdin>``, which
+    messages give as ``<stdin>:LINE``, its ``data`` (bytes), and its ``extension``:
+    ``.jsonl`` when its first character that is not a space is ``{`` (JSON lines), else none,
+    as a file without an extension (a table is then read as TSV, SNLI as its ``.txt``)."""
+
+    def __new__(cls, data):
+        self = super().__new__(cls, '<stdin>')
+        self.data = data
+        self.extension = '.jsonl' if data.lstrip()[:1] == b'{' else ''
+        return self
+
+
+def read_stdin(stream=None):
+    """:class:`Stdin` of ``stream`` (default: the process's standard input), read to its
+    end; a terminal is told how to end it."""
+    if stream is None:
+        if sys.stdin is None:
+            raise DataError('--data -: there is no standard input')
+        if sys.stdin.isatty():
+            print('reading the data from standard input (end it with Ctrl-D)', file=sys.stderr)
+        stream = sys.stdin.buffer
+    return Stdin(stream.read())
+
+
+def extension(path):
+    """The lower-cased extension of a data file's name, with its dot (``.jsonl``); standard
+    input's is :class:`Stdin`'s."""
+    return getattr(path, 'extension', None) if isinstance(path, Stdin) else \
+        os.path.splitext(path)[1].lower()
+
+
 def read_bytes(path, error=DataError):
-    """The bytes of ``path`` without a leading UTF-8 byte-order mark (as Excel's "CSV UTF-8"
-    writes); ``error`` naming the file if it cannot be read or is not a regular file."""
+    """The bytes of ``path`` (or of :class:`Stdin`) without a leading UTF-8 byte-order mark (as
+    Excel's "CSV UTF-8" writes); ``error`` naming the file if it cannot be read or is not a
+    regular file."""
+    if isinstance(path, Stdin):
+        data = path.data
+        return data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
     check_regular(path, error, folder_ok=True)  # a folder: the message below
     try:
         with open(path, 'rb') as f:

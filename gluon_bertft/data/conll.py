@@ -17,7 +17,7 @@ import collections
 import re
 
 from ..common.errors import DataError, shorten
-from ..common.files import decoded_lines
+from ..common.files import blank, decoded_lines
 from ..common.metrics import to_iob2
 
 Sentence = collections.namedtuple('Sentence', 'words tags path line')  # line of the first word
@@ -81,6 +81,9 @@ def read_conll(path, encoding='utf-8', tagged=True, column=None, scheme='iob'):
         if not fields or fields[0] == '-DOCSTART-':
             flush()
             continue
+        if blank(fields[0]):
+            raise DataError(f'{path}:{lineno}: the word {fields[0]!r} has nothing visible in it '
+                            '(zero-width, control or format characters only)')
         if tagged:
             tags.append(_tag(fields, f'{path}:{lineno}', column, scheme))
         if not words:

@@ -12,7 +12,7 @@ LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 
 
 from ..common.errors import DataError, shorten
-from ..common.files import decoded_lines, json_object, parse_json
+from ..common.files import blank, decoded_lines, invisible, extension, json_object, parse_json
 
 
 def _extract_text(s):
@@ -23,27 +23,26 @@ def _extract_text(s):
     return s.strip()
 
 
-def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False):
+def _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled=False, raw=False):
     where = f'{path}:{lineno}'
-    if label == '-' or (keep_unlabelled and label is None):
-        if keep_unlabelled:  # for prediction: label id -1
-            out[0].append(premise)
-            out[1].append(hypothesis)
-            out[2].append(-1)
+    unlabelled = label == '-' or (keep_unlabelled and label is None)
+    if unlabelled and not keep_unlabelled:
         return  # no gold label: the book drops these pairs
-    if label not in LABEL_IDS:
+    if not unlabelled and label not in LABEL_IDS:
         raise DataError(f'{where}: unknown label {shorten(label)} '
                         f'(expected one of {", ".join(LABELS)} or -)')
     for name, text in (('premise', premise), ('hypothesis', hypothesis)):
-        if not text:
-            raise DataError(f'{where}: empty {name}')
+        if blank(text):
+            raise DataError(f'{where}: empty {name}{invisible(text)}')
     out[0].append(premise)
     out[1].append(hypothesis)
-    out[2].append(LABEL_IDS[label])
+    out[2].append(-1 if unlabelled else LABEL_IDS[label])  # for prediction: label id -1
+    out[3].append(raw)
 
 
 def _json_pair(line, path, lineno, keep_unlabelled):
-    """``(label, premise, hypothesis)`` of one ``.jsonl`` line, every field type checked."""
+    """``(label, premise, hypothesis, raw)`` of one ``.jsonl`` line, every field type checked;
+    ``raw``: the texts are the ``sentence*`` fields, not the ``*_binary_parse`` ones (tokens)."""
     where = f'{path}:{lineno}'
     row = json_object(parse_json(line, path, lineno), where)
     if 'gold_label' not in row and not keep_unlabelled:
@@ -57,10 +56,11 @@ def _json_pair(line, path, lineno, keep_unlabelled):
         if not (isinstance(value, str) or (value is None and key == 'gold_label' and keep_unlabelled)):
             raise DataError(f'{where}: field {shorten(key)} is {json.dumps(value)[:40]}, not a string')
         texts.append(value)
-    return texts[0], _extract_text(texts[1]), _extract_text(texts[2])
+    raw = 'sentence1_binary_parse' not in row or 'sentence2_binary_parse' not in row
+    return texts[0], _extract_text(texts[1]), _extract_text(texts[2]), raw
 
 
-def read_snli(path, keep_unlabelled=False, encoding='utf-8'):
+def read_snli(path, keep_unlabelled=False, encoding='utf-8', raw_flags=False):
     """Read an SNLI file into ``(premises, hypotheses, labels)`` like the book's ``read_snli``.
 
     ``path`` is an official ``snli_1.0_*.txt`` (tab-separated with a header; the binary-parse
@@ -69,16 +69,23 @@ def read_snli(path, keep_unlabelled=False, encoding='utf-8'):
     Pairs labelled ``-`` are dropped; labels are entailment 0, contradiction 1, neutral 2.
     ``keep_unlabelled`` (prediction) keeps them, and rows without a label, with id -1. Blank
     lines and a byte-order mark are skipped; errors name the file and line.
+
+    ``raw_flags``: a fourth list, per pair whether its texts are raw sentences (the
+    ``sentence1``/``sentence2`` fields of a ``.jsonl`` without parses) rather than a parse's
+    tokens; the task splits raw text as SNLI's was
+    (:func:`~gluon_bertft.data.tokenize.ptb`) before the book's whitespace tokens are taken.
     """
-    out = ([], [], [])
+    out = ([], [], [], [])
     lines = decoded_lines(path, encoding)
-    if path.lower().endswith(('.jsonl', '.json')):
+    if extension(path) in ('.jsonl', '.json'):
         for lineno, line in enumerate(lines, 1):
             if line.strip():
-                _keep(path, lineno, *_json_pair(line, path, lineno, keep_unlabelled), out,
-                      keep_unlabelled)
-        return out
-    header = lines[0].rstrip('\r\n').split('\t') if lines else []
+                label, premise, hypothesis, raw = _json_pair(line, path, lineno, keep_unlabelled)
+                _keep(path, lineno, label, premise, hypothesis, out, keep_unlabelled, raw)
+        return out if raw_flags else out[:3]
+    if not any(line.strip() for line in lines):
+        raise DataError(f'{path}: the file is empty')
+    header = lines[0].rstrip('\r\n').split('\t')
     if header[:3] != ['gold_label', 'sentence1_binary_parse', 'sentence2_binary_parse']:
         raise DataError(f'{path}:1: not an SNLI .txt header (expected gold_label, '
                         f'sentence1_binary_parse, sentence2_binary_parse, ...); .jsonl files '
@@ -91,7 +98,7 @@ def read_snli(path, keep_unlabelled=False, encoding='utf-8'):
             raise DataError(f'{path}:{lineno}: {len(row)} columns, expected {len(header)}')
         _keep(path, lineno, row[0], _extract_text(row[1]), _extract_text(row[2]), out,
               keep_unlabelled)
-    return out
+    return out if raw_flags else out[:3]
 
 
 def find_split(data_dir, split):

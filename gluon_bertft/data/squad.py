@@ -8,7 +8,7 @@ import collections
 import json
 
 from ..common.errors import DataError, shorten
-from ..common.files import json_object, parse_json, read_text
+from ..common.files import blank, json_object, parse_json, read_text
 
 Question = collections.namedtuple('Question', 'qid question context answers where')
 Answer = collections.namedtuple('Answer', 'text start')
@@ -66,10 +66,10 @@ def read_squad(path, answers_required=True, encoding='utf-8'):
                 qid = qa.get('id')
                 # the line is looked up only for an error: a search per question is slow
                 fail = lambda msg: DataError(f'{_where(path, raw, qid, place)}: {msg}')
-                if not isinstance(context, str) or not context.strip():
+                if not isinstance(context, str) or blank(context):
                     raise fail('the question has no passage ("context" is missing or empty)')
                 question = qa.get('question')
-                if not isinstance(question, str) or not question.strip():
+                if not isinstance(question, str) or blank(question):
                     raise fail('empty or missing "question"')
                 questions.append(Question(qid, question, context,
                                           _answers(qa, context, fail, answers_required),

@@ -42,6 +42,9 @@ def label_ids(rows, names):
     index = {name: i for i, name in enumerate(names)}
     ids = onp.zeros(len(rows), dtype=onp.float32)
     for i, row in enumerate(rows):
+        if row.label is None:  # standard input read as one-sentence-per-line files
+            raise DataError(f'{row.where}: no label (the labels of one-sentence-per-line '
+                            'files are their extensions)')
         if row.label not in index:
             raise DataError(f'{row.where}: unknown label {shorten(row.label)} (the model knows '
                             f'{cut(", ".join(map(repr, names)))})')

@@ -6,9 +6,12 @@ for pre-tokenized data: SST-2, SNLI, CoNLL); ``basic`` also splits punctuation o
 which raw text (SMS, SQuAD passages) needs to reach the vocabulary's words, gives the
 character spans that SQuAD's answer offsets are mapped through, and makes every CJK
 character a token of its own, as BERT's ``BasicTokenizer`` does (``tokenize_chinese_chars``:
-Chinese is written without spaces, and its vocabularies hold characters).
+Chinese is written without spaces, and its vocabularies hold characters). ``ptb`` splits raw
+text the way SNLI's own text was tokenized (the Penn Treebank tokenizer), and leaves such text
+as it is.
 """
 import re
+import unicodedata
 
 import numpy as onp
 
@@ -45,6 +48,69 @@ def basic(text):
     """Lower-case, split on whitespace, around every punctuation mark and around every CJK
     ideograph (``'剧情无聊，浪费时间。'`` -> ``['剧', '情', '无', '聊', '，', ...]``)."""
     return [m.group().lower() for m in _BASIC.finditer(text)]
+
+
+# Penn Treebank clitics: what the tokenizer of SNLI's text splits off a word ("do n't", "man 's")
+CLITICS = ("n't", "'s", "'re", "'ve", "'ll", "'m", "'d")
+# abbreviations whose period stays before a capital (PTB's "Dr. Pepper", "St. Patrick")
+ABBREVIATIONS = frozenset('mr mrs ms dr st mt rt ft jr sr vs etc inc ltd lt sgt capt prof ave'.split())
+_QUOTES = {'"': ('``', "''"), '\u201c': ('``', "''"), '\u201d': ('``', "''")}
+_OPENING = '([{`\'"\u2018\u201c'
+_CLOSING = ')]},;:!?\'"\u2019\u201d'
+
+
+def _punct(ch):
+    return unicodedata.category(ch)[0] in 'PS'
+
+
+def _clitic(word):
+    """``[stem, clitic]`` where ``word`` ends in a PTB clitic (``don't``, ``man's``), else None."""
+    flat = word.lower().replace('\u2019', "'")
+    for clitic in CLITICS:
+        if flat.endswith(clitic) and len(flat) > len(clitic) and flat[-len(clitic) - 1].isalnum():
+            return [word[:-len(clitic)], word[-len(clitic):]]
+    return None
+
+
+def _ptb_word(word, final):
+    """The PTB tokens of one whitespace token; ``final``: a sentence ends after it (it is the
+    last, or the next starts with a capital), which is when a trailing period is split off."""
+    if all(map(_punct, word)) or word.lower() in CLITICS:
+        return [word]
+    head, tail = [], []
+    while len(word) > 1 and word[0] in _OPENING:
+        head.append(_QUOTES.get(word[0], (word[0],))[0])
+        word = word[1:]
+    while len(word) > 1:
+        if word.endswith('...'):
+            tail.insert(0, '...')
+            word = word[:-3]
+        elif word[-1] in _CLOSING and word.lower() not in CLITICS:
+            tail.insert(0, _QUOTES.get(word[-1], (None, word[-1]))[1])
+            word = word[:-1]
+        elif (word[-1] == '.' and final and word[-2] != '.' and '.' not in word[:-1]
+              and word[:-1].lower() not in ABBREVIATIONS):
+            tail.insert(0, '.')
+            word = word[:-1]
+        else:
+            break
+    return head + (_clitic(word) or [word]) + tail
+
+
+def ptb(text):
+    """Lower-cased tokens of raw text split as the Penn Treebank tokenizer split SNLI's
+    sentences: punctuation off the ends of words (a period only where a sentence ends, not
+    after ``Dr.`` or ``U.S.``), clitics off their words (``do n't``, ``man 's``), double quotes
+    as ````` and ``''``; hyphens, apostrophes and periods inside words stay. Text tokenized so
+    already is left as its whitespace tokens (``packages .`` and ``packages.`` both give
+    ``packages``, ``.``)."""
+    words = text.split()
+    out = []
+    for i, word in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else None
+        final = following is None or following[0].isupper()
+        out += _ptb_word(word, final)
+    return [t.lower() for t in out if t]
 
 
 TOKENIZERS = {'whitespace': whitespace, 'basic': basic}

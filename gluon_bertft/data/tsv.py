@@ -10,7 +10,8 @@ import json
 import os
 
 from ..common.errors import DataError, shorten
-from ..common.files import decoded_lines, json_object, parse_json
+from ..common.files import (Stdin, blank, decoded_lines, extension, invisible, json_object,
+                            parse_json)
 
 csv.field_size_limit(2 ** 31 - 1)  # long texts are valid input (the default limit is 128 KiB)
 
@@ -19,8 +20,7 @@ FORMATS = ('tsv', 'csv', 'jsonl', 'lines')
 
 
 def guess_format(path):
-    ext = os.path.splitext(path)[1].lower()
-    return {'.csv': 'csv', '.jsonl': 'jsonl', '.json': 'jsonl'}.get(ext, 'tsv')
+    return {'.csv': 'csv', '.jsonl': 'jsonl', '.json': 'jsonl'}.get(extension(path), 'tsv')
 
 
 def _column_index(spec, header, path):
@@ -119,8 +119,8 @@ def json_label(obj, key, where):
 
 def _row(texts, label, where):
     for i, text in enumerate(texts):
-        if not text.strip():
-            raise DataError(f'{where}: empty text in text column {i + 1}')
+        if blank(text):
+            raise DataError(f'{where}: empty text in text column {i + 1}{invisible(text)}')
     if label is None:  # an unlabelled row (prediction)
         return Row(tuple(texts), None, where)
     if not label.strip():
@@ -130,11 +130,12 @@ def _row(texts, label, where):
 
 def read_lines(paths, encoding='utf-8'):
     """Rows of one-sentence-per-line files, labelled by each file's extension
-    (``rt-polarity.pos`` -> ``'pos'``); blank lines are skipped."""
+    (``rt-polarity.pos`` -> ``'pos'``; standard input, which has none: unlabelled, label
+    None); blank lines are skipped."""
     rows = []
     for path in paths:
-        label = os.path.splitext(path)[1].lstrip('.')
-        if not label:
+        label = None if isinstance(path, Stdin) else os.path.splitext(path)[1].lstrip('.')
+        if label == '':
             raise DataError(f'{path}: no extension to take the label from (e.g. name.pos)')
         for lineno, line in enumerate(decoded_lines(path, encoding), 1):
             if line.strip():
@@ -147,7 +148,7 @@ def read_labelled(paths, fmt=None, text_columns=('sentence',), label_column='lab
     """Rows of one table file, or of several ``fmt='lines'`` files (a comma-separated string
     or a list)."""
     if isinstance(paths, str):
-        paths = paths.split(',') if fmt == 'lines' else [paths]
+        paths = paths.split(',') if fmt == 'lines' and not isinstance(paths, Stdin) else [paths]
     if fmt == 'lines':
         return read_lines(paths, encoding)
     if len(paths) != 1:

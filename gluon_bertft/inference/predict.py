@@ -9,10 +9,11 @@ from mxnet import np
 
 from ..common import storage
 from ..common.errors import PretrainedError, shorten
-from ..common.files import check_encoding
+from ..common.files import check_encoding, check_regular, read_stdin
 from ..common.outputs import check_output_file, is_stdout
 from ..data.batching import make_iter
 from ..data.snli import LABELS, encode_pairs
+from ..data.tokenize import ptb
 from ..data.wordpiece import WordPiece
 from ..models import build, pretrained
 from ..tasks import task_from_config
@@ -30,8 +31,7 @@ def read_saved_model(path):
     ``config['bert']`` is the architecture; folders of earlier versions, which kept it at the
     top level, are read too. Raises ``PretrainedError`` naming the file and field.
     """
-    if not os.path.isdir(path):
-        raise PretrainedError(f'{path}: no such model folder')
+    check_model_folder(path)
     where = os.path.join(path, 'config.json')
     config = storage.read_json(where)
     if not isinstance(config, dict):
@@ -54,18 +54,34 @@ def read_saved_model(path):
     return vocab, config, task
 
 
+def check_model_folder(path):
+    """``PretrainedError`` unless ``path`` is a folder holding a ``config.json``, saying what
+    it is instead: absent, a file, a named pipe or device, or a folder without one (a Hugging
+    Face task folder is told apart before: :func:`load_model`)."""
+    if not os.path.exists(path):  # absent, or a symbolic link to nothing (or to itself)
+        raise PretrainedError(f'{path}: no such model folder' + (
+            ' (a symbolic link to nothing)' if os.path.islink(path) else ''))
+    if not os.path.isdir(path):
+        check_regular(path, PretrainedError)  # a pipe or device, named as such
+        raise PretrainedError(f'{path}: a file, not a model folder (give the folder finetune '
+                              'wrote, OUT/model)')
+    if not os.path.lexists(os.path.join(path, 'config.json')):
+        raise PretrainedError(f'{path}: not a saved model folder (no config.json; finetune '
+                              'writes one in OUT/model)')
+
+
 def load_vocab(path, config=None):
     """The vocabulary of a model folder: ``vocab.json`` (the book's word vocabulary), or the
     WordPiece tokenizer of a Hugging Face model (``tokenizer.json`` / ``vocab.txt``).
     ``config`` (its ``config.json``) tells which is missing when neither is there."""
-    if any(os.path.isfile(os.path.join(path, n)) for n in ('tokenizer.json', 'vocab.txt')):
+    if any(os.path.lexists(os.path.join(path, n)) for n in ('tokenizer.json', 'vocab.txt')):
         return WordPiece.from_folder(path)
     where = os.path.join(path, 'vocab.json')
-    if not os.path.isfile(where) and (config or {}).get('bert', {}).get('embedding_norm'):
+    if not os.path.lexists(where) and (config or {}).get('bert', {}).get('embedding_norm'):
         raise PretrainedError(f'{path}: no tokenizer.json or vocab.txt: this model was fine-tuned '
                               f'from a Hugging Face BERT ({shorten(config.get("pretrained"))}), '
                               'whose tokenizer files are saved beside it; they are missing')
-    if not os.path.isfile(where):
+    if not os.path.lexists(where):
         raise PretrainedError(f'{path}: not a saved model (no vocab.json)')
     return pretrained.vocab_from_tokens(storage.read_json(where), where)
 
@@ -91,14 +107,17 @@ def load_model(path, devices=None):
 def predict_snli(net, vocab, premise, hypothesis, max_len=128):
     """Predict 'entailment', 'contradiction' or 'neutral' for one premise/hypothesis pair.
 
-    Like the book's ``predict_snli``; the sentences are strings (or token lists) encoded as
-    in training (the book's word vocabulary, or a WordPiece tokenizer), and the network runs
-    on the device its parameters are on.
+    Like the book's ``predict_snli``; the sentences are token lists (the book's), or raw
+    strings encoded as in training: split as SNLI's text was for the book's word vocabulary
+    (:func:`~gluon_bertft.data.tokenize.ptb`, the rule of every path: tokenized text stays as
+    it is), as they are for a WordPiece tokenizer. The network runs on the device its
+    parameters are on.
     """
-    join = lambda s: s if isinstance(s, str) else ' '.join(s)
     if isinstance(vocab, WordPiece):  # a Hugging Face model's tokenizer (e.g. MiniLM's)
+        join = lambda s: s if isinstance(s, str) else ' '.join(s)
         tokens, segments, valid_lens = vocab.encode_texts([(join(premise), join(hypothesis))], max_len)
     else:
+        join = lambda s: ' '.join(ptb(s) if isinstance(s, str) else s)
         tokens, segments, valid_lens = encode_pairs([join(premise)], [join(hypothesis)], vocab, max_len)
     width = int(valid_lens[0])
     device = next(iter(net.collect_params().values())).list_ctx()[0]
@@ -108,9 +127,16 @@ def predict_snli(net, vocab, premise, hypothesis, max_len=128):
     return LABELS[int(net(inputs).argmax(axis=1)[0])]
 
 
+def data_source(data_file):
+    """``data_file``, or for ``-`` standard input read whole
+    (:class:`~gluon_bertft.common.files.Stdin`: messages name it ``<stdin>:LINE``)."""
+    return read_stdin() if is_stdout(data_file) else data_file
+
+
 def read_with(task, data_file, encoding=None, labelled=True):
-    """The rows of ``data_file`` read as ``task``'s training data, in ``encoding`` when given
-    (``--encoding``; else the one the model was trained with)."""
+    """The rows of ``data_file`` (a path, or :func:`data_source`'s standard input) read as
+    ``task``'s training data, in ``encoding`` when given (``--encoding``; else the one the
+    model was trained with)."""
     if encoding is not None:
         check_encoding(encoding)
         task.config['reader']['encoding'] = encoding
@@ -124,13 +150,14 @@ def vocabulary_of(path):
 
 def evaluate_file(path, data_file, batch_size=64, devices=None, encoding=None, max_unknown=None,
                   log=print):
-    """The task's metrics (a dict) of a saved model on a file read with the model's reader,
-    computed by its fast inference copy (:func:`~gluon_bertft.inference.fast.inference_net`).
+    """The task's metrics (a dict) of a saved model on a file read with the model's reader
+    (``-``: standard input, :func:`data_source`), computed by its fast inference copy (:func:`~gluon_bertft.inference.fast.inference_net`).
     The vocabulary's coverage of the file is checked first (:meth:`Task.check_coverage`: a
     warning to ``log`` above 30 % of the characters in unknown tokens, ``DataError`` above
     ``max_unknown``)."""
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
+    data_file = data_source(data_file)  # '-': standard input
     rows = read_with(task, data_file, encoding)
     task.check_coverage(rows, vocab, data_file, vocabulary_of(path), max_unknown, log)
     dataset = task.encode(rows, vocab)
@@ -193,7 +220,7 @@ def describe_prediction(record, others=3):
 def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=print,
                  encoding=None, max_unknown=None):
     """Write one prediction per input of ``data_file`` (read as the model's training data, gold
-    labels optional) to ``out_file``: a ``.jsonl`` (JSON lines) or ``.csv`` file, written
+    labels optional; ``-``: standard input, :func:`data_source`) to ``out_file``: a ``.jsonl`` (JSON lines) or ``.csv`` file, written
     atomically, or ``-``: JSON lines on standard output (``log`` should then print to
     standard error).
 
@@ -205,10 +232,12 @@ def predict_file(path, data_file, out_file, batch_size=64, devices=None, log=pri
     ``data_file`` or inside the model folder ``path``): ``ConfigError`` naming ``--output``.
     The vocabulary's coverage of the file is checked as :func:`evaluate_file` checks it.
     """
-    form = check_output_file(out_file, '--output', [('--data', data_file), ('--model', path)],
+    form = check_output_file(out_file, '--output', [('--data', None if is_stdout(data_file)
+                                                     else data_file), ('--model', path)],
                              FORMATS, stdout=True)
     devices = devices or default_devices()
     net, vocab, task = load_model(path, devices)
+    data_file = data_source(data_file)
     rows = read_with(task, data_file, encoding, labelled=False)
     task.check_coverage(rows, vocab, data_file, vocabulary_of(path), max_unknown, log)
     dataset = task.encode(rows, vocab, log=log)

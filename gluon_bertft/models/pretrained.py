@@ -121,16 +121,19 @@ def vocab_from_tokens(idx_to_token, where='vocab.json'):
 
 
 def read_params(path):
-    """Read a ``.params`` file written with or without numpy semantics into a dict of np arrays."""
+    """Read a ``.params`` file written with or without numpy semantics into a dict of np arrays.
+    ``PretrainedError`` naming the file when it is not one, and each array holding NaN or
+    infinite values (a saved model or checkpoint that would only predict NaN)."""
     check_regular(path, PretrainedError)
     try:
-        return npx.load(path)
+        loaded = npx.load(path)
     except mx.MXNetError as e:
         if 'is_np_shape' not in str(e):
             raise PretrainedError(f'{path}: not a readable MXNet parameter file') from None
-    with mx.util.np_array(False), mx.util.np_shape(False):  # saved by legacy mx.nd.save
-        loaded = mx.nd.load(path)
-    return {k: v.as_np_ndarray() for k, v in loaded.items()}
+        with mx.util.np_array(False), mx.util.np_shape(False):  # saved by legacy mx.nd.save
+            loaded = {k: v.as_np_ndarray() for k, v in mx.nd.load(path).items()}
+    hf.check_finite({k: v.asnumpy() for k, v in loaded.items()}, path)
+    return loaded
 
 
 def _open_model_files(source):

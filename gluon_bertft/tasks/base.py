@@ -45,11 +45,11 @@ import numpy as onp
 from ..common import metrics
 import collections
 import os
-import unicodedata
 
 from ..common.errors import ConfigError, DataError, PretrainedError, cut
 from ..data.coverage import FIRST_ROWS, check_coverage
 from ..data.tokenize import cjk_share
+from ..common.files import blank
 from ..data.wordpiece import WordPiece
 from ..data.words import tokenizer_for
 from .labels import WeightedCrossEntropy, check_label_names
@@ -69,9 +69,7 @@ def visible_text(text, option):
     except UnicodeEncodeError as e:
         raise DataError(f'{option}: not valid Unicode text (a lone surrogate, '
                         f'U+{ord(text[e.start]):04X}, at character {e.start})') from None
-    if not any(unicodedata.category(ch)[0] not in 'CZ' for ch in text):
-        return ''
-    return text
+    return '' if blank(text) else text
 
 
 def softmax(scores):
