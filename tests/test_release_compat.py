@@ -41,7 +41,8 @@ def test_a_release_model_predicts_as_the_release_did(release, run):
     then = [json.loads(line) for line in open(f'{run}.predictions.jsonl')]
     assert [r['label'] for r in now] == [r['label'] for r in then]
     for a, b in zip(now, then):
-        assert a['probabilities'] == pytest.approx(b['probabilities'], abs=1e-6)
+        # 6-decimal probabilities: one rounding step apart where the CPU's kernels differ
+        assert a['probabilities'] == pytest.approx(b['probabilities'], abs=2e-6)
 
 
 @pytest.mark.parametrize('run', list(RUNS))
@@ -61,5 +62,7 @@ def test_a_release_checkpoint_resumes_to_the_releases_parameters(release, run):
     got = {n: p.data().asnumpy() for n, p in net._collect_params_with_prefix().items()}
     assert set(got) == set(expected)
     for name, value in expected.items():
-        onp.testing.assert_allclose(got[name], value.asnumpy(), rtol=0, atol=1e-6, err_msg=name)
+        # 1e-5: the fixture was written on an AVX-512 CPU; oneDNN/OpenBLAS pick other kernels
+        # (another summation order) on AVX2-only CPUs, 4.5e-6 apart after 2 steps (measured)
+        onp.testing.assert_allclose(got[name], value.asnumpy(), rtol=0, atol=1e-5, err_msg=name)
     assert len(result['train_loss']) == 2
