@@ -21,8 +21,8 @@ import os
 import mxnet as mx
 import numpy as onp
 
-from .finetune import (Run, batch_splits, build_net, check_bert, encode_splits, fit, fit_labels,
-                       read_splits, report, save_run)
+from .finetune import (Run, batch_splits, build_net, check_bert, check_vocabulary, encode_splits,
+                       fit, fit_labels, read_splits, report, save_run)
 from .common import storage
 from .common.errors import ConfigError, PretrainedError
 from .common.metrics import format_metrics
@@ -106,6 +106,7 @@ def prepare(run):
     set_seed(config.seed)
     run.kv = config.kvstore or 'device'
     run.files, run.train_rows, run.test_rows, run.valid_rows = read_splits(run.task, config)
+    run.unknown = check_vocabulary(run)
     run.weights = fit_labels(run.task, run.train_rows, config, log)
     run.bert, run.bert_cfg = student_bert(run)
     check_bert(config, run.bert_cfg, run.vocab)
