@@ -1,4 +1,4 @@
-"""``python -m gluon_bertft finetune|evaluate|predict|explain|export|pretrain|launch``: parse, call the library, print.
+"""``python -m gluon_bertft finetune|distill|evaluate|predict|explain|export|pretrain|launch``: parse, call the library, print.
 
 The ``finetune`` and ``pretrain`` options are the fields of :class:`~gluon_bertft.config.FinetuneConfig`
 and :class:`~gluon_bertft.config.PretrainConfig`; ``--help`` shows every default. Bad input
@@ -11,7 +11,8 @@ from .common.errors import ConfigError, DataError, PretrainedError
 from .tasks import RAW_INPUTS, raw_input_help
 from .common.outputs import FILE_RULE, FOLDER_RULE, check_out_folder, is_stdout
 from .common.values import fraction, positive
-from .config import FinetuneConfig, PretrainConfig, add_options, from_args
+from .config import (DISTILL_SKIP, DistillConfig, FinetuneConfig, PretrainConfig, add_options,
+                     from_args)
 
 EPILOG = 'Tasks, data formats and examples: README.md and docs/tasks.md'
 MAX_MESSAGE = 1000  # characters of an error message
@@ -64,6 +65,14 @@ def add_raw_inputs(parser):
         parser.add_argument(f'--{name.replace("_", "-")}', help=raw_input_help(name))
 
 
+def add_distill(sub, fmt):
+    """``distill``: the fields of :class:`~gluon_bertft.config.DistillConfig` but those the
+    teacher decides (``DISTILL_SKIP``)."""
+    parser = sub.add_parser('distill', help='a fine-tuned model (the teacher) teaches a smaller '
+                            'student its task (docs/distillation.md)', epilog=EPILOG, **fmt)
+    add_options(parser, DistillConfig, skip=DISTILL_SKIP)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='python -m gluon_bertft', epilog=EPILOG,
@@ -74,6 +83,8 @@ def build_parser():
     ft = sub.add_parser('finetune', help="fine-tune BERT on a task (defaults: the book's §16.7 run)",
                         epilog=EPILOG, **fmt)
     add_options(ft, FinetuneConfig)
+
+    add_distill(sub, fmt)
 
     ev = sub.add_parser('evaluate', help="a saved model's metrics on a data file", **fmt)
     ev.add_argument('--model', default='runs/snli/model', help='a saved model folder (OUT/model), or a Hugging Face task folder (docs/export.md)')
@@ -220,6 +231,11 @@ def run(args):
         config = from_args(FinetuneConfig, args)
         config.out = f'runs/{config.task}' if config.out is None else config.out
         finetune(config)
+    elif args.command == 'distill':
+        from .distill import distill
+        config = from_args(DistillConfig, args)
+        config.out = 'runs/distill' if config.out is None else config.out
+        distill(config)
     elif args.command == 'pretrain':
         from .pretrain import pretrain
         pretrain(from_args(PretrainConfig, args))

@@ -12,7 +12,8 @@ from typing import Optional
 from .common.errors import ConfigError
 from .common.files import check_encoding
 from .common.outputs import FOLDER_RULE, check_out_folder
-from .common.values import fraction, non_negative, positive, positive_number, seed_number
+from .common.values import (fraction, non_negative, positive, positive_number, seed_number,
+                            unit_interval)
 from .tasks import TASKS, check_options
 from .tasks.tag import TAG_SCHEMES
 from .training.precision import DTYPES
@@ -69,7 +70,7 @@ class RunConfig:
         ``fraction``): what the CLI refuses, refused for the Python API too."""
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), f.metadata.get('type')
-            if kind in (positive, fraction, positive_number, non_negative, seed_number) \
+            if kind in (positive, fraction, positive_number, non_negative, seed_number, unit_interval) \
                     and value is not None:
                 try:
                     kind(value)
@@ -207,6 +208,82 @@ class FinetuneConfig(RunConfig):
             raise ConfigError('--test-fraction: applies without --test (the share of --train '
                               'held back as the test set)')
         check_options(self)  # what the task takes, and its own rules (tasks/)
+
+
+# what distill writes into --out: finetune's, and the teacher's cached outputs (kept across runs)
+TEACHER_OUTPUTS = 'teacher_outputs.npz'
+# what the teacher's saved model decides (its reader, lengths, tokenizer, task options), and
+# what distill does not do (a distributed kvstore): not options of distill
+DISTILL_SKIP = ('data', 'max_len', 'tokenizer', 'format', 'text_columns', 'label_column', 'header',
+                'encoding', 'tag_column', 'tag_scheme', 'stride', 'max_query_len',
+                'max_answer_len', 'kvstore')
+
+
+@dataclass
+class DistillConfig(FinetuneConfig):
+    """A distillation run: a fine-tuned ``teacher`` folder teaches a smaller student on its
+    task (``python -m gluon_bertft distill``; docs/distillation.md). The task, its reader and
+    lengths come from the teacher; the other fields are :class:`FinetuneConfig`'s."""
+    teacher: Optional[str] = opt(None, 'the fine-tuned model folder (OUT/model of finetune) '
+                                 'that teaches; its task, labels, reader and lengths are used')
+    task: Optional[str] = opt(None, "the teacher's task (default: read from the teacher; "
+                              'another one is refused)', choices=TASK_NAMES)
+    student_blocks: Optional[int] = opt(None, "the student: K of the teacher's blocks, 1 <= K < "
+                                        "the teacher's (embeddings, pooler and task layer "
+                                        'copied)', type=int)
+    student_init: str = opt('alternate', "with --student-blocks: alternate (blocks spread "
+                            "evenly from the bottom: every other one of 2K, as DistilBERT) or "
+                            'first (the bottom K)', choices=('alternate', 'first'))
+    pretrained: Optional[str] = opt(None, "the student instead: a pretrained model with the "
+                                    "teacher's tokenizer (as finetune's --pretrained)")
+    preset: Optional[str] = opt(None, "the student instead: random weights of this shape "
+                                "(bert.tiny, bert.small, ...: with the teacher's vocabulary; "
+                                "a Hugging Face model: its tokenizer must be the teacher's)")
+    alpha: float = opt(0.5, 'weight of the soft loss (KL to the teacher at --temperature, '
+                       'times T^2); 1 - alpha weighs the hard-label loss', type=unit_interval)
+    temperature: float = opt(2.0, 'softmax temperature T of the soft loss', type=positive_number)
+    unlabelled: Optional[str] = opt(None, "more training rows without labels, in the task's "
+                                    'training format (labels absent or ignored; qa: questions '
+                                    'with passages): the teacher labels them')
+    teacher_outputs: Optional[str] = opt(None, "the cache of the teacher's outputs (default: "
+                                         f'OUT/{TEACHER_OUTPUTS}); give one file to share it '
+                                         'between students on the same data')
+    epochs: int = opt(3, 'training epochs', type=positive)
+    batch_size: int = opt(32, 'examples per optimizer step', type=positive)
+    lr: float = opt(5e-5, "Adam's learning rate", type=positive_number)
+
+    RESUMABLE = FinetuneConfig.RESUMABLE + ('teacher_outputs',)
+    ADDED = ()
+
+    def inputs(self):
+        return super().inputs() + [('--teacher', self.teacher), ('--unlabelled', self.unlabelled)]
+
+    def check_out(self):
+        check_out_folder(self.out, '--out', self.inputs(), names=OUTPUTS,
+                         keep=('checkpoint', TEACHER_OUTPUTS))
+        check_out_folder(os.path.join(self.out, 'checkpoint'), '--out', self.inputs())
+
+    def check_student(self):
+        """Refuse a missing teacher, a student given twice or not at all, and a distributed
+        kvstore (``ConfigError`` naming the option)."""
+        if not self.teacher:
+            raise ConfigError('--teacher: give the fine-tuned model folder that teaches')
+        if self.student_blocks is not None and (self.pretrained or self.preset):
+            raise ConfigError(f'--student-blocks {self.student_blocks}: not with --pretrained or '
+                              "--preset (the student is the teacher's blocks, or another model)")
+        if self.student_blocks is None and not (self.pretrained or self.preset):
+            raise ConfigError("give the student: --student-blocks K (K of the teacher's blocks), "
+                              '--pretrained MODEL or --preset SHAPE')
+        if self.student_init != 'alternate' and self.student_blocks is None:
+            raise ConfigError('--student-init: applies with --student-blocks')
+        if self.kvstore and self.kvstore.startswith('dist'):
+            raise ConfigError(f'--kvstore {self.kvstore}: distill runs in one process (give '
+                              '--devices for several devices)')
+        if not self.train:
+            raise ConfigError('--train: give the labelled training file')
+        if self.unlabelled and self.alpha == 0:
+            raise ConfigError('--unlabelled: with --alpha 0 there is no soft loss, and the '
+                              'unlabelled rows would have no loss at all')
 
 
 @dataclass

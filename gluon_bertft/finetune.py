@@ -86,6 +86,8 @@ class Run:
         self.config, self.log, self.animator = config, log, animator
         self.kv, self.watchdog, self.rank, self.weights = None, None, 0, None
         self.unknown = None
+        self.forward = None  # the step's forward; None: fine-tuning's (distillation: its own)
+        self.keep = ('checkpoint',)  # what of ``out`` the end of the run carries over
 
 
 def finetune(config, animator=None, log=print):
@@ -179,18 +181,35 @@ def check_vocabulary(run):
 
 
 def build(run):
-    """Encode the splits (the test and validation sets on rank 0 only), batch them, put the
-    task's head on the BERT and make the trainer."""
-    config, task, log = run.config, run.task, run.log
-    book = config.book_batches
+    """Encode and batch the data (:func:`encode_splits`, :func:`batch_splits`), then put the
+    task's head on the BERT and make the trainer (:func:`build_net`)."""
+    encode_splits(run)
+    batch_splits(run)
+    build_net(run)
+
+
+def encode_splits(run):
+    """Encode the splits (the test and validation sets on rank 0 only)."""
+    task, log = run.task, run.log
     run.train_set = task.encode(run.train_rows, run.vocab, train=True, log=log)
     run.test_set = task.encode(run.test_rows, run.vocab, log=log) if run.rank == 0 else None
     run.valid_set = (task.encode(run.valid_rows, run.vocab, log=log)
                      if run.valid_rows and run.rank == 0 else None)
+
+
+def batch_splits(run):
+    """The training batches (shuffled, bucketed) and the test batches (length-sorted)."""
+    config, book = run.config, run.config.book_batches
     run.train_iter = make_iter(run.train_set, run.local_batch, True, book_batches=book,
                                seed=config.seed)
     run.test_iter = (make_iter(run.test_set, config.batch_size, False, book_batches=book, sort=True)
                      if run.test_set else None)
+
+
+def build_net(run):
+    """The task's head on the BERT (its output layer initialized), hybridized; the trainer,
+    its schedule over ``epochs * len(train_iter)`` steps."""
+    config, task = run.config, run.task
     run.net = net = task.head(run.bert)
     for dataset in (run.train_set, run.test_set, run.valid_set):
         check_segments(dataset, net, f'--pretrained {config.pretrained}')
@@ -246,7 +265,7 @@ def fit(run):
                     validate=validate if run.valid_set is not None else None, animator=run.animator,
                     keep_best=run.watchdog is None, kept=kept, start=start, history=history,
                     loss_scale=precision.LOSS_SCALE if half else 1.0, clip_grad=config.clip_grad,
-                    callbacks=callbacks)
+                    forward=run.forward, callbacks=callbacks)
     if half:
         run.net.cast('float32')
     if run.watchdog:
@@ -319,7 +338,7 @@ def save_run(run, result):
     meta = dict(run.task.config, bert=run.bert_cfg, pretrained=config.pretrained,
                 train_file=run.files[0], test_file=run.files[1], seed=config.seed,
                 finetune={k: v for k, v in config.to_dict().items() if k not in shown})
-    with replace_folder(config.out, keep=('checkpoint',)) as folder:
+    with replace_folder(config.out, keep=run.keep) as folder:
         storage.save_model(run.net, run.vocab, os.path.join(folder, 'model'), meta)
         storage.write_json(os.path.join(folder, 'result.json'), result)
         storage.plot_history(result, os.path.join(folder, 'training_curve.png'))

@@ -17,6 +17,14 @@ def fraction(value):
     return x
 
 
+def unit_interval(value):
+    """A number in [0, 1], both ends included (distillation's ``--alpha``)."""
+    x = float(value)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f'{value}: must be in [0, 1]')
+    return x
+
+
 # training computes in float32: a rate outside its normal range overflows or becomes 0 there
 FLOAT32_RANGE = (1.1754944e-38, 3.4028235e+38)
 RANGE_TEXT = 'float32, which training computes in, holds 1.2e-38 to 3.4e+38'

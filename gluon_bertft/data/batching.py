@@ -108,11 +108,22 @@ class BatchIter:
                    _take(self.labels, idx, width))
 
 
+class PerExample:
+    """A label array whose rows are never trimmed with the tokens: its second axis is not a
+    position (a teacher's class scores ``(n, classes)``, which :class:`BatchIter` would
+    otherwise cut to the batch's width)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
 def _take(labels, idx, width):
-    """Rows ``idx`` of a label array (its first ``width`` columns if it has one per token),
-    or of each array of a tuple."""
+    """Rows ``idx`` of a label array (its first ``width`` columns if it has one per token,
+    unless it is :class:`PerExample`), or of each array of a tuple."""
     if isinstance(labels, tuple):
         return tuple(_take(column, idx, width) for column in labels)
+    if isinstance(labels, PerExample):
+        return np.array(labels.array[idx], dtype=labels.array.dtype)
     rows = labels[idx] if labels.ndim == 1 else labels[idx, :width]
     return np.array(rows, dtype=rows.dtype)
 

@@ -35,6 +35,11 @@ calls, in order:
 ``show(outputs, rows, dataset) -> str``
     The prediction for the first row, for the terminal.
 
+Distillation (:mod:`gluon_bertft.training.distill`) asks three more: ``per_token`` (the
+head's outputs have a position axis), ``soft_loss(y_hat, y, teacher, temperature)`` (the
+per-example loss towards the teacher's outputs) and ``teacher_labels(dataset, teacher)``
+(labels in the dataset's format from the teacher's outputs: unlabelled rows').
+
 The tasks with classes (``snli``, ``classify``, ``pair-classify``, ``tag``) also give
 ``label_counts(rows)`` (training examples, or tagged words, per class id) and ``weigh(weights)``
 (make ``loss`` weight each class: ``--class-weights``), and show their labels by
@@ -52,6 +57,7 @@ from ..data.tokenize import cjk_share
 from ..common.files import blank
 from ..data.wordpiece import WordPiece
 from ..data.words import tokenizer_for
+from ..training.distill import kl_div
 from .labels import WeightedCrossEntropy, check_label_names
 
 
@@ -116,6 +122,7 @@ class Task:
     # the Hugging Face task model of the same layers: (architecture, problem_type); None: none
     HF_HEAD = None
     AUTO_TOKENIZER = True  # mostly CJK training text gets ``basic`` (not snli's, nor qa's)
+    per_token = False  # the head's outputs have a position axis (tag, qa)
 
     def __init__(self, config):
         self.config = config
@@ -150,6 +157,18 @@ class Task:
     def check_saved(cls, config, check, where):
         """Check the task's own fields of a saved ``config``: ``check(key, ok, expected)``
         raises ``PretrainedError`` naming the field unless ``ok(config[key])``."""
+
+    def soft_loss(self, y_hat, y, teacher, temperature):
+        """Distillation's soft loss per example, ``(batch,)``: ``T^2`` times the KL divergence
+        of the student's class distribution at temperature ``T`` from the teacher's
+        (:func:`~gluon_bertft.training.distill.kl_div`; Hinton et al., 2015)."""
+        return kl_div(y_hat, teacher, temperature)
+
+    def teacher_labels(self, dataset, teacher):
+        """Labels in ``dataset``'s format from the teacher's outputs (host arrays, one per
+        output of the head): its decision, the best class (QA: start and end position)."""
+        ids = [t.argmax(axis=-1).astype(onp.float32) for t in teacher]
+        return ids[0] if len(ids) == 1 else tuple(ids)
 
     def explain_targets(self, rows, dataset, outputs, label=None, word=None):
         """Per row, ``(example, [Target])``: the row's encoded example and the scores to

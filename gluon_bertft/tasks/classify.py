@@ -113,6 +113,15 @@ class RegressTask(ClassifyTask):
     def targets(self, rows):
         return scores(rows)
 
+    def soft_loss(self, y_hat, y, teacher, temperature):
+        """The squared loss towards the teacher's score (no temperature: a score has no
+        distribution)."""
+        return self.loss(y_hat, teacher)
+
+    def teacher_labels(self, dataset, teacher):
+        """The teacher's scores."""
+        return teacher[0].astype(onp.float32)
+
     def head(self, bert):
         return BERTRegressor(bert)
 

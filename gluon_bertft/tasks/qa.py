@@ -6,6 +6,7 @@ from ..common.errors import ConfigError, DataError
 from ..data import qa, squad
 from ..data.tokenize import basic
 from ..models.heads import BERTSpanQA
+from ..training.distill import kl_div
 from .base import Target, Task
 
 _ce = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -31,6 +32,13 @@ class QATask(Task):
     RAW_INPUTS = ('question', 'passage')
     HF_HEAD = ('BertForQuestionAnswering', None)
     AUTO_TOKENIZER = False  # basic, always
+    per_token = True
+
+    def soft_loss(self, y_hat, y, teacher, temperature):
+        """The mean of the start's and the end's ``T^2`` KL divergences (over positions) from
+        the teacher's."""
+        return (kl_div(y_hat[0], teacher[0], temperature)
+                + kl_div(y_hat[1], teacher[1], temperature)) / 2
 
     @classmethod
     def configure(cls, config, options):

@@ -18,6 +18,7 @@ from ..data.tagging import TaggingDataset
 from ..data.coverage import FIRST_ROWS
 from ..data.tokenize import cjk_share, get_tokenizer
 from ..models.heads import BERTTagger
+from ..training.distill import kl_div
 from .base import LABEL_OPTIONS, Target, Task, check_saved_labels, softmax
 from .labels import ClassWeights
 
@@ -67,6 +68,7 @@ class TagTask(Task):
     EXPLAIN_OPTIONS = ('word',)
     HF_HEAD = ('BertForTokenClassification', None)
     READER_KEYS = Task.READER_KEYS + ('tag_column', 'tag_scheme')
+    per_token = True
 
     @classmethod
     def configure(cls, config, options):
@@ -149,6 +151,18 @@ class TagTask(Task):
     def weigh(self, weights):
         """Weight each labelled token's cross-entropy by its tag's ``weights[id]``."""
         self.loss = WeightedTokenLoss(weights)
+
+    def soft_loss(self, y_hat, y, teacher, temperature):
+        """Per sentence, the sum over its words' first tokens (label >= 0) of ``T^2`` times the
+        KL divergence of the student's tag distribution from the teacher's."""
+        return (kl_div(y_hat, teacher, temperature) * (y >= 0).astype('float32')).sum(axis=1)
+
+    def teacher_labels(self, dataset, teacher):
+        """The teacher's tag on every word's first token, -1 elsewhere (as :meth:`encode`)."""
+        labels = onp.full(dataset.all_token_ids.shape, -1, dtype=onp.float32)
+        for i, starts in enumerate(dataset.word_starts):
+            labels[i, starts] = teacher[0][i, starts].argmax(axis=-1)
+        return labels
 
     def vocab_text(self, sentences):
         tokenize = get_tokenizer(self.config['tokenizer'])

@@ -111,6 +111,8 @@ class TrainOptions:
     animator : a ``d2l.Animator`` (notebooks); progress : the ``tqdm`` bar (None: for epochs
         of 20 batches or more); log : where lines go
     loss_scale, clip_grad : see :class:`~gluon_bertft.training.step.TrainStep`
+    forward : the step's forward (default: :func:`~gluon_bertft.training.step.supervised_forward`
+        of ``net``, ``loss``, ``devices``, ``split_f``; distillation gives its own)
     callbacks : more :mod:`.callbacks`, run after the default ones
     start, history : a resumed run's ``(epoch, batch)`` and the history of the epochs before
     """
@@ -123,6 +125,7 @@ class TrainOptions:
     log: Callable = print
     loss_scale: float = 1.0
     clip_grad: Optional[float] = None
+    forward: Optional[Callable] = None
     callbacks: tuple = ()
     start: tuple = (0, 0)
     history: Optional[dict] = None
@@ -156,8 +159,8 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
     callbacks.append(EpochLog(devices, defer=o.animator is not None))
     if o.validate is not None and o.keep_best:
         callbacks.append(KeepBest(net, devices[0], o.kept))
-    step = TrainStep(trainer, supervised_forward(net, loss, devices, split_f), devices,
-                     o.loss_scale, o.clip_grad)
+    forward = o.forward or supervised_forward(net, loss, devices, split_f)
+    step = TrainStep(trainer, forward, devices, o.loss_scale, o.clip_grad)
     loop = Loop(step, train_iter, callbacks + list(o.callbacks),
                 log_every=max(1, min(50, num_batches // 5)))
     state = LoopState(num_epochs, num_batches, history, *o.start, log=o.log)
