@@ -15,8 +15,9 @@ multiple of 4, batch 32) in fresh processes, for each setting of ``--settings``:
 * ``two-1thread``: two processes with one thread each (the reference the issue's target uses:
   each of two should keep 80% of this rate).
 
-Each process trains ``--warmup`` untimed steps, then times ``--steps`` steps (examples/s, and
-its CPU use: process CPU seconds / wall seconds). ``--mode infer`` times forward passes of the
+Each process trains ``--warmup`` untimed steps, then times ``--steps`` steps (at most
+``--max-seconds``; examples/s, and its CPU use: process CPU seconds / wall seconds, with the
+steps done). ``--mode infer`` times forward passes of the
 same network and batches instead (no autograd; the logits copied to the host).
 ``alone`` runs are alternated with the other settings ``--repeats`` times, medians reported.
 
@@ -86,7 +87,7 @@ def bert_small_step(seed=0, mode='train'):
     return infer if mode == 'infer' else step
 
 
-def child(steps, warmup, seed, mxnet_first=False, mode='train'):
+def child(steps, warmup, seed, mxnet_first=False, mode='train', max_seconds=None):
     """Train bert.small steps in this process; print examples/s (the thread settings are the
     environment's: this runs in a fresh interpreter). ``mxnet_first``: ``import mxnet`` before
     ``gluon_bertft``, as a notebook that starts with ``from mxnet import np`` does."""
@@ -97,10 +98,12 @@ def child(steps, warmup, seed, mxnet_first=False, mode='train'):
     for i in range(warmup):
         step(i)
     start, cpu = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        step(i)
+    done = 0
+    while done < steps and (max_seconds is None or time.perf_counter() - start < max_seconds):
+        step(done)
+        done += 1
     wall = time.perf_counter() - start
-    print(json.dumps(dict(examples_per_s=steps * BATCH / wall,
+    print(json.dumps(dict(examples_per_s=done * BATCH / wall, steps=done,
                           cpu_per_wall=(time.process_time() - cpu) / wall,
                           configured_threads=gluon_bertft.common.threads.configured)))
 
@@ -135,6 +138,7 @@ def run(setting, copies, threads, args, mxnet_first=False, beside=False):
     try:
         procs = [subprocess.Popen([sys.executable, __file__, '--child', '--steps', str(args.steps),
                                    '--warmup', str(args.warmup), '--seed', str(k), '--mode', args.mode]
+                                  + (['--max-seconds', str(args.max_seconds)] if args.max_seconds else [])
                                   + (['--mxnet-first'] if mxnet_first else []),
                                   env=environment(setting, threads), stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True) for k in range(copies)]
@@ -143,7 +147,8 @@ def run(setting, copies, threads, args, mxnet_first=False, beside=False):
         if burner is not None:
             burner.kill()
             burner.wait()
-    return [round(o['examples_per_s'], 1) for o in out], [round(o['cpu_per_wall'], 2) for o in out]
+    return ([round(o['examples_per_s'], 1) for o in out],
+            [(round(o['cpu_per_wall'], 2), o['steps']) for o in out])
 
 
 def main():
@@ -159,6 +164,8 @@ def main():
     parser.add_argument('--no-1thread', action='store_true',
                         help='leave out the two-processes-of-one-thread reference')
     parser.add_argument('--steps', type=int, default=150)
+    parser.add_argument('--max-seconds', type=float,
+                        help='stop timing a process after this long (the rate of the steps done)')
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
@@ -170,7 +177,8 @@ def main():
     parser.add_argument('--out', default=OUT)
     args = parser.parse_args()
     if args.child:
-        return child(args.steps, args.warmup, args.seed, args.mxnet_first, args.mode)
+        return child(args.steps, args.warmup, args.seed, args.mxnet_first, args.mode,
+                     args.max_seconds)
     sys.path.insert(0, ROOT)
     from gluon_bertft.common.storage import write_json
     from gluon_bertft.common.threads import physical_cores
