@@ -29,8 +29,9 @@ transformers, onnxruntime; this environment never imports them), which builds
 The package's engines: ``package_fp32`` (``inference_net(net)``, the default fast path of
 ``predict``/``evaluate``), ``package_plain`` (the hybridized network without the fast
 copy), and ``package_int8`` when ``gluon_bertft.inference.quantize`` exists (else reported
-absent). Every engine is warmed up by one untimed pass; then ``--repeats`` rounds each time
-every engine's pass over all batches in turn (the package's in this process, the peers' in
+absent). Every engine first makes one untimed pass over every batch (every shape compiled;
+its outputs give the metrics); then ``--repeats`` rounds each time every engine's pass over
+the batches (every ``--timed-every``-th one: a spread of the sorted lengths) in turn (the package's in this process, the peers' in
 theirs, a pause between so that idle threads stop spinning). Reported per engine: median
 examples/s, CPU use (process CPU seconds / wall seconds), the task's metrics on the outputs
 of the last pass (``task.score``, the orders restored as ``evaluate`` restores them), and
@@ -39,6 +40,7 @@ thread per core); torch ``set_num_threads`` and ONNX Runtime ``intra_op_num_thre
 same number.
 
     flock /tmp/heavy.lock python benchmarks/bench_engines.py --peer-python /work/peer/bin/python
+    python benchmarks/bench_engines.py --repeats 0 --peer-python ...   # metrics only, no lock
 """
 import argparse
 import json
@@ -125,15 +127,16 @@ class Peer:
                     onnxruntime=ort.__version__, threads=torch.get_num_threads(),
                     onnx_bytes={k: os.path.getsize(f) for k, f in (('fp32', fp32_file), ('int8', int8_file))})
 
-    def run(self, engine, out=None):
+    def run(self, engine, out=None, subset=None):
         import numpy as onp
         fn = self.engines[engine]
+        batches = self.batches if subset is None else [self.batches[i] for i in subset]
         wall, cpu = time.perf_counter(), time.process_time()
-        outputs = [fn(*b) for b in self.batches]
+        outputs = [fn(*b) for b in batches]
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         if out:
             onp.savez(out, **{str(i): o for i, o in enumerate(outputs)})
-        n = sum(b[0].shape[0] for b in self.batches)
+        n = sum(b[0].shape[0] for b in batches)
         return dict(examples_per_sec=n / wall, seconds=wall, cpu_per_wall=cpu / wall)
 
 
@@ -148,13 +151,13 @@ def serve_peer(threads):
         if request['op'] == 'quit':
             break
         reply = (peer.build(request['folder']) if request['op'] == 'build'
-                 else peer.run(request['engine'], request.get('out')))
+                 else peer.run(request['engine'], request.get('out'), request.get('subset')))
         proto.write(json.dumps(reply) + '\n')
 
 
 # ---- the package (this process) ----------------------------------------------------------
 
-def hf_state(net, per_token):
+def hf_state(net):
     """``{HF name: numpy array}`` of the package network ``net`` (a classifier or tagger)."""
     from gluon_bertft.models.hf import hf_names
     params = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
@@ -176,7 +179,7 @@ def hf_state(net, per_token):
     return state
 
 
-def write_case(folder, net, task, batches, bert_config):
+def write_case(folder, net, batches, bert_config):
     """Batches, weights and meta of one case into ``folder`` for the peer."""
     import numpy as onp
     arrays = {}
@@ -185,7 +188,7 @@ def write_case(folder, net, task, batches, bert_config):
             arrays[f'{i}_{f}'] = a.asnumpy()
     onp.savez(os.path.join(folder, 'batches.npz'), **arrays)
     per_token = not hasattr(net, 'hidden')
-    onp.savez(os.path.join(folder, 'hf_weights.npz'), **hf_state(net, per_token))
+    onp.savez(os.path.join(folder, 'hf_weights.npz'), **hf_state(net))
     meta = dict(bert=bert_config, batches=len(batches), per_token=per_token,
                 num_outputs=net.output._units)
     with open(os.path.join(folder, 'meta.json'), 'w') as f:
@@ -260,7 +263,7 @@ def argmax(outputs):
     return onp.concatenate([onp.asarray(o).argmax(-1).reshape(-1) for o in outputs])
 
 
-def run_case(case, args, peer, tmp, threads):
+def run_case(case, args, peer, tmp):
     import mxnet as mx
     from gluon_bertft.training.evaluate import predict_outputs
     net, task, rows, dataset, batches, bert_config = load_case(case, args)
@@ -270,31 +273,41 @@ def run_case(case, args, peer, tmp, threads):
     os.makedirs(folder)
     names = list(engines)
     if peer:
-        write_case(folder, net, task, batches, bert_config)
+        write_case(folder, net, batches, bert_config)
         out['peer'] = peer.call(op='build', folder=folder)
         names += list(PEER_ENGINES)
     runs, outputs = {k: [] for k in names}, {}
-    for r in range(args.repeats + 1):  # round 0: untimed warm-up (every shape compiled)
+    timed = list(batches)[::args.timed_every]  # a spread of the lengths (the batches are sorted)
+    indices = list(range(len(batches)))[::args.timed_every]
+    out['timed_batches'] = len(timed)
+    out['timed_examples'] = sum(int(b[1].shape[0]) for b in timed)
+    full = not args.speed_only  # round 0 over every batch, for the metrics
+    for r in range(args.repeats + 1):  # round 0: untimed (shapes compiled, metrics)
         for k in names:
             time.sleep(PAUSE)
             if k in engines:
-                outputs[k], timing = time_package(engines[k], batches)
+                result, timing = time_package(engines[k], batches if r == 0 and full else timed)
+                outputs[k] = result if r == 0 and full else outputs.get(k)
             else:
                 path = os.path.join(folder, f'{k}.npz')
-                timing = peer.call(op='run', engine=k, out=path)
-                outputs[k] = predict_outputs(Replay(path), batches, [mx.cpu()], progress=False)
+                timing = peer.call(op='run', engine=k, out=path if r == 0 and full else None,
+                                   subset=None if r == 0 and full else indices)
+                if r == 0 and full:
+                    outputs[k] = predict_outputs(Replay(path), batches, [mx.cpu()], progress=False)
             if r:
                 runs[k].append(timing)
         print(f'{case} round {r}: ' + ', '.join(f'{k} {runs[k][-1]["examples_per_sec"]:.1f}'
                                                 for k in names if r), flush=True)
-    reference = argmax(outputs['package_plain'])
+    reference = argmax(outputs['package_plain']) if full else None
     for k in names:
-        out['engines'][k] = dict(
-            median_examples_per_sec=statistics.median(x['examples_per_sec'] for x in runs[k]),
-            median_cpu_per_wall=statistics.median(x['cpu_per_wall'] for x in runs[k]),
+        out['engines'][k] = dict(repeats=runs[k]) if not full else dict(
             metrics=task.score(outputs[k], rows, dataset),
             argmax_agreement_with_plain=float((argmax(outputs[k]) == reference).mean()),
             repeats=runs[k])
+        if runs[k]:
+            out['engines'][k].update(
+                median_examples_per_sec=statistics.median(x['examples_per_sec'] for x in runs[k]),
+                median_cpu_per_wall=statistics.median(x['cpu_per_wall'] for x in runs[k]))
     return out
 
 
@@ -334,7 +347,12 @@ def main():
     parser.add_argument('--conll-model', default='/work/models/conll_minilm/model')
     parser.add_argument('--conll-data', default=os.path.join(shared, 'conll2003', 'eng.testa'))
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='timed rounds (0: only the untimed pass, for the metrics)')
+    parser.add_argument('--speed-only', action='store_true',
+                        help='no metrics: the untimed pass too over the timed batches only')
+    parser.add_argument('--timed-every', type=int, default=1,
+                        help='time every K-th batch only (the metrics use every batch)')
     parser.add_argument('--max-examples', type=int, help='only the first N examples (smoke runs)')
     parser.add_argument('--peer-python', help='a Python with torch, transformers, onnxruntime')
     parser.add_argument('--out', default=os.path.join(HERE, 'results', 'engines_speed.json'))
@@ -354,7 +372,7 @@ def main():
     try:
         with tempfile.TemporaryDirectory(prefix='bench_engines.') as tmp:
             for case in args.cases:
-                report['cases'][case] = run_case(case, args, peer, tmp, threads)
+                report['cases'][case] = run_case(case, args, peer, tmp)
                 write_json(args.out, dict(report, uptime_after=uptime()))  # each case as it ends
     finally:
         if peer:
@@ -363,9 +381,10 @@ def main():
     write_json(args.out, report)
     for case, out in report['cases'].items():
         for k, e in out['engines'].items():
-            metric = {m: round(v, 4) for m, v in e['metrics'].items() if m in ('accuracy', 'f1')}
-            print(f'{case:<10} {k:<14} {e["median_examples_per_sec"]:8.1f} ex/s  CPU '
-                  f'{e["median_cpu_per_wall"]:.2f}  {metric}  agree {e["argmax_agreement_with_plain"]:.4f}')
+            metric = {m: round(v, 4) for m, v in e.get('metrics', {}).items() if m in ('accuracy', 'f1')}
+            speed = (f'{e["median_examples_per_sec"]:8.1f} ex/s  CPU {e["median_cpu_per_wall"]:.2f}'
+                     if e['repeats'] else 'untimed')
+            print(f'{case:<10} {k:<14} {speed}  {metric}  agree {e.get("argmax_agreement_with_plain")}')
     print(f'wrote {args.out}')
 
 

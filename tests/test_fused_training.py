@@ -161,7 +161,8 @@ def test_train_switch_variable():
 @pytest.mark.slow
 def test_finetune_fused_attention_follows_the_default(tmp_path):
     """finetune --fused-attention (and its variable): the default run's curve and test metric
-    within float rounding, and a saved model in the book's layout that loads plainly."""
+    within float rounding (dropout 0: with dropout the two graphs draw their masks in another
+    order, so runs agree only in distribution), and a saved model in the book's layout."""
     from tiny_data import TINY_RUN, classify_tsv
 
     from gluon_bertft import FinetuneConfig, finetune
@@ -171,7 +172,7 @@ def test_finetune_fused_attention_follows_the_default(tmp_path):
     results, nets = [], []
     for fused in (False, True):
         config = FinetuneConfig(task='classify', train=str(tmp_path / 'train.tsv'), epochs=2,
-                                fused_attention=fused, out=str(tmp_path / f'run{fused}'),
+                                fused_attention=fused, out=str(tmp_path / f'run{fused}'), dropout=0.0,
                                 **TINY_RUN)
         net, _, result = finetune(config, log=lambda *a: None)
         results.append(result)
