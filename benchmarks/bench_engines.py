@@ -15,8 +15,8 @@ Cases (``--cases``):
 The batches are ``evaluate``'s: the model's own reader and tokenizer, batches of
 ``--batch-size`` from ``make_iter(..., sort=True)`` (length-sorted, each trimmed to its
 longest example), written once to an ``.npz`` that every engine reads. The package's weights
-are written in Hugging Face's names (``models/hf.py``'s table, inverted; the classifier or
-tagger layer as ``classifier``) for the peer process (``--peer-python``: torch,
+are written in Hugging Face's names (``models/hf_tasks.py``'s table, ``export --format
+hf``'s) for the peer process (``--peer-python``: torch,
 transformers, onnxruntime; this environment never imports them), which builds
 ``BertForSequenceClassification`` / ``BertForTokenClassification`` from them, in eval mode:
 
@@ -88,7 +88,9 @@ class Peer:
         weights = onp.load(os.path.join(folder, 'hf_weights.npz'))
         state = {k: torch.from_numpy(weights[k]) for k in weights.files}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if not m.endswith('position_ids')]
+        # the book's shape has no embedding LayerNorm; HF's always has one (left at 1, 0)
+        missing = [m for m in missing if not m.endswith('position_ids')
+                   and not (m.startswith('bert.embeddings.LayerNorm') and not c['embedding_norm'])]
         if missing or unexpected:
             raise RuntimeError(f'weights do not fit: missing {missing}, unexpected {unexpected}')
         data = onp.load(os.path.join(folder, 'batches.npz'))
@@ -157,26 +159,17 @@ def serve_peer(threads):
 
 # ---- the package (this process) ----------------------------------------------------------
 
-def hf_state(net):
-    """``{HF name: numpy array}`` of the package network ``net`` (a classifier or tagger)."""
-    from gluon_bertft.models.hf import hf_names
+def hf_state(net, per_token):
+    """``{HF name: numpy array}`` of the package network ``net`` (a classifier or tagger),
+    through ``models/hf_tasks.py``'s name table (``export --format hf``'s)."""
+    from gluon_bertft.models.hf_tasks import export_names
     params = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
-    num_blks = len(net.encoder.blks)
-    ours_to_hf = {}
-    for hf, ours in hf_names(num_blks).items():
-        if not hf.endswith(('.gamma', '.beta')) and not hf.startswith('cls.'):
-            ours_to_hf.setdefault(ours, hf)
-    state = {}
-    for name, value in params.items():
-        if name.startswith('output.'):
-            state['classifier.' + name.split('.', 1)[1]] = value
-        elif name == 'encoder.pos_embedding':
-            state['bert.embeddings.position_embeddings.weight'] = value[0]
-        elif name in ours_to_hf:
-            state['bert.' + ours_to_hf[name]] = value
-        else:
-            raise KeyError(f'no Hugging Face name for {name}')
-    return state
+    architecture = 'BertForTokenClassification' if per_token else 'BertForSequenceClassification'
+    names = export_names(len(net.encoder.blks), architecture, params)
+    missing = sorted(set(params) - set(names))
+    if missing:
+        raise KeyError(f'no Hugging Face name for {missing}')
+    return {names[k]: (v[0] if k == 'encoder.pos_embedding' else v) for k, v in params.items()}
 
 
 def write_case(folder, net, batches, bert_config):
@@ -188,7 +181,7 @@ def write_case(folder, net, batches, bert_config):
             arrays[f'{i}_{f}'] = a.asnumpy()
     onp.savez(os.path.join(folder, 'batches.npz'), **arrays)
     per_token = not hasattr(net, 'hidden')
-    onp.savez(os.path.join(folder, 'hf_weights.npz'), **hf_state(net))
+    onp.savez(os.path.join(folder, 'hf_weights.npz'), **hf_state(net, per_token))
     meta = dict(bert=bert_config, batches=len(batches), per_token=per_token,
                 num_outputs=net.output._units)
     with open(os.path.join(folder, 'meta.json'), 'w') as f:
