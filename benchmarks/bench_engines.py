@@ -270,7 +270,9 @@ def run_case(case, args, peer, tmp):
         out['peer'] = peer.call(op='build', folder=folder)
         names += list(PEER_ENGINES)
     runs, outputs = {k: [] for k in names}, {}
-    timed = list(batches)[::args.timed_every]  # a spread of the lengths (the batches are sorted)
+    # a spread of the lengths (the batches are sorted); a tuple: predict_outputs restores the
+    # order of what has a 'sort' attribute, which a list has
+    timed = tuple(batches)[::args.timed_every]
     indices = list(range(len(batches)))[::args.timed_every]
     out['timed_batches'] = len(timed)
     out['timed_examples'] = sum(int(b[1].shape[0]) for b in timed)

@@ -278,6 +278,8 @@ class Worker:
 
     def __init__(self, python, flag, path, threads, env):
         self.command = [python, os.path.abspath(__file__), flag, path, '--threads', str(threads)]
+        if flag == '--worker':  # this checkout's package, not whichever one is installed
+            env = dict(env, PYTHONPATH=ROOT + os.pathsep + env.get('PYTHONPATH', ''))
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env)
         self.info = self.read()
