@@ -10,14 +10,19 @@ dropout 0.1; random weights and token ids, lengths as SNLI's, 26-40 tokens trimm
 multiple of 4, batch 32) in fresh processes, for each setting of ``--settings``:
 
 * ``alone``: one process with one thread per physical core;
+* ``beside``: the same, next to one busy single-threaded Python process (another user's work);
 * ``two``: two such processes started together, each with the same setting;
 * ``two-1thread``: two processes with one thread each (the reference the issue's target uses:
   each of two should keep 80% of this rate).
 
-Each process trains ``--warmup`` untimed steps, then times ``--steps`` steps (examples/s).
+Each process trains ``--warmup`` untimed steps, then times ``--steps`` steps (at most
+``--max-seconds``; examples/s, and its CPU use: process CPU seconds / wall seconds, with the
+steps done). ``--mode infer`` times forward passes of the
+same network and batches instead (no autograd; the logits copied to the host).
 ``alone`` runs are alternated with the other settings ``--repeats`` times, medians reported.
 
     flock /tmp/heavy.lock python benchmarks/bench_busy.py [--settings default 30000 3000 passive]
+    flock /tmp/heavy.lock python benchmarks/bench_busy.py --mode infer --modes alone beside two
     flock /tmp/heavy.lock python benchmarks/bench_busy.py --import-order --out benchmarks/results/import_order_speed.json
 
 ``--import-order`` instead times the package's own settings (no ``OMP_NUM_THREADS`` given), one
@@ -39,9 +44,10 @@ OUT = os.path.join(ROOT, 'benchmarks', 'results', 'busy_speed.json')
 BATCH, VOCAB = 32, 20256
 
 
-def bert_small_step(seed=0):
+def bert_small_step(seed=0, mode='train'):
     """``step(i)``: one bert.small training step on the i-th of 16 fixed random batches (the
-    module docstring's network and batches; also ``profile_step.py``'s)."""
+    module docstring's network and batches; also ``profile_step.py``'s); ``mode='infer'``: one
+    forward pass of that batch instead (no autograd, the logits copied to the host)."""
     import mxnet as mx
     import numpy as onp
     from mxnet import autograd, gluon, np, npx
@@ -67,6 +73,10 @@ def bert_small_step(seed=0):
         batches.append((np.array(tokens, dtype='int32'), np.array(segments), np.array(lens),
                         np.array(rng.randint(0, 3, size=BATCH).astype('float32'))))
 
+    def infer(i):
+        tokens, segments, lens, _ = batches[i % len(batches)]
+        net((tokens, segments, lens)).asnumpy()
+
     def step(i):
         tokens, segments, lens, y = batches[i % len(batches)]
         with autograd.record():
@@ -74,23 +84,27 @@ def bert_small_step(seed=0):
         l.backward()
         trainer.step(BATCH)
         return float(l.sum())  # one host sync per step, as the package's loop checks the loss
-    return step
+    return infer if mode == 'infer' else step
 
 
-def child(steps, warmup, seed, mxnet_first=False):
+def child(steps, warmup, seed, mxnet_first=False, mode='train', max_seconds=None):
     """Train bert.small steps in this process; print examples/s (the thread settings are the
     environment's: this runs in a fresh interpreter). ``mxnet_first``: ``import mxnet`` before
     ``gluon_bertft``, as a notebook that starts with ``from mxnet import np`` does."""
     if mxnet_first:
         import mxnet  # noqa: F401
     import gluon_bertft  # noqa: F401 (thread set-up; after mxnet with mxnet_first)
-    step = bert_small_step(seed)
+    step = bert_small_step(seed, mode)
     for i in range(warmup):
         step(i)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    print(json.dumps(dict(examples_per_s=steps * BATCH / (time.perf_counter() - start),
+    start, cpu = time.perf_counter(), time.process_time()
+    done = 0
+    while done < steps and (max_seconds is None or time.perf_counter() - start < max_seconds):
+        step(done)
+        done += 1
+    wall = time.perf_counter() - start
+    print(json.dumps(dict(examples_per_s=done * BATCH / wall, steps=done,
+                          cpu_per_wall=(time.process_time() - cpu) / wall,
                           configured_threads=gluon_bertft.common.threads.configured)))
 
 
@@ -112,15 +126,29 @@ def environment(setting, threads):
     return env
 
 
-def run(setting, copies, threads, args, mxnet_first=False):
-    """examples/s of each of ``copies`` processes started together."""
-    procs = [subprocess.Popen([sys.executable, __file__, '--child', '--steps', str(args.steps),
-                               '--warmup', str(args.warmup), '--seed', str(k)]
-                              + (['--mxnet-first'] if mxnet_first else []),
-                              env=environment(setting, threads), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for k in range(copies)]
-    out = [p.communicate()[0] for p in procs]
-    return [round(json.loads(o.strip().splitlines()[-1])['examples_per_s'], 1) for o in out]
+# the "other work" of a shared machine: one single-threaded Python loop (as a tokenizer, a test
+# run or another user's script would be), started before the timed process and ended after it
+BURNER = 'import time\nend = time.time() + 3600\nwhile time.time() < end: pass'
+
+
+def run(setting, copies, threads, args, mxnet_first=False, beside=False):
+    """``(examples/s, CPU/wall)`` of each of ``copies`` processes started together; ``beside``:
+    with one busy single-threaded process running alongside."""
+    burner = subprocess.Popen([sys.executable, '-c', BURNER]) if beside else None
+    try:
+        procs = [subprocess.Popen([sys.executable, __file__, '--child', '--steps', str(args.steps),
+                                   '--warmup', str(args.warmup), '--seed', str(k), '--mode', args.mode]
+                                  + (['--max-seconds', str(args.max_seconds)] if args.max_seconds else [])
+                                  + (['--mxnet-first'] if mxnet_first else []),
+                                  env=environment(setting, threads), stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True) for k in range(copies)]
+        out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    return ([round(o['examples_per_s'], 1) for o in out],
+            [(round(o['cpu_per_wall'], 2), o['steps']) for o in out])
 
 
 def main():
@@ -128,7 +156,16 @@ def main():
     parser.add_argument('--settings', nargs='+', default=['default', 'package', '30000', '3000', 'passive'],
                         help="'default' (libgomp's), 'package' (gluon_bertft's), a GOMP_SPINCOUNT, "
                              "or 'passive'")
+    parser.add_argument('--mode', choices=('train', 'infer'), default='train',
+                        help='training steps, or forward passes (inference)')
+    parser.add_argument('--modes', nargs='+', default=['alone', 'two'],
+                        choices=('alone', 'beside', 'two'),
+                        help="alone; beside one busy single-threaded process; two at once")
+    parser.add_argument('--no-1thread', action='store_true',
+                        help='leave out the two-processes-of-one-thread reference')
     parser.add_argument('--steps', type=int, default=150)
+    parser.add_argument('--max-seconds', type=float,
+                        help='stop timing a process after this long (the rate of the steps done)')
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
@@ -140,7 +177,8 @@ def main():
     parser.add_argument('--out', default=OUT)
     args = parser.parse_args()
     if args.child:
-        return child(args.steps, args.warmup, args.seed, args.mxnet_first)
+        return child(args.steps, args.warmup, args.seed, args.mxnet_first, args.mode,
+                     args.max_seconds)
     sys.path.insert(0, ROOT)
     from gluon_bertft.common.storage import write_json
     from gluon_bertft.common.threads import physical_cores
@@ -149,22 +187,28 @@ def main():
     results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
                    command=' '.join(['python', 'benchmarks/bench_busy.py'] + sys.argv[1:]),
                    commit=git('rev-parse', '--short', 'HEAD'), cores=cores, batch_size=BATCH,
-                   steps=args.steps, loadavg_before=os.getloadavg(), runs=[])
+                   mode=args.mode, steps=args.steps, loadavg_before=os.getloadavg(), runs=[])
     for r in range(args.repeats if args.import_order else 0):
         for mxnet_first in (False, True):
-            rates = run('package', 1, None, args, mxnet_first)
+            rates, cpu = run('package', 1, None, args, mxnet_first)
             mode = 'mxnet imported first' if mxnet_first else 'gluon_bertft imported first'
-            results['runs'].append(dict(setting='package', mode=mode, repeat=r, rates=rates))
+            results['runs'].append(dict(setting='package', mode=mode, repeat=r, rates=rates,
+                                        cpu_per_wall=cpu))
             print(f'{mode:>28}: {rates}', flush=True)
     for r in range(0 if args.import_order else args.repeats):
         for setting in args.settings:
-            for mode, copies, threads in (('alone', 1, cores), ('two', 2, cores)):
-                rates = run(setting, copies, threads, args)
-                results['runs'].append(dict(setting=setting, mode=mode, repeat=r, rates=rates))
-                print(f'{setting:>8} {mode:>5}: {rates}', flush=True)
-        rates = run('default', 2, 1, args)  # libgomp's spin: one thread each does not spin idle
-        results['runs'].append(dict(setting='default', mode='two-1thread', repeat=r, rates=rates))
-        print(f'{"1 thread":>8} {"two":>5}: {rates}', flush=True)
+            for mode in args.modes:
+                rates, cpu = run(setting, 2 if mode == 'two' else 1, cores, args,
+                                 beside=mode == 'beside')
+                results['runs'].append(dict(setting=setting, mode=mode, repeat=r, rates=rates,
+                                            cpu_per_wall=cpu))
+                print(f'{setting:>8} {mode:>6}: {rates} (CPU/wall {cpu}) load '
+                      f'{os.getloadavg()[0]:.2f}', flush=True)
+        if not args.no_1thread:  # libgomp's spin: one thread each does not spin idle
+            rates, cpu = run('default', 2, 1, args)
+            results['runs'].append(dict(setting='default', mode='two-1thread', repeat=r,
+                                        rates=rates, cpu_per_wall=cpu))
+            print(f'{"1 thread":>8} {"two":>6}: {rates} (CPU/wall {cpu})', flush=True)
     summary = {}
     for run_ in results['runs']:
         key = f'{run_["setting"]} {run_["mode"]}'

@@ -35,6 +35,8 @@ environment this script started with (the peer's plus ``OMP_NUM_THREADS``: not t
 ``import gluon_bertft`` sets for MXNet); the batches are converted to each engine's arrays
 before timing. Per variant and mode: one untimed pass over all batches each (every shape
 compiled), then ``--repeats`` timed passes, package and peer alternating (A B A B ...).
+``--package-fused`` adds a third engine, the package with ``finetune --fused-attention``'s
+fused self-attention (``models.bert.use_fused_attention``), in the same alternating rounds.
 ``--two-process`` adds the busy-machine case: the package's bert.small training in two
 processes at once (``--threads-each`` OpenMP threads each, then 1 each), next to one
 process alone with as many threads.
@@ -76,6 +78,7 @@ VARIANTS = {'bert.small/relu': ('bert.small', 'relu', 'words'),
             'minilm/relu': ('minilm', 'relu', 'wordpiece'),
             'minilm/gelu': ('minilm', 'gelu', 'wordpiece')}
 MODES = ('train', 'infer')
+FUSED_ENV = 'GLUON_BERTFT_TRAIN_FUSED_ATTENTION'  # finetune's --fused-attention
 FIELDS = ('tokens', 'segments', 'valid_lens', 'labels')
 
 
@@ -150,6 +153,7 @@ class PackageEngine:
     def build(self, variant):
         from mxnet import autograd, cpu, gluon, init, np, npx
 
+        from gluon_bertft.models.bert import use_fused_attention
         from gluon_bertft.models.build import build_bert
         from gluon_bertft.models.heads import BERTClassifier
         from gluon_bertft.training.devices import set_seed
@@ -160,6 +164,8 @@ class PackageEngine:
         set_seed(0)
         net = BERTClassifier(build_bert(config, DROPOUT), NUM_CLASSES)
         net.initialize(init.Normal(0.02) if variant.startswith('minilm') else init.Xavier(), ctx=cpu())
+        if os.environ.get(FUSED_ENV) == '1':  # --package-fused's worker: finetune --fused-attention
+            use_fused_attention(net.encoder)
         net.hybridize(static_alloc=True, static_shape=True)
         trainer, loss_fn = make_trainer(net, LR), gluon.loss.SoftmaxCrossEntropyLoss()
         self.batches = [((np.array(t, dtype='int32'), np.array(s, dtype='int32'),
@@ -272,6 +278,8 @@ class Worker:
 
     def __init__(self, python, flag, path, threads, env):
         self.command = [python, os.path.abspath(__file__), flag, path, '--threads', str(threads)]
+        if flag == '--worker':  # this checkout's package, not whichever one is installed
+            env = dict(env, PYTHONPATH=ROOT + os.pathsep + env.get('PYTHONPATH', ''))
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env)
         self.info = self.read()
@@ -306,6 +314,12 @@ def summary(runs):
 def compare(args, path, threads):
     """Per variant and mode: both engines warmed up, then timed passes alternating."""
     workers = {'package': Worker(sys.executable, '--worker', path, threads, START_ENV)}
+    if args.package_fused:  # the opt-in fused attention, a third engine in the same rounds
+        workers['package_fused'] = Worker(sys.executable, '--worker', path, threads,
+                                          dict(START_ENV, **{FUSED_ENV: '1'}))
+    if args.package_libgomp_spin:  # the package with libgomp's own spin (not GOMP_SPINCOUNT=3000)
+        workers['package_libgomp_spin'] = Worker(sys.executable, '--worker', path, threads,
+                                                 dict(START_ENV, GLUON_BERTFT_SPIN='libgomp'))
     if args.peer_python:  # not the variables gluon_bertft set here for MXNet
         env = dict(START_ENV, OMP_NUM_THREADS=str(threads))
         workers['peer'] = Worker(args.peer_python, '--peer', path, threads, env)
@@ -326,6 +340,8 @@ def compare(args, path, threads):
                 rates = {k: s['median_examples_per_sec'] for k, s in out[mode].items()}
                 if 'peer' in rates:
                     out[mode]['ratio_package_to_peer'] = rates['package'] / rates['peer']
+                    if 'package_fused' in rates:
+                        out[mode]['ratio_package_fused_to_peer'] = rates['package_fused'] / rates['peer']
                 print(f'{variant} {mode}: ' + ', '.join(f'{k} {r:.1f}' for k, r in rates.items())
                       + ' examples/s', flush=True)
     finally:
@@ -382,15 +398,15 @@ def provenance():
 
 
 def print_table(results):
-    """Median examples/s per variant and mode, and their ratio."""
-    print(f'{"variant":<16} {"mode":<6} {"package":>10} {"peer":>10} {"pkg/peer":>9}')
+    """Median examples/s per variant, mode and engine, and each package engine's ratio to the peer."""
     for variant, out in results['variants'].items():
         for mode in MODES:
-            rate = lambda k: (f'{out[mode][k]["median_examples_per_sec"]:>10.1f}' if k in out[mode]
-                              else f'{"-":>10}')
-            ratio = out[mode].get('ratio_package_to_peer')
-            print(f'{variant:<16} {mode:<6} {rate("package")} {rate("peer")} '
-                  f'{"-" if ratio is None else f"{ratio:.2f}":>9}')
+            rates = {k: v['median_examples_per_sec'] for k, v in out[mode].items()
+                     if isinstance(v, dict)}
+            peer = rates.get('peer')
+            print(f'{variant:<16} {mode:<6} ' + ', '.join(
+                f'{k} {r:.1f}' + (f' ({r / peer:.2f}x peer)' if peer and k != 'peer' else '')
+                for k, r in rates.items()))
 
 
 def main():
@@ -404,6 +420,10 @@ def main():
                         help='what to compare (none: only --two-process)')
     parser.add_argument('--peer-python', help='a Python with torch and transformers (else no peer)')
     parser.add_argument('--two-process', action='store_true', help='add the busy-machine case')
+    parser.add_argument('--package-libgomp-spin', action='store_true',
+                        help="add the package with libgomp's default spin (GLUON_BERTFT_SPIN=libgomp)")
+    parser.add_argument('--package-fused', action='store_true',
+                        help='add the package with its opt-in fused attention (--fused-attention)')
     parser.add_argument('--threads-each', type=int, help='threads per process (default: the package\'s)')
     parser.add_argument('--out', default=OUT)
     parser.add_argument('--npz', help='keep the batches in this file (default: a temporary one)')

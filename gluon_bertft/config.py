@@ -133,6 +133,11 @@ class FinetuneConfig(RunConfig):
     book_batches: bool = opt(False, 'pad every batch to --max-len as the book does (slower, same result)')
     lazy_embedding: bool = opt(False, "Adam updates only the embedding rows each batch uses "
                                "(not the book's Adam; docs/speed.md)")
+    fused_attention: bool = opt(False, "train with MXNet's fused self-attention operators (Q, K, "
+                                "V by one interleaved projection built in the graph from W_q, "
+                                "W_k, W_v; files unchanged): faster, equal to the default within "
+                                "float rounding; also GLUON_BERTFT_TRAIN_FUSED_ATTENTION=1 "
+                                "(docs/speed.md)")
     dtype: str = opt('float32', 'float16: mixed precision on GPUs (refused on CPUs)', choices=DTYPES)
     format: Optional[str] = opt(None, 'table format (default: by extension; tsv). lines: one '
                                 'text per line, the label is the extension, --train a.pos,a.neg',
@@ -170,7 +175,7 @@ class FinetuneConfig(RunConfig):
     RESUMABLE = ('devices', 'out', 'checkpoint_every', 'resume', 'kvstore', 'hybridize',
                  'epochs', 'lr', 'fused_adam', 'trust_checkpoint', 'max_unknown')
     ADDED = ('valid', 'patience', 'min_delta', 'class_weights', 'label_names', 'tag_column',
-             'tag_scheme')
+             'tag_scheme', 'fused_attention')
 
     def inputs(self):
         """The run's input paths as ``(option, path)`` pairs (names of the hub included: the

@@ -19,6 +19,7 @@ from .config import FinetuneConfig
 from .data.batching import make_iter
 from .data.snli import find_split
 from .models import pretrained
+from .models.bert import use_fused_attention
 from .models.build import check_segments
 from .tasks import labels, task_of_config
 from .tasks.base import COMMON_OPTIONS, is_wordpiece
@@ -114,11 +115,24 @@ def finetune(config, animator=None, log=print):
     return run.net, run.vocab, result
 
 
+TRAIN_FUSED_ENV = 'GLUON_BERTFT_TRAIN_FUSED_ATTENTION'  # as --fused-attention (docs/speed.md)
+
+
+def train_switch(environ=os.environ):
+    """Whether :data:`TRAIN_FUSED_ENV` turns ``--fused-attention`` on (``1``; ``0`` or unset:
+    off); ``ConfigError`` naming the variable for any other value."""
+    text = environ.get(TRAIN_FUSED_ENV, '0').strip()
+    if text not in ('0', '1'):
+        raise ConfigError(f'{TRAIN_FUSED_ENV}={text[:40]!r}: use 1 (on) or 0 (off)')
+    return text == '1'
+
+
 def prepare(run):
     """Check the config, read and split the data, load the BERT, join a distributed run."""
     config, log = run.config, run.log
     config.check()
     check_switches()  # the inference switches' variables, before hours of training
+    config.fused_attention = config.fused_attention or train_switch()
     kv = config.kvstore or distributed.default_kvstore()
     if config.lazy_embedding and distributed.is_distributed(kv):
         raise ConfigError('--lazy-embedding: not with a distributed kvstore (the summed gradient '
@@ -211,6 +225,8 @@ def build_net(run):
     its schedule over ``epochs * len(train_iter)`` steps."""
     config, task = run.config, run.task
     run.net = net = task.head(run.bert)
+    if config.fused_attention:  # opt-in: numbers within float rounding of the default's
+        use_fused_attention(net.encoder)
     for dataset in (run.train_set, run.test_set, run.valid_set):
         check_segments(dataset, net, f'--pretrained {config.pretrained}')
     net.output.initialize(ctx=run.devices)

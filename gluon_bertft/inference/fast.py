@@ -8,8 +8,9 @@ faster by two switches (``docs/speed.md``):
     Q, K and V come from one interleaved projection ``W_qkv``, built from the book's
     ``W_q``/``W_k``/``W_v`` when the copy is made, and the attention runs MXNet's fused
     self-attention operators (``_contrib_interleaved_matmul_selfatt_qk`` / ``_valatt``), with
-    the blocks in their (seq, batch, hidden) layout. Masking is the package's
-    :func:`~gluon_bertft.models.bert.masked_softmax`; no dropout.
+    the blocks in their (seq, batch, hidden) layout
+    (:func:`~gluon_bertft.models.bert.interleaved_self_attention`, which training's opt-in
+    fused attention uses too); no dropout.
 ``onednn`` (``GLUON_BERTFT_ONEDNN``)
     The copy's encoder is hybridized with MXNet's ``MKLDNN`` subgraph backend
     (``optimize_for``'s partitioning, done at the first call): each ``FullyConnected`` and its
@@ -27,7 +28,7 @@ import numpy as onp
 from mxnet.gluon import nn
 
 from ..common.errors import ConfigError
-from ..models.bert import AddNorm, BERTEncoder, PositionWiseFFN, masked_softmax
+from ..models.bert import AddNorm, BERTEncoder, PositionWiseFFN, interleaved_self_attention
 
 SWITCHES = {'fused_attention': 'GLUON_BERTFT_FUSED_ATTENTION', 'onednn': 'GLUON_BERTFT_ONEDNN'}
 VALUES = {'1': True, '0': False}
@@ -69,17 +70,8 @@ class FusedSelfAttention(nn.HybridBlock):
         self.W_o = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False, in_units=num_hiddens)
 
     def hybrid_forward(self, F, X, valid_lens=None):
-        # (seq, batch, 3 hidden) in the legacy array type the contrib operators take
-        qkv = self.W_qkv(X).as_nd_ndarray()
-        # (batch * heads, queries, keys): q / sqrt(head_size) . k, rows ordered as the package's
-        scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=self.num_heads).as_np_ndarray()
-        if valid_lens is not None:
-            valid_lens = valid_lens.repeat(self.num_heads, axis=0)  # (batch * heads,)
-        weights = masked_softmax(F, scores, valid_lens)
-        # (seq, batch, hidden): every head's weighted values, heads concatenated
-        output = F.contrib.interleaved_matmul_selfatt_valatt(
-            qkv, weights.as_nd_ndarray(), heads=self.num_heads).as_np_ndarray()
-        return self.W_o(output)
+        # (seq, batch, 3 hidden) -> (seq, batch, hidden), no dropout
+        return self.W_o(interleaved_self_attention(F, self.W_qkv(X), valid_lens, self.num_heads))
 
 
 class FusedEncoderBlock(nn.HybridBlock):

@@ -24,9 +24,18 @@ Their defaults (:data:`ARCH_DEFAULTS`) are the book's model, with exactly its pa
     rows of the segment embedding (2 in the book and in BERT checkpoints).
 ``attention_dropout``
     dropout rate on the attention weights; ``None``: the model's ``dropout`` (book).
+
+Fused attention in training (opt-in, :func:`use_fused_attention`; ``docs/speed.md``): the
+encoder's blocks run in (seq, batch, hidden) and each self-attention computes Q, K and V with
+one interleaved projection whose weight is built in the graph from the book's ``W_q``,
+``W_k``, ``W_v`` (so parameters, files and optimizer states keep the book's names and shapes,
+and gradients flow back to them), then MXNet's fused operators
+``_contrib_interleaved_matmul_selfatt_qk`` / ``_valatt``, which have a backward pass. The
+numbers differ from the default path by float rounding (about 1e-7), hence opt-in.
 """
 import math
 
+import mxnet as mx
 from mxnet import npx
 from mxnet.gluon import nn
 
@@ -79,6 +88,34 @@ def masked_softmax(F, scores, valid_lens):
     return F.npx.softmax(scores, length=lengths, use_length=True)
 
 
+def interleaved_self_attention(F, qkv, valid_lens, num_heads, dropout=None):
+    """Self-attention by MXNet's fused operators: ``qkv`` (seq, batch, 3 hidden), for each
+    head in turn its q, k and v (head_size units each); ``valid_lens`` (batch,) or None;
+    ``dropout`` a block applied to the attention weights, or None. -> (seq, batch, hidden),
+    the heads concatenated. Scores are q . k / sqrt(head_size), masked as
+    :func:`masked_softmax` masks them."""
+    qkv = qkv.as_nd_ndarray()  # the contrib operators take the legacy array type
+    # (batch * heads, queries, keys), rows ordered as _split_heads orders them
+    scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=num_heads).as_np_ndarray()
+    if valid_lens is not None:
+        valid_lens = valid_lens.repeat(num_heads, axis=0)  # (batch * heads,)
+    weights = masked_softmax(F, scores, valid_lens)
+    if dropout is not None:
+        weights = dropout(weights)
+    return F.contrib.interleaved_matmul_selfatt_valatt(
+        qkv, weights.as_nd_ndarray(), heads=num_heads).as_np_ndarray()
+
+
+def interleave_heads(F, arrays, num_heads, shape):
+    """One array of ``shape`` (3 hidden, ...) from the three of ``arrays`` (each (hidden, ...)):
+    rows ordered head by head, each head's rows of the first, second and third in turn."""
+    stacked = F.np.stack(arrays)  # (3, hidden, ...)
+    rest = shape[1:]
+    split = F.np.reshape(stacked, (3, num_heads, shape[0] // (3 * num_heads)) + rest)
+    # (3, heads, head_size, ...) -> (heads, 3, head_size, ...) -> (3 hidden, ...)
+    return F.np.reshape(split.transpose((1, 0, 2) + tuple(range(3, 3 + len(rest)))), shape)
+
+
 class DotProductAttention(nn.HybridBlock):
     """Scaled dot-product attention over heads of size ``head_size``."""
 
@@ -104,10 +141,14 @@ class MultiHeadAttention(nn.HybridBlock):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.attention = DotProductAttention(num_hiddens // num_heads, dropout)
+        self.num_hiddens, self.use_bias = num_hiddens, use_bias
+        self.fused = False  # use_fused_attention(): self-attention on (seq, batch, hidden)
         dense = lambda: nn.Dense(num_hiddens, use_bias=use_bias, flatten=False, in_units=num_hiddens)
         self.W_q, self.W_k, self.W_v, self.W_o = dense(), dense(), dense(), dense()
 
     def hybrid_forward(self, F, queries, keys, values, valid_lens=None):
+        if self.fused:  # self-attention: queries, keys and values are the same X
+            return self.W_o(self._fused(F, queries, valid_lens))
         queries = self._split_heads(F, self.W_q(queries))
         keys = self._split_heads(F, self.W_k(keys))
         values = self._split_heads(F, self.W_v(values))
@@ -118,6 +159,20 @@ class MultiHeadAttention(nn.HybridBlock):
         # (batch * heads, queries, d) -> (batch, heads, queries, d) -> (batch, queries, hidden)
         output = F.npx.reshape(output, (-6, -1, self.num_heads, -2, -2)).transpose(0, 2, 1, 3)
         return self.W_o(F.npx.reshape(output, (-2, -2, -5)))
+
+    def _fused(self, F, X, valid_lens):
+        # X (seq, batch, hidden) -> (seq, batch, 3 hidden) by one product with W_q, W_k and W_v
+        # interleaved in the graph (their gradients flow back through the interleaving)
+        get = (lambda p: p.var()) if isinstance(X, mx.sym.Symbol) else (lambda p: p.data(X.ctx))
+        blocks, hidden = (self.W_q, self.W_k, self.W_v), self.num_hiddens
+        weight = interleave_heads(F, [get(b.weight) for b in blocks], self.num_heads,
+                                  (3 * hidden, hidden))
+        bias = (interleave_heads(F, [get(b.bias) for b in blocks], self.num_heads, (3 * hidden,))
+                if self.use_bias else None)
+        qkv = F.npx.fully_connected(X, weight, bias, num_hidden=3 * hidden,
+                                    no_bias=not self.use_bias, flatten=False)
+        return interleaved_self_attention(F, qkv, valid_lens, self.num_heads,
+                                          self.attention.dropout)
 
     def _split_heads(self, F, X):
         # (batch, seq, hidden) -> (batch, seq, heads, d) -> (batch * heads, seq, d)
@@ -204,6 +259,7 @@ class BERTEncoder(nn.HybridBlock):
             self.embedding_ln = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=num_hiddens)
             self.embedding_dropout = nn.Dropout(dropout)
         self.embedding_norm = embedding_norm
+        self.fused = False  # use_fused_attention(): the blocks run in (seq, batch, hidden)
         self.blks = nn.HybridSequential()
         for _ in range(num_blks):
             self.blks.add(TransformerEncoderBlock(
@@ -214,9 +270,11 @@ class BERTEncoder(nn.HybridBlock):
 
     def hybrid_forward(self, F, tokens, segments, valid_lens, pos_embedding):
         X = self.embed(F, tokens, segments, pos_embedding)
+        if self.fused:  # (batch, seq, hidden) -> (seq, batch, hidden), the fused operators'
+            X = X.transpose(1, 0, 2)
         for blk in self.blks:
             X = blk(X, valid_lens)
-        return X
+        return X.transpose(1, 0, 2) if self.fused else X
 
     def embed(self, F, tokens, segments, pos_embedding):
         """The input of the first block: (batch, seq) ints -> (batch, seq, hidden)."""
@@ -228,6 +286,21 @@ class BERTEncoder(nn.HybridBlock):
         if self.embedding_norm:
             X = self.embedding_dropout(self.embedding_ln(X))
         return X
+
+
+def use_fused_attention(encoder, on=True):
+    """Switch the fused self-attention of the module docstring on (or off) in ``encoder``, a
+    :class:`BERTEncoder`, for training and inference alike. Same parameters, same call and
+    output shapes; outputs equal the default path's within float rounding. Call it before the
+    network's first hybridized call (or the graph already built is kept). Raises ``TypeError``
+    for any other encoder (d2l's)."""
+    if not isinstance(encoder, BERTEncoder):
+        raise TypeError(f'fused attention needs the package\'s BERTEncoder, not '
+                        f'{type(encoder).__name__}')
+    encoder.fused = bool(on)
+    for blk in encoder.blks:
+        blk.attention.fused = bool(on)
+    return encoder
 
 
 class MaskLM(nn.HybridBlock):

@@ -5,7 +5,24 @@ from typing import Optional
 import mxnet as mx
 from mxnet import gluon
 
+from ..common.errors import ConfigError
 from .optimizer import FusedAdam, LazyEmbeddingAdam
+
+
+def check_trainable_graph(net):
+    """Raise ``ConfigError`` if a block of ``net`` is hybridized with a subgraph backend
+    (``hybridize(backend='MKLDNN')``, ``optimize_for``): such graphs are inference-only (a
+    oneDNN-fused ``FullyConnected`` gives its weight a zero gradient, and dropout is gone;
+    issue 21). Fast inference copies (``inference/fast.py``) keep them away from training."""
+    stack = [('net', net)]
+    while stack:
+        name, block = stack.pop()
+        backend = getattr(block, '_backend', None)
+        if backend:
+            raise ConfigError(f'{name} is hybridized with the {backend} subgraph backend, which '
+                              'is inference-only (its fused weights get no gradient): train the '
+                              'network without it, and predict with inference_net(net)')
+        stack.extend((f'{name}.{k}', child) for k, child in block._children.items())
 
 
 def freeze(net, num_trainable_blocks=None):
@@ -89,8 +106,12 @@ def make_trainer(net, lr=1e-4, num_trainable_blocks=None, kvstore='device', **re
     (:class:`~gluon_bertft.training.optimizer.FusedAdam`, the same update within float32
     rounding); ``False``: one ``adam_update`` per parameter, decay and clipping as separate
     passes. The book's Adam (neither) is always ``adam_update``, MXNet's ``Adam`` bit for bit.
+
+    Raises ``ConfigError`` for a network with an inference-only graph
+    (:func:`check_trainable_graph`).
     """
     r = Recipe(**recipe)
+    check_trainable_graph(net)
     if isinstance(kvstore, str) and kvstore.startswith('dist'):
         kvstore = mx.kv.create(kvstore)
     dist = isinstance(kvstore, mx.kv.KVStore) and 'dist' in kvstore.type
