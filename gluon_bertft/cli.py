@@ -1,4 +1,4 @@
-"""``python -m gluon_bertft finetune|distill|evaluate|predict|explain|export|pretrain|launch``: parse, call the library, print.
+"""``python -m gluon_bertft finetune|distill|evaluate|predict|explain|quantize|export|pretrain|launch``: parse, call the library, print.
 
 The ``finetune`` and ``pretrain`` options are the fields of :class:`~gluon_bertft.config.FinetuneConfig`
 and :class:`~gluon_bertft.config.PretrainConfig`; ``--help`` shows every default. Bad input
@@ -114,6 +114,7 @@ def build_parser():
     add_max_unknown(ex)
 
     add_export(sub, fmt)
+    add_quantize(sub, fmt)
 
     pt = sub.add_parser('pretrain', help='pretrain BERT with MLM + NSP on WikiText or plain text (D2L §15.10)',
                         **fmt)
@@ -158,6 +159,26 @@ def add_export(sub, fmt):
     ex.add_argument('--out', required=True, help=f'the folder to write; {FOLDER_RULE}')
 
 
+def add_quantize(sub, fmt):
+    """``quantize``: a calibrated INT8 graph folder of a model folder (docs/speed.md)."""
+    qu = sub.add_parser('quantize', help='a calibrated INT8 copy of a saved model, for fast '
+                        'CPU inference (docs/speed.md)', **fmt)
+    qu.add_argument('--model', required=True, help='a saved model folder (OUT/model)')
+    qu.add_argument('--calibration', required=True, help="rows in the model's training format "
+                    '(labels ignored) to calibrate on')
+    qu.add_argument('--out', required=True, help='the INT8 model folder (graph, tokenizer, '
+                    f'config.json and the fp32 model.params for explain); {FOLDER_RULE}')
+    qu.add_argument('--calib-mode', default='customize',
+                    help='activation ranges: naive (min/max), entropy (KL-optimal), or '
+                    "customize (min/max with GluonNLP's BERT clipping)")
+    qu.add_argument('--calib-rows', type=positive, default=256,
+                    help='calibrate on at most this many rows (a seeded sample)')
+    qu.add_argument('--min-agreement', type=fraction, default=0.99,
+                    help='keep the layers that harm most in fp32 until the INT8 graph picks the '
+                    "fp32 graph's argmax on this share of the calibration outputs")
+    qu.add_argument('--devices', default='cpu', help='cpu (INT8 is a CPU path)')
+
+
 def head_choice(value):
     """``--head``: ``mean`` or a whole number."""
     if value == 'mean':
@@ -171,13 +192,16 @@ def head_choice(value):
 def explain(args):
     """``explain``: print the explanation, write OUT/explanation.json and OUT/explanation.png
     (the folder replaced as a whole, both files at once)."""
-    from .inference import predict
+    from .inference import graph, predict
     from .inference.explain import explain as explain_input
     from .inference.explain import render
     from .inference.explain_plot import FILES, save_explanation
     from .training.devices import parse_devices
     check_out_folder(args.out, '--out', [('--model', args.model)], names=FILES)
-    net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1])
+    note = graph.check_fp32_params(args.model)
+    if note:
+        print(note)
+    net, vocab, task = predict.load_model(args.model, parse_devices(args.devices)[:1], fp32=True)
     found = explain_input(net, vocab, task, method=args.method, steps=args.steps,
                           label=args.label, word=args.word, layer=args.layer, head=args.head,
                           max_unknown=args.max_unknown, log=warn,
@@ -241,6 +265,10 @@ def run(args):
         pretrain(from_args(PretrainConfig, args))
     elif args.command == 'explain':
         explain(args)
+    elif args.command == 'quantize':
+        from .inference.quantize import quantize
+        quantize(args.model, args.calibration, args.out, args.calib_mode, args.calib_rows,
+                 parse_devices(args.devices), min_agreement=args.min_agreement)
     elif args.command == 'export':
         from .export import export
         export(args.model, args.format, args.out)

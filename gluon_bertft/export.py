@@ -6,6 +6,9 @@ fills the new folder) and the entries it writes into ``OUT`` (the output rule of
 :mod:`~gluon_bertft.common.outputs` refuses a folder holding anything else). ``--out`` is
 checked before any work and replaced as a whole at the end.
 
+``mxnet``: MXNet's deployment graph, the exported-graph folder of
+:mod:`~gluon_bertft.inference.graph` in fp32 (``quantize`` writes the INT8 one).
+
 ``hf``: the folder Hugging Face's ``save_pretrained`` writes for the ``BertFor*`` model of the
 task (:mod:`~gluon_bertft.models.hf_tasks`, :mod:`~gluon_bertft.tasks.hf`), readable by
 transformers, Optimum and the hub, and by this package again (``predict --model OUT``,
@@ -19,8 +22,9 @@ import mxnet as mx
 from .common import storage
 from .common.errors import ConfigError
 from .common.outputs import check_out_folder, replace_folder
-from .inference import folders
-from .inference.predict import check_model_folder, load_model
+from .inference import folders, graph
+from .inference.fast import inference_net
+from .inference.predict import check_model_folder, load_model, read_saved_model
 from .models import hf_tasks
 from .tasks.base import is_wordpiece
 from .tasks.hf import hf_fields
@@ -59,8 +63,27 @@ def hidden_dropout(model):
     return rate if isinstance(rate, (int, float)) and not isinstance(rate, bool) else 0.1
 
 
+def export_mxnet(model, folder, log=print):
+    """Write the fp32 graph folder of the saved model ``model`` into ``folder``
+    (:mod:`~gluon_bertft.inference.graph`): the fast inference copy's graph
+    (:func:`~gluon_bertft.inference.fast.inference_net`, fused attention if its switch is on;
+    the oneDNN partitioning is done again when the folder is loaded, so the graph also runs on
+    an MXNet without oneDNN), the vocabulary and ``config.json``."""
+    _, config, _ = read_saved_model(model)
+    net, _, _ = load_model(model, [mx.cpu()])
+    copy = inference_net(net, onednn=False)
+
+    def write(tmp):
+        graph.save_symbol(tmp, *graph.export_symbol(copy))
+        return dict(precision='fp32')
+    graph.fill_graph_folder(folder, model, config, write)
+    log(f'{graph.SYMBOL} + {graph.WEIGHTS} (fp32), read by mx.gluon.SymbolBlock.imports')
+
+
 FORMATS = {'hf': Format(export_hf, HF_FILES, "Hugging Face's save_pretrained folder (BertFor*: "
-                                             'config.json, model.safetensors, tokenizer files)')}
+                                             'config.json, model.safetensors, tokenizer files)'),
+           'mxnet': Format(export_mxnet, graph.files('fp32'), "MXNet's deployment graph "
+                           '(model-symbol.json + model-0000.params, read by SymbolBlock.imports)')}
 
 
 def export(model, fmt, out, log=print):

@@ -19,7 +19,7 @@ from ..models import build, pretrained
 from ..tasks import task_from_config
 from ..training.devices import default_devices
 from ..training.evaluate import predict_outputs
-from . import folders
+from . import folders, graph
 from .fast import inference_net
 
 FORMATS = {'.jsonl': 'jsonl', '.csv': 'csv'}  # predict --output: the extension gives the format
@@ -86,14 +86,23 @@ def load_vocab(path, config=None):
     return pretrained.vocab_from_tokens(storage.read_json(where), where)
 
 
-def load_model(path, devices=None):
+def load_model(path, devices=None, fp32=False):
     """``(net, vocab, task)`` of a model folder written by :func:`~gluon_bertft.finetune.finetune`
     (or an SNLI classifier folder of an earlier version), or of a Hugging Face task folder
-    (:func:`~gluon_bertft.inference.folders.load_hf_task`), hybridized, on ``devices``."""
+    (:func:`~gluon_bertft.inference.folders.load_hf_task`), hybridized, on ``devices``.
+
+    An exported-graph folder (:mod:`~gluon_bertft.inference.graph`: ``export --format mxnet``,
+    ``quantize``) gives its loaded graph, or with ``fp32`` its fp32 ``model.params`` (INT8
+    folders keep them; an fp32 graph folder has none: ``ConfigError``), for gradients."""
     devices = devices or default_devices()
-    if os.path.isdir(path) and folders.folder_kind(path) == 'hf':
+    kind = folders.folder_kind(path) if os.path.isdir(path) else None
+    if kind == 'hf':
         return folders.load_hf_task(path, devices)
     vocab, config, task = read_saved_model(path)
+    if kind == 'graph':
+        if not fp32:
+            return graph.load_graph(path, devices)[0], vocab, task
+        graph.check_fp32_params(path)
     params = storage.params_file(path)
     loaded = pretrained.read_params(params)
     # before the model is built: a config.json that does not fit could ask for a huge one

@@ -80,7 +80,7 @@ def check_segments(dataset, net, where):
     """``PretrainedError`` naming ``where`` if the encoded ``dataset`` puts a token in a segment
     that ``net``'s segment embedding lacks (a model with ``type_vocab_size`` 1 given text
     pairs: MXNet would clip segment 1 to 0, silently)."""
-    num_types = net.encoder.segment_embedding.weight.shape[0]
+    num_types = getattr(net, 'type_vocab_size', None) or net.encoder.segment_embedding.weight.shape[0]
     if dataset is not None and len(dataset) and int(dataset.all_segments.max()) >= num_types:
         raise PretrainedError(f'{where}: the model has {num_types} segment type(s) '
                               f'(type_vocab_size), but the input has text pairs (segment '
