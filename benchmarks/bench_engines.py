@@ -28,7 +28,8 @@ transformers, onnxruntime; this environment never imports them), which builds
 
 The package's engines: ``package_fp32`` (``inference_net(net)``, the default fast path of
 ``predict``/``evaluate``), ``package_plain`` (the hybridized network without the fast
-copy), and ``package_int8`` when ``gluon_bertft.inference.quantize`` exists (else reported
+copy), and ``package_int8`` for a case given ``--int8 CASE=DIR`` (an INT8 folder that
+``quantize`` wrote from that case's model, loaded as ``predict`` loads it; else reported
 absent). Every engine first makes one untimed pass over every batch (every shape compiled;
 its outputs give the metrics); then ``--repeats`` rounds each time every engine's pass over
 the batches (every ``--timed-every``-th one: a spread of the sorted lengths) in turn (the package's in this process, the peers' in
@@ -214,15 +215,21 @@ def load_case(case, args):
     return net, task, rows, dataset, make_iter(dataset, args.batch_size, False, sort=True), bert_config
 
 
-def package_engines(net):
-    """``{name: network}`` of the package's engines, and the INT8 row's status."""
+def package_engines(net, int8=None):
+    """``{name: network}`` of the package's engines, and the INT8 row's status: ``int8``, an
+    INT8 graph folder written by ``quantize`` (``--int8 CASE=DIR``), is loaded as ``predict``
+    and ``evaluate`` load it (``load_model``: the graph, oneDNN's INT8 operators)."""
+    import mxnet as mx
+
     from gluon_bertft.inference.fast import inference_net
+    from gluon_bertft.inference.predict import load_model
     engines = dict(package_plain=net, package_fp32=inference_net(net))
-    try:
-        from gluon_bertft.inference import quantize  # noqa: F401 (branch feat-int8)
-    except ImportError:
-        return engines, 'absent: gluon_bertft.inference.quantize is not on this branch'
-    return engines, 'present but not wired into this benchmark yet'
+    if not int8:
+        return engines, 'absent: no INT8 folder given for this case (--int8 CASE=DIR)'
+    engines['package_int8'] = load_model(int8, [mx.cpu()])[0]
+    if getattr(engines['package_int8'], 'precision', None) != 'int8':
+        raise SystemExit(f'--int8 {int8}: not an INT8 graph folder (python -m gluon_bertft quantize)')
+    return engines, f'present: {os.path.abspath(int8)}'
 
 
 class Replay:
@@ -260,7 +267,7 @@ def run_case(case, args, peer, tmp):
     import mxnet as mx
     from gluon_bertft.training.evaluate import predict_outputs
     net, task, rows, dataset, batches, bert_config = load_case(case, args)
-    engines, int8_status = package_engines(net)
+    engines, int8_status = package_engines(net, args.int8.get(case))
     out = dict(examples=len(rows), batches=len(batches), package_int8=int8_status, engines={})
     folder = os.path.join(tmp, case.replace('.', '_'))
     os.makedirs(folder)
@@ -348,6 +355,9 @@ def main():
                         help='no metrics: the untimed pass too over the timed batches only')
     parser.add_argument('--timed-every', type=int, default=1,
                         help='time every K-th batch only (the metrics use every batch)')
+    parser.add_argument('--int8', nargs='+', default=[], metavar='CASE=DIR',
+                        help="the package's INT8 engine of a case: an INT8 folder written by "
+                             '`quantize` from that case\'s model (e.g. sst2=/work/models/...)')
     parser.add_argument('--max-examples', type=int, help='only the first N examples (smoke runs)')
     parser.add_argument('--peer-python', help='a Python with torch, transformers, onnxruntime')
     parser.add_argument('--out', default=os.path.join(HERE, 'results', 'engines_speed.json'))
@@ -356,6 +366,10 @@ def main():
     args = parser.parse_args()
     if args.serve_peer:
         return serve_peer(args.threads)
+    pairs = [a.partition('=') for a in args.int8]
+    if any(not d or c not in args.cases for c, _, d in pairs):
+        parser.error(f'--int8: CASE=DIR with CASE one of --cases {args.cases}, got {args.int8}')
+    args.int8 = {c: d for c, _, d in pairs}
     import gluon_bertft  # noqa: F401 (first: the thread set-up)
     from provenance import header, uptime
 
