@@ -83,3 +83,13 @@ def test_an_undamaged_copy_still_predicts(graphs, tmp_path, capsys):
     folder = damaged(graphs, tmp_path, lambda f: None)
     code, err = cli_run(capsys, 'predict', '--model', folder, '--text', 'lovely film')
     assert code == 0, err
+
+
+def test_a_graph_config_with_another_number_of_labels_is_refused(graphs, tmp_path, capsys):
+    def three_labels(folder):
+        config = json.loads((folder / 'config.json').read_text())
+        config['labels'] = ['a', 'b', 'c']
+        (folder / 'config.json').write_text(json.dumps(config))
+    folder = damaged(graphs, tmp_path, three_labels)
+    refused(capsys, 'predict', '--model', folder, '--text', 'lovely film',
+            match=r'config\.json: "labels" has 3 classes but the graph has 2 outputs')

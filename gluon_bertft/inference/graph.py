@@ -167,7 +167,12 @@ def load_graph(path, devices):
     if config['precision'] != 'fp32' and not cpu:
         raise ConfigError(f'--devices: {path} is an INT8 graph, which runs on CPUs only '
                           "(MXNet's oneDNN operators); give --devices cpu")
-    block, saved = _read_graph(path, devices)
+    block, saved, outputs = _read_graph(path, devices)
+    labels = config.get('labels')
+    if isinstance(labels, list) and len(outputs) == 1 and outputs[0] and \
+            outputs[0][-1] != len(labels):
+        raise PretrainedError(f'{os.path.join(path, "config.json")}: "labels" has {len(labels)} '
+                              f'classes but the graph has {outputs[0][-1]} outputs')
     weights = os.path.join(path, WEIGHTS)
     for name, param in block.collect_params().items():
         value = saved.get(f'arg:{name}', saved.get(f'aux:{name}'))
@@ -217,12 +222,12 @@ def _read_graph(path, devices):
     shapes = {k.split(':', 1)[-1]: v.shape for k, v in saved.items()}
     try:  # MXNet itself would say so only at the first batch, as a traceback
         with mx.util.np_array(False), mx.util.np_shape(False):
-            mx.sym.load(symbol).infer_shape_partial(data0=(1, 2), data1=(1, 2), data2=(1,),
-                                                    **shapes)
+            outputs = mx.sym.load(symbol).infer_shape_partial(
+                data0=(1, 2), data1=(1, 2), data2=(1,), **shapes)[1]
     except mx.MXNetError as e:
         raise PretrainedError(f'{weights}: its arrays do not fit {SYMBOL} (files of two different '
                               f'exports?): {shorten(str(e).splitlines()[0], 160)}') from None
-    return block, saved
+    return block, saved, outputs
 
 
 def check_fp32_params(path):
