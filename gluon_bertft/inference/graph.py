@@ -211,7 +211,8 @@ def _read_graph(path, devices):
             warnings.simplefilter('ignore', UserWarning)
             block = mx.gluon.SymbolBlock.imports(symbol, list(INPUTS), ctx=devices)
     except (mx.MXNetError, ValueError, KeyError, AssertionError) as e:
-        raise PretrainedError(f'{symbol}: not a graph MXNet can load ({shorten(str(e).splitlines()[0] if str(e) else type(e).__name__)})') from None
+        raise PretrainedError(f'{symbol}: not a graph MXNet can load '
+                              f'({shorten(_mxnet_cause(e), 160)})') from None
     try:
         with mx.util.np_array(False), mx.util.np_shape(False):  # save_symbol's semantics
             saved = mx.nd.load(weights)
@@ -226,8 +227,15 @@ def _read_graph(path, devices):
                 data0=(1, 2), data1=(1, 2), data2=(1,), **shapes)[1]
     except mx.MXNetError as e:
         raise PretrainedError(f'{weights}: its arrays do not fit {SYMBOL} (files of two different '
-                              f'exports?): {shorten(str(e).splitlines()[0], 160)}') from None
+                              f'exports?): {shorten(_mxnet_cause(e), 160)}') from None
     return block, saved, outputs
+
+
+def _mxnet_cause(error):
+    """The line of an MXNet error that says what is wrong (not its C++ stack trace)."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    said = [l for l in lines if ('Error' in l or 'Check failed' in l) and 'Traceback' not in l]
+    return (said or lines or [type(error).__name__])[0]
 
 
 def check_fp32_params(path):
