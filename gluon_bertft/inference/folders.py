@@ -21,12 +21,15 @@ from ..tasks.hf import task_from_hf
 log = logging.getLogger(__name__)
 
 GRAPH_FILE = 'model-symbol.json'
+GRAPH_WEIGHTS = 'model-0000.params'
 
 
 def folder_kind(path):
     """``'graph'``, ``'hf'`` or ``'package'`` (the default: its loader says what is missing)."""
-    if os.path.isfile(os.path.join(path, GRAPH_FILE)):
-        return 'graph'
+    config = os.path.join(path, 'config.json')
+    if any(os.path.lexists(os.path.join(path, name)) for name in (GRAPH_FILE, GRAPH_WEIGHTS)) or (
+            os.path.isfile(config) and 'precision' in _object(config)):
+        return 'graph'  # also with one of its files missing or odd: its loader names it
     if hf.is_hf_folder(path):
         stored = _object(os.path.join(path, 'config.json'))
         if 'task' not in stored and 'bert' not in stored:

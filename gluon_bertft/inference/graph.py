@@ -32,14 +32,16 @@ from mxnet import np
 from mxnet.gluon import nn
 
 from ..common import storage
+from ..common.files import check_regular
+from ..common.errors import shorten
 from ..common.errors import ConfigError, PretrainedError
 from ..common.outputs import replace_folder
 from .fast import BACKEND, switch
-from .folders import GRAPH_FILE, folder_kind
+from .folders import GRAPH_FILE, GRAPH_WEIGHTS, folder_kind
 
 FORMAT = 'mxnet-graph'
 SYMBOL = GRAPH_FILE  # what makes a folder a graph folder (inference/folders.py)
-WEIGHTS = 'model-0000.params'
+WEIGHTS = GRAPH_WEIGHTS
 INPUTS = ('data0', 'data1', 'data2')  # tokens, segments, valid_lens: HybridBlock.export's names
 VOCAB_FILES = ('vocab.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt')
 PRECISIONS = ('fp32', 'int8')
@@ -165,22 +167,75 @@ def load_graph(path, devices):
     if config['precision'] != 'fp32' and not cpu:
         raise ConfigError(f'--devices: {path} is an INT8 graph, which runs on CPUs only '
                           "(MXNet's oneDNN operators); give --devices cpu")
-    with warnings.catch_warnings():  # "Cannot decide type for data0": given at each call
-        warnings.simplefilter('ignore', UserWarning)
-        block = mx.gluon.SymbolBlock.imports(os.path.join(path, SYMBOL), list(INPUTS), ctx=devices)
-    with mx.util.np_array(False), mx.util.np_shape(False):  # save_symbol's semantics
-        saved = mx.nd.load(os.path.join(path, WEIGHTS))
+    block, saved, outputs = _read_graph(path, devices)
+    labels = config.get('labels')
+    if isinstance(labels, list) and len(outputs) == 1 and outputs[0] and \
+            outputs[0][-1] != len(labels):
+        raise PretrainedError(f'{os.path.join(path, "config.json")}: "labels" has {len(labels)} '
+                              f'classes but the graph has {outputs[0][-1]} outputs')
+    weights = os.path.join(path, WEIGHTS)
     for name, param in block.collect_params().items():
         value = saved.get(f'arg:{name}', saved.get(f'aux:{name}'))
         if value is None:
-            raise PretrainedError(f'{os.path.join(path, WEIGHTS)}: no value for {name}')
-        param._load_init(value.as_np_ndarray() if mx.util.is_np_array() else value, devices,
-                         cast_dtype=True, dtype_source='saved')
+            raise PretrainedError(f'{weights}: no value for {name}')
+        try:
+            param._load_init(value.as_np_ndarray() if mx.util.is_np_array() else value, devices,
+                             cast_dtype=True, dtype_source='saved')
+        except (AssertionError, ValueError, mx.MXNetError):
+            raise PretrainedError(f'{weights}: {name} has shape {value.shape}, which does not '
+                                  f'fit {SYMBOL} (files of two different exports?)') from None
     if config['precision'] == 'fp32' and cpu and switch('onednn'):
         block.hybridize(True, backend=BACKEND, static_alloc=True, static_shape=True)
     else:
         block.hybridize(static_alloc=True, static_shape=True)
     return GraphNet(block, config), config
+
+
+def _read_graph(path, devices):
+    """``(SymbolBlock, saved arrays)`` of the folder's two graph files; ``PretrainedError``
+    naming the file that is missing, not a regular file, or not MXNet's (checked before MXNet
+    reads it: its own errors are tracebacks without the path)."""
+    symbol, weights = os.path.join(path, SYMBOL), os.path.join(path, WEIGHTS)
+    for where in (symbol, weights):
+        check_regular(where, PretrainedError)
+        if not os.path.isfile(where):
+            raise PretrainedError(f'{path}: an exported graph folder without {os.path.basename(where)}'
+                                  ' (export --format mxnet or quantize writes it)')
+    graph = storage.read_json(symbol)
+    if not isinstance(graph, dict) or not all(isinstance(graph.get(k), list)
+                                              for k in ('nodes', 'arg_nodes', 'heads')):
+        raise PretrainedError(f'{symbol}: not an MXNet symbol file (an object with "nodes", '
+                              '"arg_nodes" and "heads")')
+    try:
+        with warnings.catch_warnings():  # "Cannot decide type for data0": given at each call
+            warnings.simplefilter('ignore', UserWarning)
+            block = mx.gluon.SymbolBlock.imports(symbol, list(INPUTS), ctx=devices)
+    except (mx.MXNetError, ValueError, KeyError, AssertionError) as e:
+        raise PretrainedError(f'{symbol}: not a graph MXNet can load '
+                              f'({shorten(_mxnet_cause(e), 160)})') from None
+    try:
+        with mx.util.np_array(False), mx.util.np_shape(False):  # save_symbol's semantics
+            saved = mx.nd.load(weights)
+    except mx.MXNetError:
+        raise PretrainedError(f'{weights}: not a readable MXNet parameter file') from None
+    if not isinstance(saved, dict):
+        raise PretrainedError(f'{weights}: holds unnamed arrays, not a graph\'s arg:/aux: values')
+    shapes = {k.split(':', 1)[-1]: v.shape for k, v in saved.items()}
+    try:  # MXNet itself would say so only at the first batch, as a traceback
+        with mx.util.np_array(False), mx.util.np_shape(False):
+            outputs = mx.sym.load(symbol).infer_shape_partial(
+                data0=(1, 2), data1=(1, 2), data2=(1,), **shapes)[1]
+    except mx.MXNetError as e:
+        raise PretrainedError(f'{weights}: its arrays do not fit {SYMBOL} (files of two different '
+                              f'exports?): {shorten(_mxnet_cause(e), 160)}') from None
+    return block, saved, outputs
+
+
+def _mxnet_cause(error):
+    """The line of an MXNet error that says what is wrong (not its C++ stack trace)."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    said = [l for l in lines if ('Error' in l or 'Check failed' in l) and 'Traceback' not in l]
+    return (said or lines or [type(error).__name__])[0]
 
 
 def check_fp32_params(path):
