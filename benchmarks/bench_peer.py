@@ -400,7 +400,7 @@ def provenance():
 def print_table(results):
     """Median examples/s per variant, mode and engine, and each package engine's ratio to the peer."""
     for variant, out in results['variants'].items():
-        for mode in MODES:
+        for mode in (m for m in MODES if m in out):  # --modes may time only some
             rates = {k: v['median_examples_per_sec'] for k, v in out[mode].items()
                      if isinstance(v, dict)}
             peer = rates.get('peer')
