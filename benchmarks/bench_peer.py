@@ -328,7 +328,7 @@ def compare(args, path, threads):
         for variant in args.variants:
             out = results['variants'][variant] = dict(
                 models={k: w.call(op='build', variant=variant) for k, w in workers.items()})
-            for mode in MODES:
+            for mode in args.modes:
                 for w in workers.values():
                     w.call(op='pass', mode=mode)  # untimed: every batch shape compiled
                 runs = {k: [] for k in workers}
@@ -400,7 +400,7 @@ def provenance():
 def print_table(results):
     """Median examples/s per variant, mode and engine, and each package engine's ratio to the peer."""
     for variant, out in results['variants'].items():
-        for mode in MODES:
+        for mode in (m for m in MODES if m in out):  # --modes may time only some
             rates = {k: v['median_examples_per_sec'] for k, v in out[mode].items()
                      if isinstance(v, dict)}
             peer = rates.get('peer')
@@ -419,6 +419,8 @@ def main():
     parser.add_argument('--variants', nargs='*', default=list(VARIANTS), choices=list(VARIANTS),
                         help='what to compare (none: only --two-process)')
     parser.add_argument('--peer-python', help='a Python with torch and transformers (else no peer)')
+    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=list(MODES),
+                        help='what to time per variant (default: both)')
     parser.add_argument('--two-process', action='store_true', help='add the busy-machine case')
     parser.add_argument('--package-libgomp-spin', action='store_true',
                         help="add the package with libgomp's default spin (GLUON_BERTFT_SPIN=libgomp)")
