@@ -22,7 +22,8 @@ import mxnet as mx
 import numpy as onp
 
 from .finetune import (Run, batch_splits, build_net, check_bert, check_vocabulary, encode_splits,
-                       fit, fit_labels, read_splits, report, save_run)
+                       fit_labels, read_splits)
+from .stages import fit, report, save_run
 from .common import storage
 from .common.errors import ConfigError, PretrainedError
 from .common.metrics import format_metrics
@@ -188,6 +189,13 @@ def teacher_batches(run, dataset):
     return make_iter(dataset, run.config.batch_size, False, sort=True)
 
 
+def teacher_columns(run, dataset):
+    """The teacher's outputs for ``dataset`` by its fast inference copy on length-sorted
+    batches, one host array per output of its head (:func:`~.training.distill.stack_outputs`)."""
+    outputs = predict_outputs(inference_net(run.teacher), teacher_batches(run, dataset), run.devices)
+    return kd.stack_outputs(outputs, dataset.all_token_ids.shape[1], run.task.per_token)
+
+
 def add_teacher_outputs(run):
     """Read the unlabelled rows, compute (or read back) the teacher's outputs for every
     training row, and make ``run.train_set`` the distillation set (labels
@@ -201,8 +209,8 @@ def add_teacher_outputs(run):
     joined = Joined(parts)
     cache = config.teacher_outputs or (os.path.join(config.out, TEACHER_OUTPUTS)
                                        if config.out else None)
-    teacher = kd.teacher_outputs(run.teacher, inference_net(run.teacher), joined, config.teacher,
-                                 config.batch_size, run.devices, task.per_token, cache, run.log)
+    teacher = kd.teacher_outputs(run.teacher, joined, lambda dataset: teacher_columns(run, dataset),
+                                 config.teacher, cache, run.log)
     n = len(labelled)
     hard = labelled.labels
     if len(parts) > 1:

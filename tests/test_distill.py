@@ -13,7 +13,8 @@ import numpy as onp
 import pytest
 from mxnet import np
 from test_resume import CrashAfter
-from tiny_data import TINY_RUN, cli_run, conll_file, refused, squad_json, task_files
+from tiny_data import (TINY_RUN, cli_run, conll_file, once_per_task, refused, squad_json,
+                       task_files)
 
 from gluon_bertft import FinetuneConfig, finetune
 from gluon_bertft.common.errors import ConfigError, PretrainedError
@@ -57,18 +58,13 @@ def files_of(task, folder):
 @pytest.fixture(scope='module')
 def teacher(tmp_path_factory):
     """A tiny fine-tuned teacher of each task: ``(model folder, files, unlabelled file)``."""
-    made = {}
-
-    def get(task):
-        if task not in made:
-            folder = tmp_path_factory.mktemp(task)
-            files, more = files_of(task, folder)
-            options = {k: v for k, v in files.items() if k not in ('train', 'test')}
-            finetune(FinetuneConfig(task=task, epochs=1, out=str(folder / 'teacher'),
-                                    **dict(TINY_RUN, **files)), log=quiet)
-            made[task] = str(folder / 'teacher' / 'model'), files, more, options
-        return made[task]
-    return get
+    def make(task, folder):
+        files, more = files_of(task, folder)
+        options = {k: v for k, v in files.items() if k not in ('train', 'test')}
+        finetune(FinetuneConfig(task=task, epochs=1, out=str(folder / 'teacher'),
+                                **dict(TINY_RUN, **files)), log=quiet)
+        return str(folder / 'teacher' / 'model'), files, more, options
+    return once_per_task(tmp_path_factory, make)
 
 
 def student_config(teacher_path, files, out, **options):

@@ -7,7 +7,7 @@ import numpy as onp
 import pytest
 from hf_tiny import write_tiny_hf_bert
 from mxnet import np
-from tiny_data import TINY_RUN, cli_run, refused, task_files
+from tiny_data import TINY_RUN, cli_run, once_per_task, refused, task_files
 
 from gluon_bertft import FinetuneConfig, finetune
 from gluon_bertft.common.errors import ConfigError, DataError
@@ -24,17 +24,12 @@ RAW = {'snli': dict(premise='A man plays a guitar.', hypothesis='A man plays mus
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     """A saved model of each task, trained a few epochs on the tiny data, made once."""
-    made = {}
-
-    def get(task, epochs=3):
-        if task not in made:
-            folder = tmp_path_factory.mktemp(task)
-            config = FinetuneConfig(task=task, epochs=epochs, out=str(folder / 'run'), lr=1e-3,
-                                    **dict(TINY_RUN, **task_files(task, folder)))
-            finetune(config, log=lambda *a: None)
-            made[task] = str(folder / 'run' / 'model')
-        return made[task]
-    return get
+    def make(task, folder):
+        config = FinetuneConfig(task=task, epochs=3, out=str(folder / 'run'), lr=1e-3,
+                                **dict(TINY_RUN, **task_files(task, folder)))
+        finetune(config, log=lambda *a: None)
+        return str(folder / 'run' / 'model')
+    return once_per_task(tmp_path_factory, make)
 
 
 def loaded(models, task):

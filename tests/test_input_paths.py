@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SAMPLE
+from conftest import ROOT
 from tiny_data import classify_tsv
 
 from gluon_bertft.common.errors import DataError, PretrainedError

@@ -4,8 +4,6 @@ import ast
 import os
 import re
 
-import pytest
-
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, 'gluon_bertft')

@@ -10,7 +10,7 @@ import numpy as onp
 import pytest
 from conftest import SAMPLE, TINY, tiny_bert
 from mxnet import np
-from tiny_data import TINY_RUN, classify_tsv, conll_file, squad_json, task_files
+from tiny_data import TINY_RUN, classify_tsv, conll_file, once_per_task, squad_json, task_files
 
 from gluon_bertft import ConfigError, FinetuneConfig, cli, finetune
 from gluon_bertft.common import storage
@@ -31,18 +31,13 @@ def quiet(*args):
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     """A model folder of each task, trained one epoch: ``(folder, net, result, files)``, made once."""
-    made = {}
-
-    def get(task):
-        if task not in made:
-            folder = tmp_path_factory.mktemp(task)
-            files = task_files(task, folder)
-            config = FinetuneConfig(task=task, epochs=1, out=str(folder / 'run'),
-                                    **dict(TINY_RUN, **files))
-            net, _, result = finetune(config, log=quiet)
-            made[task] = folder / 'run' / 'model', net, result, dict(files, folder=folder)
-        return made[task]
-    return get
+    def make(task, folder):
+        files = task_files(task, folder)
+        config = FinetuneConfig(task=task, epochs=1, out=str(folder / 'run'),
+                                **dict(TINY_RUN, **files))
+        net, _, result = finetune(config, log=quiet)
+        return folder / 'run' / 'model', net, result, dict(files, folder=folder)
+    return once_per_task(tmp_path_factory, make)
 
 
 @pytest.mark.parametrize('task', ['snli', 'classify', 'tag', 'qa'])

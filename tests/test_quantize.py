@@ -9,7 +9,7 @@ import sys
 import mxnet as mx
 import numpy as onp
 import pytest
-from tiny_data import TINY_RUN, refused, task_files
+from tiny_data import once_per_task, refused, task_files, untrained_model
 
 from gluon_bertft.common import storage
 from gluon_bertft.common.errors import ConfigError, DataError
@@ -30,51 +30,27 @@ def regress_files(folder):
 def tiny_model(task_name, folder):
     """``(model folder, files)``: a saved bert.tiny model of ``task_name`` as finetune writes
     it, its weights as initialized (seeded), and its data files."""
-    from gluon_bertft.config import FinetuneConfig
-    from gluon_bertft.finetune import task_of_config
-    from gluon_bertft.models import pretrained
     files = regress_files(folder) if task_name == 'regress' else task_files(task_name, folder)
-    config = FinetuneConfig(task=task_name, **dict(TINY_RUN, **files))
-    task = task_of_config(config)
-    rows = task.read(config.train)
-    task.fit(rows)
-    mx.random.seed(0)
-    bert, vocab, bert_cfg = pretrained.load_bert('random', 'bert.tiny', [mx.cpu()], 0.1,
-                                                 task.vocab_text(rows))
-    net = task.head(bert)
-    net.output.initialize(mx.init.Normal(0.5), ctx=[mx.cpu()])
-    path = storage.save_model(net, vocab, str(folder / 'model'), dict(task.config, bert=bert_cfg))
-    return path, files
+    return untrained_model(task_name, folder, files, mx.init.Normal(0.5), seed=0), files
 
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    made = {}
-
-    def get(task):
-        if task not in made:
-            made[task] = tiny_model(task, tmp_path_factory.mktemp(task))
-        return made[task]
-    return get
+    return once_per_task(tmp_path_factory, tiny_model)
 
 
 @pytest.fixture(scope='module')
 def quantized(models, tmp_path_factory):
-    made = {}
-
-    def get(task):
-        if task not in made:
-            path, files = models(task)
-            out = str(tmp_path_factory.mktemp(f'{task}_int8') / 'q')
-            kept, quantize.MIN_AGREEMENT = quantize.MIN_AGREEMENT, 0.0  # every layer in INT8
-            try:
-                report = quantize.quantize(path, files['train'], out, 'naive', 64,
-                                           log=lambda *a: None)
-            finally:
-                quantize.MIN_AGREEMENT = kept
-            made[task] = out, report
-        return made[task]
-    return get
+    def make(task, folder):
+        path, files = models(task)
+        out = str(folder / 'q')
+        kept, quantize.MIN_AGREEMENT = quantize.MIN_AGREEMENT, 0.0  # every layer in INT8
+        try:
+            report = quantize.quantize(path, files['train'], out, 'naive', 64, log=lambda *a: None)
+        finally:
+            quantize.MIN_AGREEMENT = kept
+        return out, report
+    return once_per_task(tmp_path_factory, make)
 
 
 def outputs_on(net, task, vocab, data):

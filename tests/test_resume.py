@@ -7,7 +7,7 @@ Runs are tiny (``tiny_data.TINY_RUN``: bert.tiny from random weights, 48 trainin
 """
 import numpy as onp
 import pytest
-from tiny_data import TINY_RUN, task_files
+from tiny_data import TINY_RUN, once_per_task, task_files
 
 from gluon_bertft import FinetuneConfig, finetune
 from gluon_bertft.common.errors import ConfigError, PretrainedError
@@ -33,15 +33,10 @@ def run(task, folder, out, epochs, log=quiet, **options):
 @pytest.fixture(scope='module')
 def unbroken(tmp_path_factory):
     """The uninterrupted 2-epoch run of each task: ``(folder, parameters, result)``, made once."""
-    runs = {}
-
-    def get(task):
-        if task not in runs:
-            folder = tmp_path_factory.mktemp(task)
-            net, _, result = run(task, folder, 'unbroken', 2)
-            runs[task] = folder, params_of(net), result
-        return runs[task]
-    return get
+    def make(task, folder):
+        net, _, result = run(task, folder, 'unbroken', 2)
+        return folder, params_of(net), result
+    return once_per_task(tmp_path_factory, make)
 
 
 def assert_same_run(net, result, expected_params, expected_result, resumed_in_epoch=None):

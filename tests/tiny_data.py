@@ -151,20 +151,37 @@ def refused(capsys, *argv, match):
     return line
 
 
-def untrained_model(task_name, folder):
-    """A saved model folder of ``task_name`` as finetune writes it, its weights as initialized."""
+def untrained_model(task_name, folder, files=None, init=None, seed=None):
+    """A saved model folder of ``task_name`` as finetune writes it, its weights as initialized
+    (``init``: the output layer's initializer; ``seed``: MXNet's, before the BERT is made), on
+    ``files`` (default: :func:`task_files` in ``folder``)."""
     import mxnet as mx
 
     from gluon_bertft.common import storage
     from gluon_bertft.config import FinetuneConfig
     from gluon_bertft.finetune import task_of_config
     from gluon_bertft.models import pretrained
-    config = FinetuneConfig(task=task_name, **dict(TINY_RUN, **task_files(task_name, folder)))
+    files = files or task_files(task_name, folder)
+    config = FinetuneConfig(task=task_name, **dict(TINY_RUN, **files))
     task = task_of_config(config)
     rows = task.read(config.train)
     task.fit(rows)
+    if seed is not None:
+        mx.random.seed(seed)
     bert, vocab, bert_cfg = pretrained.load_bert('random', 'bert.tiny', [mx.cpu()], 0.1,
                                                  task.vocab_text(rows))
     net = task.head(bert)
-    net.output.initialize(ctx=[mx.cpu()])
+    net.output.initialize(init or mx.init.Uniform(), ctx=[mx.cpu()])  # Block.initialize's default
     return storage.save_model(net, vocab, str(folder / 'model'), dict(task.config, bert=bert_cfg))
+
+
+def once_per_task(tmp_path_factory, make):
+    """A getter ``get(task)`` returning ``make(task, folder)``, made once per task (in a fresh
+    temporary folder) and shared by a module's tests: the module-scoped fixtures' pattern."""
+    made = {}
+
+    def get(task):
+        if task not in made:
+            made[task] = make(task, tmp_path_factory.mktemp(task))
+        return made[task]
+    return get

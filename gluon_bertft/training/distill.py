@@ -23,9 +23,8 @@ from mxnet import np, npx
 
 from ..common import storage
 from ..common.errors import DataError
-from ..data.batching import PerExample, make_iter
+from ..data.batching import PerExample
 from .devices import batch_len, split_batch
-from .evaluate import predict_outputs
 from .step import StepOutput
 
 PAD_SCORE = -1e6  # the teacher's score at positions past its batch (QA's masked positions')
@@ -158,23 +157,20 @@ def save_cache(path, key, columns):
                       **{f'output{k}': c for k, c in enumerate(columns)})
 
 
-def teacher_outputs(teacher, fast, dataset, where, batch_size, devices, per_token, cache=None,
-                    log=print):
+def teacher_outputs(teacher, dataset, compute, where, cache=None, log=print):
     """The teacher's outputs for every example of ``dataset`` (float32 arrays, one per output
-    of its head, rows in the dataset's order), computed once on length-sorted batches by
-    ``fast`` (the teacher's fast inference copy) and cached at ``cache`` (a ``.npz`` file,
-    keyed by the SHA-1 of ``teacher``'s parameters and of the encoded inputs): reused by every
-    epoch, a resumed run, and other students on the same data. ``where`` names the teacher in
-    the ``DataError`` raised for non-finite outputs."""
+    of its head, rows in the dataset's order): ``compute(dataset)`` (the teacher's fast
+    inference copy on length-sorted batches, :func:`stack_outputs`) run once and cached at
+    ``cache`` (a ``.npz`` file, keyed by the SHA-1 of ``teacher``'s parameters and of the
+    encoded inputs): reused by every epoch, a resumed run, and other students on the same
+    data. ``where`` names the teacher in the ``DataError`` raised for non-finite outputs."""
     key = (f'v{CACHE_VERSION} {params_digest(teacher)} '
            f'{digest(dataset.all_token_ids, dataset.all_segments, dataset.valid_lens)}')
     columns = load_cache(cache, key)
     if columns is not None:
         log(f"teacher's outputs: read from {cache}")
         return columns
-    batches = make_iter(dataset, batch_size, False, sort=True)
-    columns = stack_outputs(predict_outputs(fast, batches, devices), dataset.all_token_ids.shape[1],
-                            per_token)
+    columns = compute(dataset)
     for c in columns:
         if not onp.isfinite(c[c != PAD_SCORE]).all():
             raise DataError(f'{where}: the teacher gives non-finite scores')
