@@ -13,6 +13,7 @@ from d2l import mxnet as d2l
 
 from .common.errors import ConfigError, DataError
 from .config import FinetuneConfig
+from .data import coverage
 from .data.batching import make_iter
 from .data.snli import find_split
 from .models import pretrained
@@ -180,7 +181,7 @@ def check_vocabulary(run):
     test sets that the vocabulary maps to unknown tokens (:meth:`Task.check_coverage`: a
     warning above 30 %, an error above ``--max-unknown``), before any training."""
     config, (train_file, test_file) = run.config, run.files
-    model = ('the vocabulary built from the training data' if config.pretrained == 'random'
+    model = (coverage.BUILT if config.pretrained == 'random'
              and not is_wordpiece(run.vocab) else f"--pretrained {config.pretrained}'s vocabulary")
     check = lambda rows, where: run.task.check_coverage(rows, run.vocab, where, model,
                                                         config.max_unknown, run.log)

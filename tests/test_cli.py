@@ -86,3 +86,23 @@ def test_bad_arguments_are_one_clear_line(args, message, tmp_path):
     assert message in result.stderr
     assert 'Traceback' not in result.stderr
     assert not os.path.exists(tmp_path / 'o')
+
+
+def subcommand_parsers():
+    import argparse
+
+    from gluon_bertft.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices.items())
+
+
+@pytest.mark.parametrize('name, parser', subcommand_parsers(), ids=lambda x: x if isinstance(x, str) else '')
+def test_help_describes_every_option_and_shows_each_default_once(name, parser):
+    """Issue 23's first hour: no option without a description, no ``(default: X) (default: Y)``."""
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        text = formatter._expand_help(action) if action.help else ''
+        assert text.strip(), f'{name} {action.option_strings or action.dest}: no description'
+        assert len(re.findall(r'\(default', text)) <= 1, f'{name} {action.option_strings}: {text}'
+    flat = ' '.join(parser.format_help().split())
+    assert not re.search(r'\(default[^()]*\)\s*\(default', flat), flat

@@ -9,7 +9,7 @@ import pytest
 
 from gluon_bertft import cli
 from gluon_bertft.common.errors import DataError
-from gluon_bertft.data.coverage import WARN_UNKNOWN, check_coverage, coverage
+from gluon_bertft.data.coverage import BUILT, WARN_UNKNOWN, check_coverage, coverage
 from gluon_bertft.data.tokenize import build_vocab
 from gluon_bertft.data.wordpiece import WordPiece
 from gluon_bertft.data.words import WordTokenizer
@@ -84,6 +84,14 @@ def test_a_warning_above_the_threshold_and_an_error_above_max_unknown():
     check_coverage(tok, ['好差差'], 'f', 'v', max_unknown=0.7, log=said.append)
 
 
+def test_a_vocabulary_built_from_the_training_data_gets_its_own_advice():
+    tok = WordTokenizer(build_vocab(['a good film']), 'whitespace')
+    said = []
+    check_coverage(tok, ['a dull lifeless film'], 'dev.tsv', BUILT, log=said.append)
+    assert len(said) == 1 and 'train on more rows (--max-examples)' in said[0], said
+    assert '--pretrained minilm' in said[0] and 'fine-tune with --pretrained random' not in said[0]
+
+
 # ---- Chinese from the command line (book vocabulary built from the data) ----
 
 @pytest.fixture(scope='module')
@@ -153,6 +161,9 @@ def test_finetune_refuses_text_beyond_max_unknown(tmp_path, capsys):
                         '--max-unknown', '0.2')
     assert code == 2 and f'characters of {test} (14 of 16)' in err and 'above --max-unknown 0.2' in err
     assert not (tmp_path / 'run').exists()
+    # the vocabulary was built from the training data: --pretrained random is no remedy here
+    assert 'built from the training data' in err and 'train on more rows' in err
+    assert 'fine-tune with --pretrained random' not in err
 
 
 def test_the_whitespace_tokenizer_stays_when_asked(tmp_path, capsys):

@@ -19,6 +19,11 @@ EXAMPLES = 8  # lost pieces named in a warning
 ADVICE = ('use a model whose vocabulary covers this text (Chinese: --pretrained '
           'hf:bert-base-chinese, with internet; docs/chinese.md), or fine-tune with --pretrained '
           'random, which builds its vocabulary from the training data')
+BUILT = 'the vocabulary built from the training data'  # finetune --pretrained random names it so
+ADVICES = {BUILT: 'a vocabulary built from the training data knows only the words of its rows: '
+                  'train on more rows (--max-examples), or use a pretrained model whose '
+                  'vocabulary covers this text (English: --pretrained minilm; Chinese: '
+                  '--pretrained hf:bert-base-chinese, with internet; docs/chinese.md)'}
 
 Coverage = collections.namedtuple('Coverage', 'share unknown chars lost')
 Coverage.__doc__ = ('``share`` = ``unknown / chars`` (0.0 without characters): characters in '
@@ -52,11 +57,13 @@ def describe(found, where, vocabulary):
 def check_coverage(tokenizer, texts, where, vocabulary, max_unknown=None, log=print):
     """Measure the coverage of ``texts`` (the first :data:`FIRST_ROWS` rows' texts of
     ``where``, a file or ``'the input'``); log a warning above :data:`WARN_UNKNOWN`, raise
-    ``DataError`` above ``max_unknown`` (a fraction, ``--max-unknown``). Returns the share."""
-    found = coverage(tokenizer, texts)
+    ``DataError`` above ``max_unknown`` (a fraction, ``--max-unknown``), each ending with
+    :data:`ADVICE`, or for :data:`BUILT` (where ``--pretrained random`` is no remedy) with its
+    own :data:`ADVICES`. Returns the share."""
+    found, advice = coverage(tokenizer, texts), ADVICES.get(vocabulary, ADVICE)
     if max_unknown is not None and found.share > max_unknown:
         raise DataError(f'{describe(found, where, vocabulary)}: above --max-unknown '
-                        f'{max_unknown:g}; {ADVICE}')
+                        f'{max_unknown:g}; {advice}')
     if found.share > WARN_UNKNOWN:
-        log(f'WARNING: {describe(found, where, vocabulary)}; the model cannot read them: {ADVICE}')
+        log(f'WARNING: {describe(found, where, vocabulary)}; the model cannot read them: {advice}')
     return found.share
