@@ -25,22 +25,16 @@ second.
 import argparse
 import datetime
 import hashlib
-import importlib.metadata
 import itertools
 import multiprocessing
 import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-import mxnet as mx
 import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import gluon, init, np, npx
-from mxnet.gluon import nn
 
 import gluon_bertft
 from gluon_bertft.common import threads
@@ -56,6 +50,9 @@ from gluon_bertft.training.evaluate import evaluate_accuracy
 from gluon_bertft.training.loop import train
 from gluon_bertft.training.trainer import make_trainer
 
+from book_reference import BookBERTClassifier, BookSNLIBERTDataset  # benchmarks/, beside this script
+from provenance import command_line, machine_info, package_digest
+
 npx.set_np()
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,73 +65,6 @@ FULL = dict(seconds=30.0, warmup=5, pairs=550_000, acc_steps=1000, heldout=2000)
 QUICK = dict(seconds=2.0, warmup=2, pairs=20_000, acc_steps=10, heldout=500)
 THREAD_ENV = ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', 'MXNET_CPU_WORKER_NTHREADS',
               'MXNET_ENGINE_TYPE')
-
-
-# ---- the book's code (§16.7, MXNet tab), copied verbatim ------------------------------------
-
-class BookSNLIBERTDataset(gluon.data.Dataset):
-    def __init__(self, dataset, max_len, vocab=None):
-        all_premise_hypothesis_tokens = [[
-            p_tokens, h_tokens] for p_tokens, h_tokens in zip(
-            *[d2l.tokenize([s.lower() for s in sentences])
-              for sentences in dataset[:2]])]
-
-        self.labels = np.array(dataset[2])
-        self.vocab = vocab
-        self.max_len = max_len
-        (self.all_token_ids, self.all_segments,
-         self.valid_lens) = self._preprocess(all_premise_hypothesis_tokens)
-        print('read ' + str(len(self.all_token_ids)) + ' examples')
-
-    def _preprocess(self, all_premise_hypothesis_tokens):
-        pool = multiprocessing.Pool(4)  # Use 4 worker processes
-        out = pool.map(self._mp_worker, all_premise_hypothesis_tokens)
-        all_token_ids = [
-            token_ids for token_ids, segments, valid_len in out]
-        all_segments = [segments for token_ids, segments, valid_len in out]
-        valid_lens = [valid_len for token_ids, segments, valid_len in out]
-        return (np.array(all_token_ids, dtype='int32'),
-                np.array(all_segments, dtype='int32'),
-                np.array(valid_lens))
-
-    def _mp_worker(self, premise_hypothesis_tokens):
-        p_tokens, h_tokens = premise_hypothesis_tokens
-        self._truncate_pair_of_tokens(p_tokens, h_tokens)
-        tokens, segments = d2l.get_tokens_and_segments(p_tokens, h_tokens)
-        token_ids = self.vocab[tokens] + [self.vocab['<pad>']] \
-                             * (self.max_len - len(tokens))
-        segments = segments + [0] * (self.max_len - len(segments))
-        valid_len = len(tokens)
-        return token_ids, segments, valid_len
-
-    def _truncate_pair_of_tokens(self, p_tokens, h_tokens):
-        # Reserve slots for '<CLS>', '<SEP>', and '<SEP>' tokens for the BERT
-        # input
-        while len(p_tokens) + len(h_tokens) > self.max_len - 3:
-            if len(p_tokens) > len(h_tokens):
-                p_tokens.pop()
-            else:
-                h_tokens.pop()
-
-    def __getitem__(self, idx):
-        return (self.all_token_ids[idx], self.all_segments[idx],
-                self.valid_lens[idx]), self.labels[idx]
-
-    def __len__(self):
-        return len(self.all_token_ids)
-
-
-class BookBERTClassifier(nn.Block):
-    def __init__(self, bert):
-        super(BookBERTClassifier, self).__init__()
-        self.encoder = bert.encoder
-        self.hidden = bert.hidden
-        self.output = nn.Dense(3)
-
-    def forward(self, inputs):
-        tokens_X, segments_X, valid_lens_x = inputs
-        encoded_X = self.encoder(tokens_X, segments_X, valid_lens_x)
-        return self.output(self.hidden(encoded_X[:, 0, :]))
 
 
 # ---- shared set-up -------------------------------------------------------------------------
@@ -372,40 +302,6 @@ def in_child(task, *args, omp_threads=None):
 
 # ---- report --------------------------------------------------------------------------------
 
-def machine_info():
-    """CPU, versions and the thread-related environment of this run."""
-    model = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
-                  if line.startswith('model name')), platform.processor())
-    features = mx.runtime.Features()
-    return dict(nproc=len(os.sched_getaffinity(0)), cpu_model=model, mxnet=mx.__version__,
-                numpy=onp.__version__, d2l=importlib.metadata.version('d2l'),
-                python=platform.python_version(), platform=platform.platform(),
-                thread_env={k: os.environ.get(k) for k in THREAD_ENV},
-                mxnet_features=[k for k in ('OPENMP', 'MKLDNN', 'BLAS_OPEN', 'BLAS_MKL')
-                                if features.is_enabled(k)])
-
-
-def package_digest():
-    """SHA-1 of the ``gluon_bertft`` sources this run imports (another edit changes it)."""
-    root = os.path.dirname(gluon_bertft.__file__)
-    digest = hashlib.sha1()
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(f for f in files if f.endswith('.py')):
-            path = os.path.join(folder, name)
-            digest.update(os.path.relpath(path, root).encode())
-            with open(path, 'rb') as f:
-                digest.update(f.read())
-    return digest.hexdigest()
-
-
-def command_line():
-    """This run's command line, with its ``PYTHONPATH`` if one is set."""
-    path = os.environ.get('PYTHONPATH')
-    prefix = f'PYTHONPATH={shlex.quote(path)} ' if path else ''
-    return prefix + shlex.join([sys.executable] + sys.argv)
-
-
 def table_rows(results):
     """Rows ``metric, reference, reference_cores, fast, ratio, ratio_cores`` (``None`` where
     a path was not measured that way)."""
@@ -508,7 +404,7 @@ def main(argv=None):
                   command=command_line(), cwd=os.getcwd(),
                   package=dict(path=os.path.dirname(gluon_bertft.__file__),
                                sha1_before=digest_before, sha1_after=digest),
-                  machine=dict(machine_info(), physical_cores=cores),
+                  machine=dict(machine_info(THREAD_ENV), physical_cores=cores),
                   load_average_before=load_before, load_average_after=os.getloadavg(),
                   settings=vars(args), rows=rows, preprocessed_arrays_identical=same,
                   details=results)
