@@ -1,9 +1,14 @@
 import json
+import os
+import sys
 
 import numpy as onp
 import pytest
-from conftest import shared_file
+from conftest import ROOT, shared_file
 from d2l import mxnet as d2l
+
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+import book_reference  # noqa: E402 (benchmarks/: the book's code, verbatim)
 
 from gluon_bertft.data.snli import (DataError, SNLIBERTDataset, encode_pairs, read_snli,
                                     truncated_lengths)
@@ -17,36 +22,15 @@ def txt_row(label, p, h):
     return '\t'.join([label, p, h, '(ROOT)', '(ROOT)', 'x', 'y', 'c', 'p', label, '', '', '', '']) + '\n'
 
 
-class BookSNLIBERTDataset:
-    """The book's §16.7 SNLIBERTDataset, verbatim except ``pool.map`` -> ``map``."""
+class BookSNLIBERTDataset(book_reference.BookSNLIBERTDataset):
+    """The book's §16.7 ``SNLIBERTDataset`` (``benchmarks/book_reference.py``, verbatim) with
+    ``pool.map`` -> ``map`` and NumPy arrays: no worker processes in a test."""
 
-    def __init__(self, dataset, max_len, vocab=None):
-        all_premise_hypothesis_tokens = [[
-            p_tokens, h_tokens] for p_tokens, h_tokens in zip(
-            *[d2l.tokenize([s.lower() for s in sentences])
-              for sentences in dataset[:2]])]
-        self.labels = onp.array(dataset[2])
-        self.vocab = vocab
-        self.max_len = max_len
+    def _preprocess(self, all_premise_hypothesis_tokens):
         out = list(map(self._mp_worker, all_premise_hypothesis_tokens))
-        self.all_token_ids = onp.array([t for t, s, v in out], dtype='int32')
-        self.all_segments = onp.array([s for t, s, v in out], dtype='int32')
-        self.valid_lens = onp.array([v for t, s, v in out])
-
-    def _mp_worker(self, premise_hypothesis_tokens):
-        p_tokens, h_tokens = premise_hypothesis_tokens
-        self._truncate_pair_of_tokens(p_tokens, h_tokens)
-        tokens, segments = d2l.get_tokens_and_segments(p_tokens, h_tokens)
-        token_ids = self.vocab[tokens] + [self.vocab['<pad>']] * (self.max_len - len(tokens))
-        segments = segments + [0] * (self.max_len - len(segments))
-        return token_ids, segments, len(tokens)
-
-    def _truncate_pair_of_tokens(self, p_tokens, h_tokens):
-        while len(p_tokens) + len(h_tokens) > self.max_len - 3:
-            if len(p_tokens) > len(h_tokens):
-                p_tokens.pop()
-            else:
-                h_tokens.pop()
+        self.labels = self.labels.asnumpy()
+        return tuple(onp.array(column, dtype=dtype)
+                     for column, dtype in zip(zip(*out), ('int32', 'int32', None)))
 
 
 def test_read_jsonl_sample(sample):
