@@ -250,10 +250,16 @@ def predict_text(args):
 
 
 def run(args):
-    """Carry out a parsed command (MXNet is imported here, so that --help answers at once)."""
+    """Carry out a parsed command (MXNet is imported here, so that --help answers at once).
+    The switches' environment variables are checked first, for every command (a bad value is
+    named even where the command does not read it)."""
     from .common.metrics import format_metrics
+    from .config import train_switch
     from .inference import predict
+    from .inference.fast import check_switches
     from .training.devices import parse_devices
+    check_switches()
+    train_switch()
     if args.command == 'finetune':
         from .finetune import finetune
         config = from_args(FinetuneConfig, args)

@@ -90,6 +90,9 @@ def task_from_hf(stored, where, max_positions):
 
 def _exported(stored, where, architecture):
     """The task kept under :data:`EXPORT_KEY`, checked, of ``architecture``'s head."""
+    if not isinstance(stored[EXPORT_KEY], dict):
+        raise PretrainedError(f'{where}: "{EXPORT_KEY}" is {shorten(stored[EXPORT_KEY])}, not a '
+                              'JSON object (the task that export --format hf wrote)')
     task = task_from_config(stored[EXPORT_KEY], f'{where}: "{EXPORT_KEY}"')
     if type(task).HF_HEAD is None or type(task).HF_HEAD[0] != architecture:
         raise PretrainedError(f'{where}: "architectures" {architecture} does not fit '
