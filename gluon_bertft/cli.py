@@ -279,7 +279,7 @@ def run(args):
         from .inference.quantize import quantize
         quantize(args.model, args.calibration, args.out, args.calib_mode, args.calib_rows,
                  parse_devices(args.devices), min_agreement=args.min_agreement,
-                 encoding=args.encoding, max_unknown=args.max_unknown)
+                 reading=dict(encoding=args.encoding, max_unknown=args.max_unknown))
     elif args.command == 'export':
         from .export import export
         export(args.model, args.format, args.out)

@@ -227,7 +227,7 @@ def check_inputs(model, calibration, out, calib_mode, calib_rows, devices):
 
 
 def quantize(model, calibration, out, calib_mode='customize', calib_rows=256, devices=None,
-             log=print, min_agreement=None, encoding=None, max_unknown=None):
+             log=print, min_agreement=None, reading=None):
     """Write the INT8 graph folder ``out`` of the model folder ``model``, calibrated on up to
     ``calib_rows`` rows of ``calibration`` (the task's training format, labels ignored) by
     ``calib_mode`` (module docstring), keeping layers in fp32 until the argmax agreement with
@@ -236,16 +236,19 @@ def quantize(model, calibration, out, calib_mode='customize', calib_rows=256, de
     the option or file (:func:`check_inputs`, :func:`calibration_rows`); warns (``log``) on a
     CPU without VNNI instructions, where INT8 may be slower than fp32, and (as ``evaluate``
     does: :meth:`Task.check_coverage`) when over 30 % of the calibration text falls into
-    unknown tokens, a ``DataError`` above ``max_unknown``. ``model``: a model folder or a
-    Hugging Face task folder; ``encoding``: the calibration file's (default: the model's)."""
+    unknown tokens, a ``DataError`` above ``reading['max_unknown']``. ``model``: a model folder
+    or a Hugging Face task folder; ``reading``: the calibration file's ``encoding`` (default:
+    the model's) and ``max_unknown`` (``--encoding``, ``--max-unknown``)."""
+    reading = reading or {}
     check_inputs(model, calibration, out, calib_mode, calib_rows, devices or [mx.cpu()])
     if not cpu_flags() & set(VNNI_FLAGS):
         log('warning: this CPU has no AVX512-VNNI (nor AVX-VNNI): oneDNN runs INT8 without its '
             'int8 dot-product instructions, and INT8 may be no faster than fp32 (docs/speed.md)')
     net, vocab, task = load_model(model, [mx.cpu()])
     config = model_config(model, net, task)
-    rows = calibration_rows(task, calibration, calib_rows, encoding=encoding)
-    task.check_coverage(rows, vocab, calibration, vocabulary_of(model), max_unknown, log)
+    rows = calibration_rows(task, calibration, calib_rows, encoding=reading.get('encoding'))
+    task.check_coverage(rows, vocab, calibration, vocabulary_of(model), reading.get('max_unknown'),
+                        log)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
     build.check_segments(dataset, net, calibration)
     batches = nd_batches(dataset)
