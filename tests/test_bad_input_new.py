@@ -262,12 +262,16 @@ def test_a_damaged_teacher_cache_is_computed_again(kind, teacher, tmp_path):
     import numpy as onp
     from gluon_bertft.inference import predict
     from gluon_bertft.inference.fast import inference_net
+    from gluon_bertft.data.batching import make_iter
     from gluon_bertft.training import distill as kd
+    from gluon_bertft.training.evaluate import predict_outputs
     net, vocab, task = predict.load_model(teacher[0], [mx.cpu()])
     dataset = task.encode(task.read(teacher[1]['train']), vocab, log=quiet)
     cache, lines = str(tmp_path / 'c.npz'), []
-    run = lambda: kd.teacher_outputs(net, inference_net(net), dataset, 't', 16, [mx.cpu()],
-                                     task.per_token, cache, lines.append)
+    compute = lambda data: kd.stack_outputs(
+        predict_outputs(inference_net(net), make_iter(data, 16, False, sort=True), [mx.cpu()]),
+        data.all_token_ids.shape[1], task.per_token)
+    run = lambda: kd.teacher_outputs(net, dataset, compute, 't', cache, lines.append)
     fresh = run()
     assert run()[0].tolist() == fresh[0].tolist() and 'read from' in lines[-1]
     damage_cache(kind, cache)
