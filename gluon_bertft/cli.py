@@ -10,7 +10,7 @@ import sys
 from .common.errors import ConfigError, DataError, PretrainedError
 from .tasks import RAW_INPUTS, raw_input_help
 from .common.outputs import FILE_RULE, FOLDER_RULE, check_out_folder, is_stdout
-from .common.values import fraction, positive
+from .common.values import fraction, positive, unit_interval
 from .config import (DISTILL_SKIP, DistillConfig, FinetuneConfig, PretrainConfig, add_options,
                      from_args)
 
@@ -163,7 +163,8 @@ def add_quantize(sub, fmt):
     """``quantize``: a calibrated INT8 graph folder of a model folder (docs/speed.md)."""
     qu = sub.add_parser('quantize', help='a calibrated INT8 copy of a saved model, for fast '
                         'CPU inference (docs/speed.md)', **fmt)
-    qu.add_argument('--model', required=True, help='a saved model folder (OUT/model)')
+    qu.add_argument('--model', required=True, help='a saved model folder (OUT/model), or a '
+                    'Hugging Face task folder')
     qu.add_argument('--calibration', required=True, help="rows in the model's training format "
                     '(labels ignored) to calibrate on')
     qu.add_argument('--out', required=True, help='the INT8 model folder (graph, tokenizer, '
@@ -173,10 +174,13 @@ def add_quantize(sub, fmt):
                     "customize (min/max with GluonNLP's BERT clipping)")
     qu.add_argument('--calib-rows', type=positive, default=256,
                     help='calibrate on at most this many rows (a seeded sample)')
-    qu.add_argument('--min-agreement', type=fraction, default=0.99,
+    qu.add_argument('--min-agreement', type=unit_interval, default=0.99,
                     help='keep the layers that harm most in fp32 until the INT8 graph picks the '
                     "fp32 graph's argmax on this share of the calibration outputs")
     qu.add_argument('--devices', default='cpu', help='cpu (INT8 is a CPU path)')
+    qu.add_argument('--encoding', help="text encoding of --calibration, e.g. cp1252 or "
+                    "utf-16 (default: the model's training data's)")
+    add_max_unknown(qu)
 
 
 def head_choice(value):
@@ -246,10 +250,16 @@ def predict_text(args):
 
 
 def run(args):
-    """Carry out a parsed command (MXNet is imported here, so that --help answers at once)."""
+    """Carry out a parsed command (MXNet is imported here, so that --help answers at once).
+    The switches' environment variables are checked first, for every command (a bad value is
+    named even where the command does not read it)."""
     from .common.metrics import format_metrics
+    from .config import train_switch
     from .inference import predict
+    from .inference.fast import check_switches
     from .training.devices import parse_devices
+    check_switches()
+    train_switch()
     if args.command == 'finetune':
         from .finetune import finetune
         config = from_args(FinetuneConfig, args)
@@ -268,7 +278,8 @@ def run(args):
     elif args.command == 'quantize':
         from .inference.quantize import quantize
         quantize(args.model, args.calibration, args.out, args.calib_mode, args.calib_rows,
-                 parse_devices(args.devices), min_agreement=args.min_agreement)
+                 parse_devices(args.devices), min_agreement=args.min_agreement,
+                 reading=dict(encoding=args.encoding, max_unknown=args.max_unknown))
     elif args.command == 'export':
         from .export import export
         export(args.model, args.format, args.out)

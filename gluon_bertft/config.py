@@ -11,9 +11,10 @@ from typing import Optional
 
 from .common.errors import ConfigError
 from .common.files import check_encoding
-from .common.outputs import FOLDER_RULE, check_out_folder
+from .common.outputs import FOLDER_RULE, check_out_folder, check_output_file
 from .common.values import (fraction, non_negative, positive, positive_number, seed_number,
                             unit_interval)
+from .common.values import temperature as temperature_value
 from .tasks import TASKS, check_options
 from .tasks.tag import TAG_SCHEMES
 from .training.precision import DTYPES
@@ -70,7 +71,8 @@ class RunConfig:
         ``fraction``): what the CLI refuses, refused for the Python API too."""
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), f.metadata.get('type')
-            if kind in (positive, fraction, positive_number, non_negative, seed_number, unit_interval) \
+            if kind in (positive, fraction, positive_number, non_negative, seed_number, unit_interval,
+                        temperature_value) \
                     and value is not None:
                 try:
                     kind(value)
@@ -180,8 +182,8 @@ class FinetuneConfig(RunConfig):
     def inputs(self):
         """The run's input paths as ``(option, path)`` pairs (names of the hub included: the
         output rule skips paths that do not exist)."""
-        return [('--train', self.train), ('--test', self.test), ('--pretrained', self.pretrained),
-                ('--data', self.data)]
+        return [('--train', self.train), ('--test', self.test), ('--valid', self.valid),
+                ('--pretrained', self.pretrained), ('--data', self.data)]
 
     def check_out(self):
         """Refuse an ``out`` folder that breaks the output rule (:mod:`gluon_bertft.common.outputs`):
@@ -208,7 +210,8 @@ class FinetuneConfig(RunConfig):
             raise ConfigError(f'--trainable-blocks {self.trainable_blocks}: must be >= 0')
         if self.out is not None:
             self.check_out()
-        check_encoding(self.encoding)  # every reader takes it (common/files.py)
+        if self.encoding is not None:  # distill's default: the teacher's
+            check_encoding(self.encoding)  # every reader takes it (common/files.py)
         if self.test_fraction != 0.1 and (self.test or not self.train):
             raise ConfigError('--test-fraction: applies without --test (the share of --train '
                               'held back as the test set)')
@@ -220,7 +223,7 @@ TEACHER_OUTPUTS = 'teacher_outputs.npz'
 # what the teacher's saved model decides (its reader, lengths, tokenizer, task options), and
 # what distill does not do (a distributed kvstore): not options of distill
 DISTILL_SKIP = ('data', 'max_len', 'tokenizer', 'format', 'text_columns', 'label_column', 'header',
-                'encoding', 'tag_column', 'tag_scheme', 'stride', 'max_query_len',
+                'tag_column', 'tag_scheme', 'stride', 'max_query_len',
                 'max_answer_len', 'kvstore')
 
 
@@ -246,10 +249,13 @@ class DistillConfig(FinetuneConfig):
                                 "a Hugging Face model: its tokenizer must be the teacher's)")
     alpha: float = opt(0.5, 'weight of the soft loss (KL to the teacher at --temperature, '
                        'times T^2); 1 - alpha weighs the hard-label loss', type=unit_interval)
-    temperature: float = opt(2.0, 'softmax temperature T of the soft loss', type=positive_number)
+    temperature: float = opt(2.0, 'softmax temperature T of the soft loss', type=temperature_value)
     unlabelled: Optional[str] = opt(None, "more training rows without labels, in the task's "
                                     'training format (labels absent or ignored; qa: questions '
                                     'with passages): the teacher labels them')
+    encoding: Optional[str] = opt(None, 'text encoding of --train, --test, --valid and '
+                                  "--unlabelled, e.g. cp1252 (default: the teacher's training "
+                                  "data's)")
     teacher_outputs: Optional[str] = opt(None, "the cache of the teacher's outputs (default: "
                                          f'OUT/{TEACHER_OUTPUTS}); give one file to share it '
                                          'between students on the same data')
@@ -262,6 +268,14 @@ class DistillConfig(FinetuneConfig):
 
     def inputs(self):
         return super().inputs() + [('--teacher', self.teacher), ('--unlabelled', self.unlabelled)]
+
+    def check(self):
+        """:meth:`FinetuneConfig.check`, and ``--teacher-outputs`` by the output rule: an
+        ``.npz`` file (read back when it fits, else replaced), never an input."""
+        super().check()
+        if self.teacher_outputs is not None:
+            check_output_file(self.teacher_outputs, '--teacher-outputs', self.inputs(),
+                              formats={'.npz': 'npz'})
 
     def check_out(self):
         check_out_folder(self.out, '--out', self.inputs(), names=OUTPUTS,
@@ -343,3 +357,25 @@ def from_args(config_cls, args):
     """A ``config_cls`` from parsed arguments (fields missing in ``args`` keep their default)."""
     return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
                          if hasattr(args, f.name)})
+
+
+TRAIN_FUSED_ENV = 'GLUON_BERTFT_TRAIN_FUSED_ATTENTION'  # as --fused-attention (docs/speed.md)
+
+
+def train_switch(environ=os.environ):
+    """Whether :data:`TRAIN_FUSED_ENV` turns ``--fused-attention`` on (``1``; ``0`` or unset:
+    off); ``ConfigError`` naming the variable for any other value."""
+    text = environ.get(TRAIN_FUSED_ENV, '0').strip()
+    if text not in ('0', '1'):
+        raise ConfigError(f'{TRAIN_FUSED_ENV}={text[:40]!r}: use 1 (on) or 0 (off)')
+    return text == '1'
+
+
+def check_environment(config):
+    """The switches' environment variables of a training run (``finetune``, ``distill``),
+    checked before hours of training (``ConfigError`` naming the variable): the inference
+    copy's (:func:`~gluon_bertft.inference.fast.check_switches`), and :data:`TRAIN_FUSED_ENV`,
+    which turns ``config.fused_attention`` on."""
+    from .inference.fast import check_switches  # imports MXNet: not at --help
+    check_switches()
+    config.fused_attention = config.fused_attention or train_switch()

@@ -27,10 +27,10 @@ from .stages import fit, report, save_run
 from .common import storage
 from .common.errors import ConfigError, PretrainedError
 from .common.metrics import format_metrics
-from .config import TEACHER_OUTPUTS
+from .config import TEACHER_OUTPUTS, check_environment
 from .data.batching import make_iter
 from .inference import predict
-from .inference.fast import check_switches, inference_net
+from .inference.fast import inference_net
 from .models import pretrained
 from .models.build import ALL_PRESETS, bert_config, build_bert
 from .tasks.base import is_wordpiece
@@ -93,6 +93,8 @@ def load_teacher(config, devices):
         raise ConfigError(f'--task {config.task}: the teacher {path} is a {task.name} model '
                           '(leave --task out to take it from the teacher)')
     config.task, config.max_len = task.name, task.max_len
+    if config.encoding is not None:  # the data's, not the teacher's (--encoding)
+        task.config['reader']['encoding'] = config.encoding
     return net, vocab, task
 
 
@@ -100,14 +102,14 @@ def prepare(run):
     """Load the teacher, check the config, read the splits, make the student's BERT."""
     config, log = run.config, run.log
     config.check_student()
-    check_switches()
+    check_environment(config)
     run.devices = parse_devices(config.devices)
     run.teacher, run.vocab, run.task = load_teacher(config, run.devices)
     config.check()
     set_seed(config.seed)
     run.kv = config.kvstore or 'device'
     run.files, run.train_rows, run.test_rows, run.valid_rows = read_splits(run.task, config)
-    run.unknown = check_vocabulary(run)
+    run.unknown = check_vocabulary(run, teacher_vocabulary(config))
     run.weights = fit_labels(run.task, run.train_rows, config, log)
     run.bert, run.bert_cfg = student_bert(run)
     check_bert(config, run.bert_cfg, run.vocab)
@@ -116,6 +118,12 @@ def prepare(run):
     log(f'teacher: {config.teacher}, {teacher_blks} blocks; student: {run.bert_cfg["num_blks"]} '
         f'blocks, {run.bert_cfg["num_hiddens"]} hidden; {run.task.name}: {len(run.train_rows)} '
         f'labelled training, {len(run.test_rows)} test examples; devices {run.devices}')
+
+
+def teacher_vocabulary(config):
+    """How a coverage warning names the vocabulary of a distillation (the teacher's, which the
+    student shares)."""
+    return f"the teacher's vocabulary ({config.teacher})"
 
 
 def block_choice(num_teacher, k, init):
@@ -204,6 +212,8 @@ def add_teacher_outputs(run):
     parts = [labelled]
     if config.unlabelled:
         rows = task.read(config.unlabelled, labelled=False)
+        task.check_coverage(rows, run.vocab, config.unlabelled, teacher_vocabulary(config),
+                            config.max_unknown, run.log)
         parts.append(task.encode(rows, run.vocab, log=run.log))
         run.log(f'unlabelled: {len(parts[1])} examples from {config.unlabelled}')
     joined = Joined(parts)

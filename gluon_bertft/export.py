@@ -24,7 +24,7 @@ from .common.errors import ConfigError
 from .common.outputs import check_out_folder, replace_folder
 from .inference import folders, graph
 from .inference.fast import inference_net
-from .inference.predict import check_model_folder, load_model, read_saved_model
+from .inference.predict import check_model_folder, load_model
 from .models import hf_tasks
 from .tasks.base import is_wordpiece
 from .tasks.hf import hf_fields
@@ -69,8 +69,8 @@ def export_mxnet(model, folder, log=print):
     (:func:`~gluon_bertft.inference.fast.inference_net`, fused attention if its switch is on;
     the oneDNN partitioning is done again when the folder is loaded, so the graph also runs on
     an MXNet without oneDNN), the vocabulary and ``config.json``."""
-    _, config, _ = read_saved_model(model)
-    net, _, _ = load_model(model, [mx.cpu()])
+    net, _, task = load_model(model, [mx.cpu()])
+    config = folders.model_config(model, net, task)
     copy = inference_net(net, onednn=False)
 
     def write(tmp):

@@ -12,7 +12,7 @@ import numpy as onp
 from d2l import mxnet as d2l
 
 from .common.errors import ConfigError, DataError
-from .config import FinetuneConfig
+from .config import FinetuneConfig, check_environment
 from .data import coverage
 from .data.batching import make_iter
 from .data.snli import find_split
@@ -23,7 +23,6 @@ from .tasks import labels, task_of_config
 from .tasks.base import is_wordpiece
 from .training import distributed, precision
 from .training.devices import parse_devices, set_seed
-from .inference.fast import check_switches
 from .training.trainer import make_trainer
 from .stages import fit, report, save_run
 
@@ -110,24 +109,11 @@ def finetune(config, animator=None, log=print):
     return run.net, run.vocab, result
 
 
-TRAIN_FUSED_ENV = 'GLUON_BERTFT_TRAIN_FUSED_ATTENTION'  # as --fused-attention (docs/speed.md)
-
-
-def train_switch(environ=os.environ):
-    """Whether :data:`TRAIN_FUSED_ENV` turns ``--fused-attention`` on (``1``; ``0`` or unset:
-    off); ``ConfigError`` naming the variable for any other value."""
-    text = environ.get(TRAIN_FUSED_ENV, '0').strip()
-    if text not in ('0', '1'):
-        raise ConfigError(f'{TRAIN_FUSED_ENV}={text[:40]!r}: use 1 (on) or 0 (off)')
-    return text == '1'
-
-
 def prepare(run):
     """Check the config, read and split the data, load the BERT, join a distributed run."""
     config, log = run.config, run.log
     config.check()
-    check_switches()  # the inference switches' variables, before hours of training
-    config.fused_attention = config.fused_attention or train_switch()
+    check_environment(config)
     kv = config.kvstore or distributed.default_kvstore()
     if config.lazy_embedding and distributed.is_distributed(kv):
         raise ConfigError('--lazy-embedding: not with a distributed kvstore (the summed gradient '
@@ -176,13 +162,14 @@ def check_bert(config, bert_cfg, vocab):
                           "applies to models with the book's word vocabulary")
 
 
-def check_vocabulary(run):
+def check_vocabulary(run, model=None):
     """``{'train': share, 'test': share}``: the characters of the first rows of the training and
     test sets that the vocabulary maps to unknown tokens (:meth:`Task.check_coverage`: a
-    warning above 30 %, an error above ``--max-unknown``), before any training."""
+    warning above 30 %, an error above ``--max-unknown``), before any training. ``model``:
+    how the warning names the vocabulary (default: ``--pretrained``'s)."""
     config, (train_file, test_file) = run.config, run.files
-    model = (coverage.BUILT if config.pretrained == 'random'
-             and not is_wordpiece(run.vocab) else f"--pretrained {config.pretrained}'s vocabulary")
+    model = model or (coverage.BUILT if config.pretrained == 'random' and not is_wordpiece(run.vocab)
+                      else f"--pretrained {config.pretrained}'s vocabulary")
     check = lambda rows, where: run.task.check_coverage(rows, run.vocab, where, model,
                                                         config.max_unknown, run.log)
     return dict(train=check(run.train_rows, train_file),

@@ -24,6 +24,19 @@ def find_root(start=None):
     return start
 
 
+FAST_ENV = 'GLUON_BERTFT_FAST'
+
+
+def fast_mode(environ=os.environ):
+    """Whether :data:`FAST_ENV` asks for a quick run (``1``; ``0`` or unset: no); a
+    ``ConfigError`` naming the variable for any other value (``yes`` was read as no)."""
+    from .common.errors import ConfigError
+    text = environ.get(FAST_ENV, '0').strip()
+    if text not in ('0', '1'):
+        raise ConfigError(f'{FAST_ENV}={text[:40]!r}: use 1 (a quick run) or 0')
+    return text == '1'
+
+
 def setup(default_bert='random', seed=0):
     """Seed everything, print one line, and return :class:`Setup`:
     ``(ROOT, SHARED, FAST, PRETRAINED, devices)``.
@@ -40,7 +53,7 @@ def setup(default_bert='random', seed=0):
     set_seed(seed)
     root = find_root()
     shared = os.path.join(os.path.dirname(root), 'shared', 'data')
-    fast = os.environ.get('GLUON_BERTFT_FAST') == '1'
+    fast = fast_mode()
     bert = os.environ.get('BERT_PATH') or default_bert
     devices = default_devices()
     from .common import threads as thread_setup

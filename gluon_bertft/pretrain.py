@@ -19,7 +19,7 @@ import mxnet as mx
 from mxnet import gluon, init
 
 from .common import storage
-from .common.errors import ConfigError
+from .common.errors import ConfigError, DataError
 from .common.files import check_encoding
 from .common.outputs import check_out_folder, check_output_file
 from .config import PretrainConfig
@@ -203,11 +203,15 @@ def plot_pretraining(history, path):
 def load_corpus(corpus, max_len, seed, encoding='utf-8', format='wikitext'):
     """``WikiTextDataset`` of a WikiText file or folder (``format='wikitext'``) or of a
     plain-text file, one paragraph per line (``'text'``: :func:`~gluon_bertft.data.plaintext.read_text`);
-    the shuffle and masks follow ``seed``."""
+    the shuffle and masks follow ``seed``. ``DataError`` naming ``corpus`` when it is too
+    small (no token 5 times, no pair that fits ``max_len``)."""
     set_seed(seed)
     paragraphs = (read_text(corpus, encoding=encoding) if format == 'text'
                   else read_wiki(corpus, encoding=encoding))
-    return WikiTextDataset(paragraphs, max_len)
+    try:
+        return WikiTextDataset(paragraphs, max_len)
+    except DataError as e:  # too small: named by the file
+        raise DataError(f'--corpus {corpus}: {e}') from None
 
 
 def check_pretrain_config(c):

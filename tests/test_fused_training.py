@@ -150,7 +150,7 @@ def test_make_trainer_refuses_a_backend_graph():
 
 
 def test_train_switch_variable():
-    from gluon_bertft.finetune import TRAIN_FUSED_ENV, train_switch
+    from gluon_bertft.config import TRAIN_FUSED_ENV, train_switch
     assert train_switch({}) is False
     assert train_switch({TRAIN_FUSED_ENV: '0'}) is False
     assert train_switch({TRAIN_FUSED_ENV: ' 1 '}) is True
@@ -166,7 +166,7 @@ def test_finetune_fused_attention_follows_the_default(tmp_path):
     from tiny_data import TINY_RUN, classify_tsv
 
     from gluon_bertft import FinetuneConfig, finetune
-    from gluon_bertft.finetune import TRAIN_FUSED_ENV
+    from gluon_bertft.config import TRAIN_FUSED_ENV
     from gluon_bertft.inference.predict import load_model
     classify_tsv(tmp_path / 'train.tsv')
     results, nets = [], []

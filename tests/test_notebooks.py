@@ -299,6 +299,10 @@ def test_setup_reads_the_environment(monkeypatch):
     monkeypatch.delenv('BERT_PATH')
     root, shared, fast, pretrained, devices = notebook.setup(default_bert='bert.small')
     assert (root, fast, pretrained) == (ROOT, False, 'bert.small')
+    monkeypatch.setenv('GLUON_BERTFT_FAST', 'yes')  # was read as off, silently
+    from gluon_bertft.common.errors import ConfigError
+    with pytest.raises(ConfigError, match="GLUON_BERTFT_FAST='yes': use 1"):
+        notebook.setup()
 
 
 def test_the_encoder_falls_back_from_the_book_model_to_minilm_to_random(tmp_path):

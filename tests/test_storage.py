@@ -23,6 +23,27 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ['out.json']
 
 
+def test_a_failed_write_inside_a_folder_names_where_it_goes(tmp_path):
+    """A write inside a folder being written (a model inside a run's OUT) named the hidden
+    temporary (``.out.PID.x/new/model``); it names ``out/model``, and so does the cause MXNet
+    gives with its own path."""
+    import errno
+    from gluon_bertft.common.errors import WriteError
+    out = str(tmp_path / 'out')
+    with pytest.raises(WriteError) as e:
+        with atomic_path(out) as tmp:
+            os.makedirs(tmp)
+            with atomic_path(os.path.join(tmp, 'model')):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(e.value).startswith(os.path.join(out, 'model') + ': could not be written')
+    with pytest.raises(WriteError) as e:
+        with atomic_path(out) as tmp:
+            raise mx.base.MXNetError(f'[io] write {tmp}/model-0000.params: No space left on device')
+    assert str(e.value) == (f'{out}: could not be written ([io] write {out}/model-0000.params: '
+                            'No space left on device); nothing of it was kept')
+    assert os.listdir(tmp_path) == []
+
+
 def test_atomic_path_replaces_a_folder_whole(tmp_path):
     target = tmp_path / 'model'
     os.makedirs(target)

@@ -13,7 +13,8 @@
 * ``--output`` names a file whose extension gives its format; ``-`` means standard output
   (JSON lines), and every other message then goes to standard error.
 * A path ending in ``/`` is a folder and is refused where a file is wanted; an empty path is
-  refused.
+  refused. ``-`` is refused where a folder is wanted (``--out``): it would make a folder
+  named ``-``.
 
 Every refusal is a :class:`~gluon_bertft.common.errors.ConfigError` naming the option and the
 path.
@@ -49,6 +50,9 @@ def check_out_folder(path, option, inputs=(), names=None, keep=(), others=()):
     or hold either (one would delete the other). Raises ``ConfigError`` naming ``option`` and
     ``path``."""
     _check_given(path, option, 'folder')
+    if is_stdout(path):
+        raise ConfigError(f'{option} -: standard output is for --output (JSON lines); {option} '
+                          'names a folder (give ./- for a folder of that name)')
     _check_apart(path, option, inputs)
     _check_apart(path, option, others, role='another output of this run', present=False)
     plain = path.rstrip('/' + os.sep) or path  # 'dir/' names the folder dir

@@ -45,10 +45,12 @@ def atomic_path(path):
             os.replace(path, old)
         os.replace(target, path)
     except Exception as e:
+        if isinstance(e, WriteError) and target in str(e):  # a write inside this one's
+            raise WriteError(str(e).replace(target, path)) from None  # named where it goes
         if isinstance(e, WriteError) or not _write_failure(e):
             raise
-        raise WriteError(f'{path}: could not be written ({_cause(e)}); nothing of it was '
-                         'kept') from None
+        raise WriteError(f'{path}: could not be written ({_cause(e).replace(target, path)}); '
+                         'nothing of it was kept') from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -42,7 +42,8 @@ def read_text(path, tokenizer='basic', shuffle=True, encoding='utf-8'):
     name of a splitter of :mod:`.tokenize` (``basic``: words, punctuation marks and single CJK
     characters, lower-cased). As in the book, only paragraphs of at least two sentences are
     kept (next-sentence pairs need them), shuffled with Python's ``random`` when ``shuffle``.
-    Raises ``DataError`` naming the file when it is empty or no line has two sentences.
+    A sentence without a letter or digit (``...``, ``!!!``) is not one. Raises ``DataError``
+    naming the file when it is empty or no line has two sentences.
     """
     tokenize = get_tokenizer(tokenizer)
     lines = decoded_lines(path, encoding)
@@ -51,7 +52,7 @@ def read_text(path, tokenizer='basic', shuffle=True, encoding='utf-8'):
     paragraphs = []
     for line in lines:
         sentences = [' '.join(tokenize(s)) for s in split_sentences(line)]
-        sentences = [s for s in sentences if s]
+        sentences = [s for s in sentences if any(ch.isalnum() for ch in s)]  # no word: none
         if len(sentences) >= 2:
             paragraphs.append(sentences)
     if not paragraphs:

@@ -9,6 +9,7 @@ apart by their files, and the Hugging Face task folder loaded as a model of this
 ``graph``    ``model-symbol.json``: an exported MXNet graph (``HybridBlock.export``)
 =========  ===============================================================================
 """
+import copy
 import logging
 import os
 
@@ -69,3 +70,13 @@ def load_hf_task(path, devices):
     pretrained.load_param_dict(net, {k: mx.np.array(v) for k, v in params.items()}, path, devices)
     net.hybridize(static_alloc=True)
     return net, vocab, task
+
+
+def model_config(path, net, task):
+    """The ``config.json`` of the model folder ``path`` as :func:`~gluon_bertft.finetune.finetune`
+    writes it (the task's fields and ``bert``, the architecture), whose ``net`` and ``task``
+    were loaded: a package folder's own; for a Hugging Face task folder, its task's and its
+    encoder's (so that an exported graph or INT8 folder of it reads as one of ours)."""
+    if folder_kind(path) != 'hf':
+        return storage.read_json(os.path.join(path, 'config.json'))
+    return dict(copy.deepcopy(task.config), bert={k: v for k, v in net.encoder.hparams.items() if k != 'dropout'})

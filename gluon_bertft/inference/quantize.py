@@ -32,14 +32,17 @@ import mxnet as mx
 import numpy as onp
 from mxnet.contrib import quantization as mxq
 
+from ..common import storage
 from ..common.errors import ConfigError, DataError
+from ..common.files import check_regular
 from ..common.outputs import check_out_folder
 from ..data.batching import make_iter
 from ..models import build
 from . import graph
 from .fast import inference_net
 from .fidelity import fidelity
-from .predict import load_model, read_saved_model
+from .folders import model_config
+from .predict import load_model, read_with, vocabulary_of
 
 CALIB_MODES = ('naive', 'entropy', 'customize')
 MIN_AGREEMENT = 0.99  # default argmax agreement with fp32 that the layer choice reaches
@@ -69,11 +72,12 @@ def check_devices(devices):
                           'operators); give --devices cpu')
 
 
-def calibration_rows(task, path, calib_rows, seed=0):
-    """Up to ``calib_rows`` rows of ``path`` read as ``task``'s training data (labels ignored),
-    a seeded sample in file order when there are more. ``DataError`` for fewer than
-    :data:`MIN_ROWS` (an empty file included), naming the file."""
-    rows = task.read(path, labelled=False)
+def calibration_rows(task, path, calib_rows, seed=0, encoding=None):
+    """Up to ``calib_rows`` rows of ``path`` read as ``task``'s training data (labels ignored;
+    in ``encoding`` when given, else the model's training data's), a seeded sample in file
+    order when there are more. ``DataError`` for fewer than :data:`MIN_ROWS` (an empty file
+    included), naming the file."""
+    rows = read_with(task, path, encoding, labelled=False)
     if len(rows) < MIN_ROWS:
         raise DataError(f'--calibration {path}: {len(rows)} row(s); calibration needs at least '
                         f'{MIN_ROWS} (a few hundred rows like the data the model will see)')
@@ -217,26 +221,34 @@ def check_inputs(model, calibration, out, calib_mode, calib_rows, devices):
         raise ConfigError(f'--calib-mode {calib_mode!r}: choose from {", ".join(CALIB_MODES)}')
     if not isinstance(calib_rows, int) or calib_rows < MIN_ROWS:
         raise ConfigError(f'--calib-rows {calib_rows!r}: give at least {MIN_ROWS}')
-    if not os.path.isfile(calibration):
+    if not os.path.exists(calibration):
         raise DataError(f'--calibration {calibration}: no such file')
+    check_regular(calibration)  # a folder, named pipe or device: named as such
 
 
 def quantize(model, calibration, out, calib_mode='customize', calib_rows=256, devices=None,
-             log=print, min_agreement=None):
+             log=print, min_agreement=None, reading=None):
     """Write the INT8 graph folder ``out`` of the model folder ``model``, calibrated on up to
     ``calib_rows`` rows of ``calibration`` (the task's training format, labels ignored) by
     ``calib_mode`` (module docstring), keeping layers in fp32 until the argmax agreement with
     fp32 reaches ``min_agreement`` (default :data:`MIN_AGREEMENT`). Returns the fidelity report (``agreement``,
     ``divergence``, ``count``, ``fp32_layers``). Raises ``ConfigError`` / ``DataError`` naming
     the option or file (:func:`check_inputs`, :func:`calibration_rows`); warns (``log``) on a
-    CPU without VNNI instructions, where INT8 may be slower than fp32."""
+    CPU without VNNI instructions, where INT8 may be slower than fp32, and (as ``evaluate``
+    does: :meth:`Task.check_coverage`) when over 30 % of the calibration text falls into
+    unknown tokens, a ``DataError`` above ``reading['max_unknown']``. ``model``: a model folder
+    or a Hugging Face task folder; ``reading``: the calibration file's ``encoding`` (default:
+    the model's) and ``max_unknown`` (``--encoding``, ``--max-unknown``)."""
+    reading = reading or {}
     check_inputs(model, calibration, out, calib_mode, calib_rows, devices or [mx.cpu()])
     if not cpu_flags() & set(VNNI_FLAGS):
         log('warning: this CPU has no AVX512-VNNI (nor AVX-VNNI): oneDNN runs INT8 without its '
             'int8 dot-product instructions, and INT8 may be no faster than fp32 (docs/speed.md)')
-    _, config, _ = read_saved_model(model)
     net, vocab, task = load_model(model, [mx.cpu()])
-    rows = calibration_rows(task, calibration, calib_rows)
+    config = model_config(model, net, task)
+    rows = calibration_rows(task, calibration, calib_rows, encoding=reading.get('encoding'))
+    task.check_coverage(rows, vocab, calibration, vocabulary_of(model), reading.get('max_unknown'),
+                        log)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
     build.check_segments(dataset, net, calibration)
     batches = nd_batches(dataset)
@@ -257,6 +269,8 @@ def quantize(model, calibration, out, calib_mode='customize', calib_rows=256, de
 
     def write(folder):
         graph.save_symbol(folder, qsym, qargs, qauxs)
+        if not os.path.isfile(os.path.join(model, storage.PARAMS)):  # a Hugging Face folder
+            net.save_parameters(os.path.join(folder, storage.PARAMS))  # the fp32 weights, ours
         return dict(precision='int8', fp32_layers=report['fp32_layers'], quantization=dict(
             calib_mode=calib_mode, calib_rows=len(rows), calibration=os.path.abspath(calibration),
             agreement=report['agreement'], divergence=report['divergence'],

@@ -60,7 +60,9 @@ def task_from_hf(stored, where, max_positions):
     ``I-X``, else plain tags).
 
     Raises ``PretrainedError`` naming ``where`` and the field: ``architectures`` not one
-    head the package has, a multi-label ``problem_type``, a malformed ``id2label``.
+    head the package has, a multi-label ``problem_type``, a malformed ``id2label``, or (with
+    :data:`EXPORT_KEY`) an ``id2label`` whose names, in order, are not the task's display
+    labels (``label2id`` is not read, as transformers does not read it for outputs).
     """
     archs = stored.get('architectures')
     known = sorted({arch for arch, _ in IMPORTED})
@@ -88,10 +90,21 @@ def task_from_hf(stored, where, max_positions):
 
 def _exported(stored, where, architecture):
     """The task kept under :data:`EXPORT_KEY`, checked, of ``architecture``'s head."""
+    if not isinstance(stored[EXPORT_KEY], dict):
+        raise PretrainedError(f'{where}: "{EXPORT_KEY}" is {shorten(stored[EXPORT_KEY])}, not a '
+                              'JSON object (the task that export --format hf wrote)')
     task = task_from_config(stored[EXPORT_KEY], f'{where}: "{EXPORT_KEY}"')
     if type(task).HF_HEAD is None or type(task).HF_HEAD[0] != architecture:
         raise PretrainedError(f'{where}: "architectures" {architecture} does not fit '
                               f'"{EXPORT_KEY}" (task {task.name})')
+    if 'id2label' in stored:  # what transformers shows: it must say what the task says
+        names = _labels(stored, where)
+        if task.config.get('labels') and names != task.display_labels:
+            raise PretrainedError(
+                f'{where}: "id2label" {shorten(names)} does not agree with the labels of '
+                f'"{EXPORT_KEY}" {shorten(task.display_labels)} (class i is the classifier\'s '
+                f'row i); correct "id2label", or remove "{EXPORT_KEY}" to read the folder as '
+                'transformers does (its names, default task options)')
     return task
 
 

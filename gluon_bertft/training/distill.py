@@ -17,6 +17,7 @@ teacher's output array(s) (one per output of the head), so that
 """
 import hashlib
 import os
+import zipfile
 
 import numpy as onp
 from mxnet import np, npx
@@ -137,7 +138,8 @@ def params_digest(net):
 
 def load_cache(path, key):
     """The teacher's outputs (a list of arrays) cached at ``path`` for ``key``, else None (no
-    file, or one for other inputs or another teacher)."""
+    file, one for other inputs or another teacher, or a damaged one: truncated, not an
+    ``.npz``, an array missing or pickled)."""
     if not path or not os.path.isfile(path):
         return None
     try:
@@ -145,8 +147,45 @@ def load_cache(path, key):
             if str(f['key']) != key:
                 return None
             return [f[f'output{k}'] for k in range(int(f['count']))]
-    except (OSError, ValueError, KeyError):  # a damaged file: computed again, replaced
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
+
+
+SPOT_ROWS = 8  # a cache is checked against the teacher's outputs for this many rows
+
+
+class _FirstRows:
+    """The first ``n`` examples of an encoded dataset (what batches are made of)."""
+
+    def __init__(self, dataset, n):
+        self.all_token_ids, self.all_segments = dataset.all_token_ids[:n], dataset.all_segments[:n]
+        self.valid_lens = dataset.valid_lens[:n]
+        self.labels = onp.zeros(len(self.valid_lens), dtype=onp.float32)
+
+    def __len__(self):
+        return len(self.valid_lens)
+
+
+def cache_fits(columns, fresh, dataset):
+    """Whether cached ``columns`` are the teacher's outputs for ``dataset``: as many float32
+    arrays as ``fresh`` (the teacher's outputs for its first rows), of the same shapes but the
+    rows, one row per example, finite, and equal to ``fresh`` on its rows within float rounding
+    (outputs per token: on each example's tokens)."""
+    n, lens = len(dataset), dataset.valid_lens.astype(int)
+    width = dataset.all_token_ids.shape[1]
+    if len(columns) != len(fresh):
+        return False
+    for cached, new in zip(columns, fresh):
+        if cached.dtype != onp.float32 or cached.shape != (n,) + new.shape[1:]:
+            return False
+        if not onp.isfinite(cached[cached != PAD_SCORE]).all():
+            return False
+        per_token = new.ndim > 1 and new.shape[1] == width
+        for i in range(len(new)):
+            a, b = (cached[i, :lens[i]], new[i, :lens[i]]) if per_token else (cached[i], new[i])
+            if not onp.allclose(a, b, rtol=1e-3, atol=1e-4):
+                return False
+    return True
 
 
 def save_cache(path, key, columns):
@@ -163,13 +202,18 @@ def teacher_outputs(teacher, dataset, compute, where, cache=None, log=print):
     inference copy on length-sorted batches, :func:`stack_outputs`) run once and cached at
     ``cache`` (a ``.npz`` file, keyed by the SHA-1 of ``teacher``'s parameters and of the
     encoded inputs): reused by every epoch, a resumed run, and other students on the same
-    data. ``where`` names the teacher in the ``DataError`` raised for non-finite outputs."""
+    data. A cache read back is checked (:func:`cache_fits`, against ``compute`` on its first
+    :data:`SPOT_ROWS` rows); a damaged one is computed again and replaced. ``where`` names the
+    teacher in the ``DataError`` raised for non-finite outputs."""
     key = (f'v{CACHE_VERSION} {params_digest(teacher)} '
            f'{digest(dataset.all_token_ids, dataset.all_segments, dataset.valid_lens)}')
     columns = load_cache(cache, key)
     if columns is not None:
-        log(f"teacher's outputs: read from {cache}")
-        return columns
+        if cache_fits(columns, compute(_FirstRows(dataset, SPOT_ROWS)), dataset):
+            log(f"teacher's outputs: read from {cache}")
+            return columns
+        log(f"teacher's outputs in {cache}: not this teacher's for these rows (damaged); "
+            'computed again')
     columns = compute(dataset)
     for c in columns:
         if not onp.isfinite(c[c != PAD_SCORE]).all():
