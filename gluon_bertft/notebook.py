@@ -6,6 +6,12 @@
 
 Importing ``gluon_bertft`` before anything imports ``mxnet`` or ``d2l`` matters: the package
 sets MXNet's OpenMP thread count, which MXNet reads once, at import (:mod:`.threads`).
+
+The BERT a notebook fine-tunes: ``$BERT_PATH`` when set (any ``--pretrained`` source;
+``BERT_PATH=random`` is the switch for random initialization, ``BERT_PATH=minilm`` for MiniLM),
+else ``setup(default_bert=...)``: the task notebooks pass ``('bert.small', 'minilm')``, the
+book's model, then the offline MiniLM, then random (:func:`choose_bert`). ``GLUON_BERTFT_FAST=1``
+makes the quick run the tests execute.
 """
 import os
 from collections import namedtuple
