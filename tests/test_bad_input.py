@@ -176,6 +176,7 @@ def test_bytes_that_are_not_utf8_name_file_line_and_encoding(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ['wiki.tokens', 'x.jsonl']
 
 
+@pytest.mark.slow
 def test_encoding_is_honoured_for_snli_and_utf16(tmp_path, capsys):
     path = write(tmp_path / 'x.jsonl', open(SAMPLE, encoding='utf-8').read().encode('cp1252') +
                  '{"gold_label": "neutral", "sentence1": "café", "sentence2": "b"}\n'.encode('cp1252'))

@@ -91,6 +91,7 @@ def finite_checkpoint(path):
     return all(onp.isfinite(a.asnumpy()).all() for a in mx.npx.load(os.path.join(path, 'model.params')).values())
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step_and_saves_no_non_finite_weights(tmp_path, capsys):
     out = tmp_path / 'run'
     refused(capsys, 'finetune', '--task', 'classify', '--train', classify_tsv(tmp_path / 't.tsv'),
@@ -103,6 +104,7 @@ def test_a_diverging_run_stops_naming_the_step_and_saves_no_non_finite_weights(t
     assert not os.path.exists(tmp_path / 'bert') and finite_checkpoint(tmp_path / 'bert.ckpt')
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_at_the_first_sync_point(tmp_path, monkeypatch):
     loss = ClassifyTask.loss
     monkeypatch.setattr(ClassifyTask, 'loss', staticmethod(lambda p, y: loss(p, y) * float('nan')))

@@ -220,6 +220,7 @@ def test_weights_change_training(unbroken, tmp_path):
     assert any(not onp.allclose(v, expected[k]) for k, v in params_of(net).items())
 
 
+@pytest.mark.slow
 def test_a_resumed_weighted_run_equals_an_unbroken_one(unbroken, monkeypatch):
     folder, expected, expected_result, _ = unbroken
     CrashAfter(monkeypatch, 1)

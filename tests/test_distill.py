@@ -137,6 +137,7 @@ def test_stack_outputs_pads_per_token_outputs():
 
 # --- every task ---
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', TASKS)
 def test_distill_every_task(task, teacher, tmp_path):
     """A one-block student of a two-block teacher, labelled plus unlabelled rows: it trains,
@@ -160,6 +161,7 @@ def test_distill_every_task(task, teacher, tmp_path):
     assert metric[first] == pytest.approx(result['test'][first], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_student_starts_from_the_teachers_blocks(teacher, tmp_path):
     """``first``: the student's block 0, embeddings, pooler and task layer are the teacher's
     (checked before any update: lr so small that nothing moves at float32's precision)."""
@@ -173,6 +175,7 @@ def test_student_starts_from_the_teachers_blocks(teacher, tmp_path):
         onp.testing.assert_allclose(value, want[name], atol=1e-7, err_msg=name)
 
 
+@pytest.mark.slow
 def test_teacher_outputs_are_cached_and_shared(teacher, tmp_path):
     path, files, more, _ = teacher('tag')
     cache = str(tmp_path / 'shared.npz')
@@ -189,6 +192,7 @@ def test_teacher_outputs_are_cached_and_shared(teacher, tmp_path):
     assert any('computed for' in line for line in lines)
 
 
+@pytest.mark.slow
 def test_two_devices_equal_one(teacher, tmp_path):
     path, files, more, _ = teacher('classify')
     runs = [params_of(distill(student_config(path, files, tmp_path / d.replace(':', '').replace(',', ''),
@@ -199,6 +203,7 @@ def test_two_devices_equal_one(teacher, tmp_path):
         onp.testing.assert_allclose(runs[1][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', ('classify', 'qa'))
 def test_resume_is_bit_identical(task, teacher, tmp_path, monkeypatch):
     """Interrupted inside the second epoch and resumed (the teacher's outputs read back from
@@ -229,6 +234,7 @@ def test_preset_student_with_the_teachers_vocabulary(teacher, tmp_path):
     assert onp.isfinite(result['train_loss'][0])
 
 
+@pytest.mark.slow
 def test_predict_and_explain_take_the_student(teacher, tmp_path, capsys):
     path, files, _, _ = teacher('classify')
     distill(student_config(path, files, tmp_path / 'out'), log=quiet)
@@ -303,6 +309,7 @@ def test_an_unlabelled_file_of_another_format_is_refused(task, content, match, t
             '--unlabelled', more, match=match)
 
 
+@pytest.mark.slow
 def test_a_student_with_another_tokenizer_is_refused(teacher, tmp_path):
     path, files, _, _ = teacher('classify')
     with pytest.raises(ConfigError, match=r"--pretrained minilm: its tokenizer is not the teacher's"):

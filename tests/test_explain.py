@@ -42,6 +42,7 @@ def within(entry):
     return gap <= max(0.02 * abs(entry['score'] - entry['baseline_score']), 0.01) + 1e-5 and c['within']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', ['snli', 'classify', 'tag', 'qa'])
 def test_integrated_gradients_are_complete_on_a_trained_model(task, models):
     net, vocab, t = loaded(models, task)

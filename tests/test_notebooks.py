@@ -344,6 +344,7 @@ def test_setup_reads_the_environment(monkeypatch):
         notebook.setup()
 
 
+@pytest.mark.slow
 def test_the_encoder_falls_back_from_the_book_model_to_minilm_to_random(tmp_path):
     """``load_encoder``: the first source that loads, else a random bert.small; it says why
     each failed and prints the sizes of the one loaded."""

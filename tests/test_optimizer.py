@@ -77,6 +77,7 @@ def test_make_trainer_updates_only_the_batchs_embedding_rows(sample, vocab):
     assert len(used) < len(vocab)  # rows outside the batch exist and stayed
 
 
+@pytest.mark.slow
 def test_lazy_and_book_adam_learn_alike(sample, vocab):
     """Two epochs on 256 pairs: same loss curve within noise, lazy or the book's Adam."""
     ds = SNLIBERTDataset(tuple(c[:256] for c in sample), 64, vocab)

@@ -172,6 +172,7 @@ def test_finetune_refuses_an_out_that_breaks_the_rule(tmp_path, capsys, train, o
                       *TINY_ARGS, *pretrained, '--out', out, match=match)
 
 
+@pytest.mark.slow
 def test_finetune_replaces_its_outputs_together_and_keeps_the_checkpoint(tmp_path, capsys, train):
     out = tmp_path / 'run'
     args = ['finetune', '--task', 'classify', '--train', train, *TINY_ARGS, '--out', out]
@@ -219,6 +220,7 @@ def test_pretrain_refuses_an_out_that_breaks_the_rule(tmp_path, capsys, monkeypa
                       match=match)
 
 
+@pytest.mark.slow
 def test_pretrain_writes_a_folder_and_replaces_it(tmp_path, capsys):
     corpus, out = wiki_file(tmp_path / 'w.tokens'), tmp_path / 'bert'
     for _ in range(2):
@@ -303,6 +305,7 @@ def test_explain_refuses_an_out_that_breaks_the_rule(tmp_path, capsys, model, ou
     assert tree(os.path.dirname(model)) == before
 
 
+@pytest.mark.slow
 def test_explain_writes_a_folder_and_replaces_it(tmp_path, capsys, model, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for text in ('a good film', 'a dull film'):

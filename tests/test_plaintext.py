@@ -79,6 +79,7 @@ def test_dataset_of_text_has_a_character_vocabulary(tmp_path):
     assert len(dataset) > 100 and dataset.all_token_ids.shape[1] == 32
 
 
+@pytest.mark.slow
 def test_cli_pretrains_on_text_and_finetune_reads_with_its_vocabulary(tmp_path, capsys):
     corpus, out = write(tmp_path, chinese_text()), str(tmp_path / 'bert_zh.zip')
     assert main(['pretrain', '--corpus', corpus, '--format', 'text', '--preset', 'bert.tiny',

@@ -154,6 +154,7 @@ def test_batches_resume_mid_epoch_and_trimming_changes_no_loss(dataset):
     assert abs(float(losses[0]) - float(losses[1])) < 1e-4
 
 
+@pytest.mark.slow
 def test_held_out_text_with_a_given_vocabulary_and_its_loss(dataset):
     random.seed(0)
     held_out = WikiTextDataset(read_wiki(shared_file('wikitext-2', 'wiki.test.tokens'))[:200], 64,
@@ -229,6 +230,7 @@ def test_resume_from_another_preset_or_corpus_is_a_clear_error(tmp_path, corpus)
         pretrain.pretrain_bert(corpus, out, num_steps=2, resume=True, **dict(RUN, max_len=32))
 
 
+@pytest.mark.slow
 def test_two_devices_keep_one_model(tmp_path, corpus):
     bert, _, state = pretrain.pretrain_bert(corpus, str(tmp_path / 'm'), num_steps=2,
                                             **dict(RUN, devices=[mx.cpu(0), mx.cpu(1)]))

@@ -101,6 +101,7 @@ def test_the_saved_int8_folder_keeps_the_agreement_it_reports(models, tmp_path):
     assert (got.argmax(1) == want.argmax(1)).mean() >= quantize.MIN_AGREEMENT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', ['classify', 'qa', 'tag'])
 def test_export_mxnet_runs_without_the_package_with_the_same_outputs(task, models, tmp_path):
     path, files = models(task)
@@ -149,6 +150,7 @@ def test_evaluate_and_predict_on_an_exported_folder_equal_the_model_folder(model
     assert first == second
 
 
+@pytest.mark.slow
 def test_explain_uses_the_fp32_weights_of_an_int8_folder_and_refuses_an_exported_graph(
         models, quantized, tmp_path, capsys):
     from gluon_bertft import cli
@@ -240,6 +242,7 @@ def test_fidelity_measures():
     assert fidelity([[scores]], [[scores + 1.0]], [None])['agreement'] == 0.0
 
 
+@pytest.mark.slow
 def test_no_layer_kept_in_fp32_when_full_int8_is_faithful_and_layers_kept_otherwise(
         models, tmp_path, monkeypatch):
     path, files = models('classify')

@@ -64,6 +64,7 @@ def unk_share(dataset, vocab):
     return float((tokens[text] == vocab.token_to_idx['<unk>']).sum() / text.sum())
 
 
+@pytest.mark.slow
 def test_ptb_leaves_tokenized_text_as_it_is():
     """On every sentence of the bundled sample (and the shared dev, where present) the split
     is the book's whitespace split: models trained on them keep their arrays and vocabulary."""

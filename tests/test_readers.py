@@ -81,6 +81,7 @@ def test_unknown_label_and_bad_score_name_the_line(tmp_path):
 
 # --- CoNLL ---
 
+@pytest.mark.slow
 def test_conll2003_counts_and_iob1_to_iob2():
     dev = conll.read_conll(shared_file('conll2003', 'eng.testa'))
     assert len(dev) == 3250 and sum(len(s.words) for s in dev) == 51362

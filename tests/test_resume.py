@@ -70,6 +70,7 @@ class CrashAfter:
         monkeypatch.setattr(Checkpoint, 'save', save)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', TASKS)
 def test_resume_after_an_epoch_equals_an_unbroken_run(task, unbroken):
     folder, expected, expected_result = unbroken(task)
@@ -82,6 +83,7 @@ def test_resume_after_an_epoch_equals_an_unbroken_run(task, unbroken):
     assert_same_run(net, result, expected, expected_result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', TASKS)
 def test_resume_mid_epoch_equals_an_unbroken_run(task, unbroken, monkeypatch):
     folder, expected, expected_result = unbroken(task)
@@ -140,6 +142,7 @@ def scripted_validation(monkeypatch, values):
     monkeypatch.setattr(ClassifyTask, 'score', score)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_a_best_epoch_from_before_the_interruption(tmp_path, monkeypatch):
     """Validation best at epoch 1; the run stops after epoch 2 and is resumed for epoch 3: the
     parameters of epoch 1 come back from the checkpoint's best.params, as in an unbroken run."""
@@ -159,6 +162,7 @@ def test_a_resumed_run_keeps_a_best_epoch_from_before_the_interruption(tmp_path,
         onp.testing.assert_allclose(value, expected[name], rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_resume_with_berts_recipe_equals_an_unbroken_run(tmp_path, monkeypatch):
     """Warmup, AdamW decay and clipping (FusedAdam): the pickled optimizer and its schedule
     continue where they stopped."""

@@ -150,6 +150,7 @@ def pos_model(tmp_path_factory):
     return folder, result, '\n'.join(printed)
 
 
+@pytest.mark.slow
 def test_pos_finetune_saves_scheme_and_column_and_evaluates_the_same(pos_model):
     folder, result, printed = pos_model
     assert {'accuracy', 'macro_f1', 'f1[NNP]'} <= set(result['test'])

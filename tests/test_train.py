@@ -76,6 +76,7 @@ def run(vocab, ds, devices, steps_epochs=2, **kwargs):
     return net, history
 
 
+@pytest.mark.slow
 def test_two_cpu_contexts_train_like_one(small, vocab):
     one, h1 = run(vocab, small, [mx.cpu(0)])
     two, h2 = run(vocab, small, [mx.cpu(0), mx.cpu(1)])
@@ -101,6 +102,7 @@ def test_freeze_trains_only_the_top_blocks_and_the_head(small, vocab):
         freeze(classifier(vocab), 3)
 
 
+@pytest.mark.slow
 def test_validation_keeps_the_best_epoch(small, vocab):
     net = classifier(vocab)
     train_ds = SNLIBERTDataset(tuple(c[:200] for c in read_snli(SAMPLE)), 64, vocab)
