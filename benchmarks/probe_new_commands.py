@@ -56,7 +56,7 @@ write('train.tsv', ['sentence\tlabel'] + rows(48, 0))
 write('test.tsv', ['sentence\tlabel'] + rows(16, 1))
 write('cal.tsv', ['sentence\tlabel'] + rows(40, 2))
 export(f'{FIX}/M', 'mxnet', f'{FIX}/G', log=quiet)
-quantize.quantize(f'{FIX}/M', f'{FIX}/cal.tsv', f'{FIX}/Q', 'naive', 64, log=quiet, min_agreement=0.0)
+quantize.quantize(f'{FIX}/M', f'{FIX}/cal.tsv', f'{FIX}/Q', 'naive', 64, log=quiet, options=dict(min_agreement=0.0))
 from tiny_data import untrained_model
 import pathlib
 os.makedirs(f'{FIX}/Bdir')

@@ -278,8 +278,9 @@ def run(args):
     elif args.command == 'quantize':
         from .inference.quantize import quantize
         quantize(args.model, args.calibration, args.out, args.calib_mode, args.calib_rows,
-                 parse_devices(args.devices), min_agreement=args.min_agreement,
-                 reading=dict(encoding=args.encoding, max_unknown=args.max_unknown))
+                 parse_devices(args.devices), options=dict(
+                     min_agreement=args.min_agreement, encoding=args.encoding,
+                     max_unknown=args.max_unknown))
     elif args.command == 'export':
         from .export import export
         export(args.model, args.format, args.out)

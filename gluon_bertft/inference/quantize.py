@@ -227,27 +227,28 @@ def check_inputs(model, calibration, out, calib_mode, calib_rows, devices):
 
 
 def quantize(model, calibration, out, calib_mode='customize', calib_rows=256, devices=None,
-             log=print, min_agreement=None, reading=None):
+             log=print, options=None):
     """Write the INT8 graph folder ``out`` of the model folder ``model``, calibrated on up to
     ``calib_rows`` rows of ``calibration`` (the task's training format, labels ignored) by
     ``calib_mode`` (module docstring), keeping layers in fp32 until the argmax agreement with
-    fp32 reaches ``min_agreement`` (default :data:`MIN_AGREEMENT`). Returns the fidelity report (``agreement``,
+    fp32 reaches ``options['min_agreement']`` (default :data:`MIN_AGREEMENT`). Returns the fidelity report (``agreement``,
     ``divergence``, ``count``, ``fp32_layers``). Raises ``ConfigError`` / ``DataError`` naming
     the option or file (:func:`check_inputs`, :func:`calibration_rows`); warns (``log``) on a
     CPU without VNNI instructions, where INT8 may be slower than fp32, and (as ``evaluate``
     does: :meth:`Task.check_coverage`) when over 30 % of the calibration text falls into
-    unknown tokens, a ``DataError`` above ``reading['max_unknown']``. ``model``: a model folder
-    or a Hugging Face task folder; ``reading``: the calibration file's ``encoding`` (default:
-    the model's) and ``max_unknown`` (``--encoding``, ``--max-unknown``)."""
-    reading = reading or {}
+    unknown tokens, a ``DataError`` above ``options['max_unknown']``. ``model``: a model folder
+    or a Hugging Face task folder; ``options``: ``min_agreement`` (``--min-agreement``), the
+    calibration file's ``encoding`` (default: the model's) and ``max_unknown``
+    (``--encoding``, ``--max-unknown``)."""
+    options = options or {}
     check_inputs(model, calibration, out, calib_mode, calib_rows, devices or [mx.cpu()])
     if not cpu_flags() & set(VNNI_FLAGS):
         log('warning: this CPU has no AVX512-VNNI (nor AVX-VNNI): oneDNN runs INT8 without its '
             'int8 dot-product instructions, and INT8 may be no faster than fp32 (docs/speed.md)')
     net, vocab, task = load_model(model, [mx.cpu()])
     config = model_config(model, net, task)
-    rows = calibration_rows(task, calibration, calib_rows, encoding=reading.get('encoding'))
-    task.check_coverage(rows, vocab, calibration, vocabulary_of(model), reading.get('max_unknown'),
+    rows = calibration_rows(task, calibration, calib_rows, encoding=options.get('encoding'))
+    task.check_coverage(rows, vocab, calibration, vocabulary_of(model), options.get('max_unknown'),
                         log)
     dataset = task.encode(rows, vocab, log=lambda *_: None)
     build.check_segments(dataset, net, calibration)
@@ -262,6 +263,7 @@ def quantize(model, calibration, out, calib_mode='customize', calib_rows=256, de
     log(f'calibrating {len(layers)} layer outputs on {len(rows)} rows of {calibration} '
         f'({calib_mode})')
     th_dict = thresholds(fsym, args, auxs, batches, calib_mode, layers)
+    min_agreement = options.get('min_agreement')
     min_agreement = MIN_AGREEMENT if min_agreement is None else min_agreement
     fp32, report, (qsym, qargs, qauxs) = choose_fp32(fsym, args, auxs, th_dict, batches, names,
                                                      min_agreement, log)
